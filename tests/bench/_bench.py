@@ -1,0 +1,111 @@
+"""Shared harness for tests/bench/*.py: arguments, machine description, percentiles, JSON.
+
+Every benchmark is a script taking ``[--quick] --json OUT`` and writing
+``{"bench": NAME, "machine": {...}, "results": [{"case": ..., "p50_us": ..., "p99_us": ...,
+"n": ..., ...}], "ratios": {...}}``. Raw-library cases run in the same process run as the
+taktora cases, so the ratios mean something on a noisy shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+HIST_MAX_US = 60_000_000  # 60 s, in microseconds
+HIST_DIGITS = 3
+
+
+def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The common command line: ``--quick`` and ``--json OUT``."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--quick", action="store_true", help="short run (CI smoke)")
+    ap.add_argument("--json", dest="json_out", metavar="OUT", help="write results as JSON here")
+    return ap.parse_args(argv)
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    load = os.getloadavg()
+    return {
+        "hostname": platform.node(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "loadavg_1m": round(load[0], 2),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def histogram() -> HdrHistogram:
+    """An HdrHistogram in microseconds (1 us .. 60 s, 3 significant digits)."""
+    return HdrHistogram(1, HIST_MAX_US, HIST_DIGITS)
+
+
+def summarize(case: str, samples_us: Iterable[float], **extra: Any) -> dict[str, Any]:
+    """A result row from latencies in microseconds (p50, p99, p999, max, n) plus ``extra``."""
+    h = histogram()
+    n = 0
+    for v in samples_us:
+        h.record_value(max(1, min(round(v), HIST_MAX_US)))
+        n += 1
+    row: dict[str, Any] = {"case": case, "n": n}
+    if n:
+        row.update(
+            p50_us=float(h.get_value_at_percentile(50)),
+            p99_us=float(h.get_value_at_percentile(99)),
+            p999_us=float(h.get_value_at_percentile(99.9)),
+            max_us=float(h.get_max_value()),
+        )
+    row.update(extra)
+    return row
+
+
+def ratio(results: list[dict[str, Any]], num: str, den: str, field: str = "p50_us") -> float | None:
+    """``num[field] / den[field]`` over the result rows, or None if either is missing."""
+    by = {r["case"]: r for r in results}
+    try:
+        a, b = by[num][field], by[den][field]
+    except KeyError:
+        return None
+    return round(a / b, 3) if b else None
+
+
+def write(name: str, results: list[dict[str, Any]], json_out: str | None,
+          ratios: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Print a table (rich) and write the JSON document if asked; return the document."""
+    doc = {"bench": name, "machine": machine(), "results": results, "ratios": ratios or {}}
+    try:
+        from rich.console import Console
+        from rich.table import Table
+
+        cols = ["case", *sorted({k for r in results for k in r} - {"case"})]
+        table = Table(title=f"bench: {name}")
+        for c in cols:
+            table.add_column(c, justify="left" if c == "case" else "right")
+        for r in results:
+            table.add_row(*(_fmt(r.get(c, "")) for c in cols))
+        console = Console()
+        console.print(table)
+        if ratios:
+            for k, v in ratios.items():
+                console.print(f"  {k}: {v}")
+    except ImportError:  # pragma: no cover - rich is a core dependency
+        print(json.dumps(doc, indent=2))
+    if json_out:
+        Path(json_out).write_text(json.dumps(doc, indent=2))
+    return doc
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.1f}"
+    return str(v)

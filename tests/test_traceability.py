@@ -1,0 +1,42 @@
+"""Every requirement in spec/ is named by at least one test (``@pytest.mark.req``)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REQ_DEF = re.compile(r"^\s*:id:\s*(REQ_[A-Z0-9_]+)\s*$", re.MULTILINE)
+MARK = re.compile(r"mark\.req\(([^)]*)\)")
+ID = re.compile(r"REQ_[A-Z0-9_]+")
+
+
+def spec_requirements() -> set[str]:
+    ids: set[str] = set()
+    for rst in (ROOT / "spec").rglob("*.rst"):
+        if "_build" in rst.parts:
+            continue
+        ids.update(REQ_DEF.findall(rst.read_text()))
+    return ids
+
+
+def tested_requirements() -> set[str]:
+    ids: set[str] = set()
+    for py in (ROOT / "tests").rglob("*.py"):
+        for args in MARK.findall(py.read_text()):
+            ids.update(ID.findall(args))
+    return ids
+
+
+@pytest.mark.req("REQ_0001")
+def test_every_requirement_has_a_test() -> None:
+    missing = sorted(spec_requirements() - tested_requirements())
+    assert not missing, f"requirements with no test naming them: {missing}"
+
+
+@pytest.mark.req("REQ_0001")
+def test_every_test_names_an_existing_requirement() -> None:
+    unknown = sorted(tested_requirements() - spec_requirements())
+    assert not unknown, f"tests name requirements that spec/ does not define: {unknown}"

@@ -1,0 +1,367 @@
+"""Publish-subscribe ports on iceoryx2 shared memory, each paired with an event service.
+
+Every channel is two iceoryx2 services of the same name: the publish-subscribe service that
+carries the samples, and an event service whose notifier wakes the subscribers' listeners
+(a WaitSet cannot wait on a subscriber directly). Each sample carries a small user header
+(:class:`TransportHeader`): the publisher's random id, a per-publisher sequence number and a
+monotonic timestamp, so that subscribers detect and count every lost sample.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+import iceoryx2 as iox
+from taktora.transport.channel import BytesPayload, ChannelSpec, OverflowPolicy, StructPayload
+from taktora.transport.errors import LoanError, PayloadError, ServiceOpenError
+from taktora.transport.node import Node
+from taktora.transport.sample import Sample
+
+log = logging.getLogger(__name__)
+
+_memmove = ctypes.memmove
+_monotonic_ns = time.monotonic_ns
+
+
+class TransportHeader(ctypes.Structure):
+    """The iceoryx2 user header of every taktora pub/sub sample (24 bytes, native order)."""
+
+    _fields_ = [
+        ("publisher", ctypes.c_uint64),  # random per Publisher instance
+        ("sequence", ctypes.c_uint64),  # 1, 2, 3 ... per publisher
+        ("timestamp_ns", ctypes.c_uint64),  # CLOCK_MONOTONIC at send
+    ]
+
+    @staticmethod
+    def type_name() -> str:
+        return "taktora::TransportHeader.v1"
+
+
+@attrs.frozen
+class NotifyOutcome:
+    """What one send did: subscribers that got the sample, listeners that were woken."""
+
+    delivered: int
+    woken: int
+
+
+@attrs.frozen
+class PublisherStats:
+    """Counters of a publisher. ``undelivered`` counts (sample, subscriber) pairs dropped by
+    the DROP_NEWEST policy because that subscriber's queue was full."""
+
+    sent: int
+    undelivered: int
+    loans_discarded: int
+
+
+@attrs.frozen
+class SubscriberStats:
+    """Counters of a subscriber. ``lost`` is the number of missing sequence numbers (samples
+    overwritten by DROP_OLDEST, refused by DROP_NEWEST, or never seen); ``gaps`` is how many
+    times a gap was seen."""
+
+    received: int
+    lost: int
+    gaps: int
+    publishers: int
+
+
+def _open_pubsub(node: Node, spec: ChannelSpec) -> Any:
+    payload_type: Any = (
+        iox.Slice[ctypes.c_uint8] if isinstance(spec.payload, BytesPayload) else spec.payload.struct
+    )
+    builder = (
+        node.service_builder(spec.name)
+        .publish_subscribe(payload_type)
+        .user_header(TransportHeader)
+        .history_size(spec.history)
+        .subscriber_max_buffer_size(spec.buffer_size)
+        .subscriber_max_borrowed_samples(spec.max_borrowed)
+        .max_publishers(spec.max_publishers)
+        .max_subscribers(spec.max_subscribers)
+        .enable_safe_overflow(spec.overflow is OverflowPolicy.DROP_OLDEST)
+    )
+    try:
+        return builder.open_or_create()
+    except Exception as exc:
+        raise ServiceOpenError(
+            f"channel {spec.name!r}: {exc}. Every participant must use the same ChannelSpec "
+            f"(payload type {spec.payload.type_name!r}, history, buffer size, limits, overflow)"
+        ) from exc
+
+
+class Publisher:
+    """Sends samples on one channel and wakes its subscribers.
+
+    Not thread-safe: use one publisher per thread. Sends never block except under the BLOCK
+    overflow policy, where a send waits until every subscriber has room.
+    """
+
+    def __init__(self, node: Node, spec: ChannelSpec) -> None:
+        self.spec = spec
+        self._node = node
+        self._service = _open_pubsub(node, spec)
+        builder = self._service.publisher_builder()
+        payload = spec.payload
+        self._struct: type[ctypes.Structure] | None = None
+        self._max = 0
+        self._growable = False
+        if isinstance(payload, BytesPayload):
+            strategy = (
+                iox.AllocationStrategy.PowerOfTwo if payload.growable else iox.AllocationStrategy.Static
+            )
+            builder = builder.initial_max_slice_len(payload.max_size).allocation_strategy(strategy)
+            self._max = payload.max_size
+            self._growable = payload.growable
+        else:
+            self._struct = payload.struct
+        backpressure = (
+            iox.BackpressureStrategy.RetryUntilDelivered
+            if spec.overflow is OverflowPolicy.BLOCK
+            else iox.BackpressureStrategy.DiscardData
+        )
+        try:
+            self._pub = builder.backpressure_strategy(backpressure).create()
+            self._notifier = node.open_event(spec.event_name).notifier_builder().create()
+        except Exception as exc:
+            raise ServiceOpenError(f"publisher on {spec.name!r}: {exc}") from exc
+        self.id = random.getrandbits(63) | 1
+        self._seq = 0
+        self._undelivered = 0
+        self._discarded = 0
+        self._count_undelivered = spec.overflow is OverflowPolicy.DROP_NEWEST
+        self._closed = False
+
+    # ------------------------------------------------------------------ sending
+    def send_copy(self, data: Any) -> NotifyOutcome:
+        """Copy ``data`` (bytes-like, or an instance of the channel's struct) into shared
+        memory and send it. Raises PayloadError if it does not fit the channel."""
+        if self._struct is not None:
+            if not isinstance(data, self._struct):
+                raise PayloadError(
+                    f"channel {self.spec.name!r} carries {self._struct.__name__}, "
+                    f"got {type(data).__name__}"
+                )
+            sample = self._loan_raw(0)
+            _memmove(sample.payload_ptr, ctypes.addressof(data), ctypes.sizeof(data))
+        elif type(data) is bytes:
+            size = len(data)
+            sample = self._loan_raw(size)
+            if size:
+                _memmove(sample.payload_ptr, data, size)
+        else:  # any buffer (memoryview, bytearray, a received sample's read-only view)
+            src = memoryview(data).cast("B")
+            size = src.nbytes
+            sample = self._loan_raw(size)
+            if size:
+                dst = memoryview((ctypes.c_uint8 * size).from_address(sample.payload_ptr))
+                dst.cast("B")[:] = src
+        return self._send(sample)
+
+    @contextlib.contextmanager
+    def loan(self, size: int | None = None) -> Iterator[Any]:
+        """Loan shared memory, let the caller fill it in place, send on a clean exit.
+
+        Yields a writable ``memoryview`` of ``size`` bytes (bytes channels) or the struct itself
+        (struct channels). If the block raises, the loan is discarded (counted) and nothing is
+        sent. The view must not be used after the block.
+        """
+        sample = self._loan_raw(size or 0)
+        if self._struct is not None:
+            view: Any = self._struct.from_address(sample.payload_ptr)
+        else:
+            view = (ctypes.c_uint8 * (size or 0)).from_address(sample.payload_ptr)
+            view = memoryview(view).cast("B")
+        try:
+            yield view
+        except BaseException:
+            self._discarded += 1
+            if isinstance(view, memoryview):
+                view.release()
+            sample.delete()
+            raise
+        if isinstance(view, memoryview):
+            view.release()
+        self.last_outcome = self._send(sample)
+
+    last_outcome: NotifyOutcome | None = None
+
+    def loan_send(self, fill: Callable[[Any], object], size: int | None = None) -> NotifyOutcome:
+        """Loan, call ``fill(view)`` to write the payload in place, send. See :meth:`loan`."""
+        with self.loan(size) as view:
+            fill(view)
+        assert self.last_outcome is not None
+        return self.last_outcome
+
+    def _loan_raw(self, size: int) -> Any:
+        if self._closed:
+            raise PayloadError(f"publisher on {self.spec.name!r} is closed")
+        try:
+            if self._struct is not None:
+                sample = self._pub.loan_uninit()
+            else:
+                if size > self._max and not self._growable:
+                    raise PayloadError(
+                        f"payload of {size} B exceeds channel {self.spec.name!r} max_size="
+                        f"{self._max} B: raise BytesPayload.max_size or set growable=True"
+                    )
+                sample = self._pub.loan_slice_uninit(size)
+        except PayloadError:
+            raise
+        except Exception as exc:
+            raise LoanError(
+                f"cannot loan {size} B on {self.spec.name!r}: {exc} (too many samples in flight "
+                "or the segment is exhausted)"
+            ) from exc
+        return sample
+
+    def _send(self, sample: Any) -> NotifyOutcome:
+        self._seq += 1
+        hdr = TransportHeader.from_address(sample.user_header_ptr)
+        hdr.publisher = self.id
+        hdr.sequence = self._seq
+        hdr.timestamp_ns = _monotonic_ns()
+        delivered = sample.assume_init().send()
+        woken = self._notifier.notify()
+        if self._count_undelivered:
+            missing = self._service.dynamic_config.number_of_subscribers - delivered
+            if missing > 0:
+                self._undelivered += missing
+        return NotifyOutcome(delivered, woken)
+
+    # ------------------------------------------------------------------ misc
+    @property
+    def stats(self) -> PublisherStats:
+        return PublisherStats(self._seq, self._undelivered, self._discarded)
+
+    def update_connections(self) -> None:
+        """Connect to subscribers that appeared since the last send (sending does this too)."""
+        self._pub.update_connections()
+
+    def close(self) -> None:
+        """Release the port; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pub.delete()
+        self._notifier.delete()
+        self._service = None
+        self._node._forget(self)
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Subscriber:
+    """Receives samples of one channel; counts lost samples per publisher.
+
+    Not thread-safe. :meth:`receive` never blocks; wait on :attr:`listener` (or attach it to a
+    WaitSet, as the executor does) to sleep until data arrives.
+    """
+
+    def __init__(self, node: Node, spec: ChannelSpec) -> None:
+        self.spec = spec
+        self._node = node
+        self._service = _open_pubsub(node, spec)
+        try:
+            self._sub = self._service.subscriber_builder().buffer_size(spec.buffer_size).create()
+            self._listener = node.open_event(spec.event_name).listener_builder().create()
+        except Exception as exc:
+            raise ServiceOpenError(f"subscriber on {spec.name!r}: {exc}") from exc
+        self._struct = spec.payload.struct if isinstance(spec.payload, StructPayload) else None
+        self._fixed_size = ctypes.sizeof(self._struct) if self._struct is not None else -1
+        self._last: dict[int, int] = {}
+        self._received = 0
+        self._lost = 0
+        self._gaps = 0
+        self._closed = False
+
+    @property
+    def listener(self) -> Any:
+        """The iceoryx2 Listener woken on every send to this channel (attach it to a WaitSet)."""
+        return self._listener
+
+    def consume_wakeups(self) -> int:
+        """Empty the listener's pending wake-ups without blocking; returns how many there were."""
+        return sum(int(a.count) for a in self._listener.try_wait())
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until a wake-up arrives or ``timeout`` seconds pass; consumes the pending
+        wake-ups and returns how many there were (0 on timeout). The GIL is released."""
+        if timeout is None:
+            got = self._listener.blocking_wait()
+        else:
+            got = self._listener.timed_wait(iox.Duration.from_secs_f64(timeout))
+        return sum(int(a.count) for a in got)
+
+    def receive(self) -> Sample | None:
+        """The next sample, or None if none is queued. Never blocks."""
+        raw = self._sub.receive()
+        if raw is None:
+            return None
+        hdr = TransportHeader.from_address(raw.user_header_ptr)
+        pub, seq = hdr.publisher, hdr.sequence
+        self._received += 1
+        last = self._last.get(pub)
+        if last is not None and seq != last + 1 and seq > last:
+            self._gaps += 1
+            self._lost += seq - last - 1
+        self._last[pub] = seq
+        size = self._fixed_size if self._struct is not None else raw.header.number_of_elements
+        return Sample(raw, size, self._struct, seq, hdr.timestamp_ns, pub)
+
+    def receive_copy(self) -> Any:
+        """The next payload as a private copy (bytes or a ctypes instance), or None."""
+        sample = self.receive()
+        if sample is None:
+            return None
+        try:
+            return sample.copy()
+        finally:
+            sample.release()
+
+    def drain(self) -> Iterator[Sample]:
+        """Yield every queued sample; each is released when the loop moves on (or ends)."""
+        while True:
+            sample = self.receive()
+            if sample is None:
+                return
+            try:
+                yield sample
+            finally:
+                sample.release()
+
+    @property
+    def has_samples(self) -> bool:
+        return bool(self._sub.has_samples())
+
+    @property
+    def stats(self) -> SubscriberStats:
+        return SubscriberStats(self._received, self._lost, self._gaps, len(self._last))
+
+    def close(self) -> None:
+        """Release the port; idempotent. Samples still held stay valid until released."""
+        if self._closed:
+            return
+        self._closed = True
+        self._sub.delete()
+        self._listener.delete()
+        self._service = None
+        self._node._forget(self)
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
