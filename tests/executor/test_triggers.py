@@ -192,3 +192,36 @@ def test_data_trigger_with_transport_subscriber(closing):
     pub.send_copy(b"abc")
     assert ex.run_once(timeout=1.0)
     assert got == [b"abc"]
+
+
+@pytest.mark.req("REQ_0205")
+def test_request_and_response_triggers_with_real_transport_ports(closing):
+    """A server item answers a request; a client item consumes the streamed responses."""
+    from taktora.transport import BytesPayload, Node, ServiceSpec
+
+    node = closing(Node())
+    spec = ServiceSpec("t/rr-real", BytesPayload(32), BytesPayload(32))
+    server, client = node.server(spec), node.client(spec)
+    ex = closing(Executor("rr-real", signals=False))
+    answers: list[bytes] = []
+    pending = []
+
+    def serve(ctx):
+        while (req := server.receive()) is not None:
+            with req:
+                req.respond(bytes(req.payload).upper())
+                req.respond(b"done")
+
+    def collect(ctx):
+        while (resp := pending[0].receive()) is not None:
+            with resp:
+                answers.append(bytes(resp.payload))
+        if pending[0].finished:
+            ctx.stop()
+
+    ex.add(item(serve, [on_request(server)], name="server"))
+    ex.add(item(collect, [on_response(client)], name="client"))
+    pending.append(client.request(b"ping"))
+    ex.run_for(2.0)
+    pending[0].close()
+    assert answers == [b"PING", b"done"]
