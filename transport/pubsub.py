@@ -281,7 +281,9 @@ class Subscriber:
             raise ServiceOpenError(f"subscriber on {spec.name!r}: {exc}") from exc
         self._struct = spec.payload.struct if isinstance(spec.payload, StructPayload) else None
         self._fixed_size = ctypes.sizeof(self._struct) if self._struct is not None else -1
-        self._last: dict[int, int] = {}
+        self._last: dict[int, int] = {}  # publisher id -> last sequence (but the current one)
+        self._cur_pub = 0
+        self._cur_seq = 0
         self._received = 0
         self._lost = 0
         self._gaps = 0
@@ -297,13 +299,12 @@ class Subscriber:
         return sum(int(a.count) for a in self._listener.try_wait())
 
     def wait(self, timeout: float | None = None) -> int:
-        """Block until a wake-up arrives or ``timeout`` seconds pass; consumes the pending
-        wake-ups and returns how many there were (0 on timeout). The GIL is released."""
+        """Block until a wake-up arrives or ``timeout`` seconds pass, consuming the pending
+        wake-ups. Returns the number of distinct event ids that fired (0 on timeout; a
+        channel uses one id, so 1 when woken). The GIL is released while waiting."""
         if timeout is None:
-            got = self._listener.blocking_wait()
-        else:
-            got = self._listener.timed_wait(iox.Duration.from_secs_f64(timeout))
-        return sum(int(a.count) for a in got)
+            return len(self._listener.blocking_wait())
+        return len(self._listener.timed_wait(iox.Duration.from_secs_f64(timeout)))
 
     def receive(self) -> Sample | None:
         """The next sample, or None if none is queued. Never blocks."""
@@ -313,11 +314,18 @@ class Subscriber:
         hdr = TransportHeader.from_address(raw.user_header_ptr)
         pub, seq = hdr.publisher, hdr.sequence
         self._received += 1
-        last = self._last.get(pub)
-        if last is not None and seq != last + 1 and seq > last:
+        # fast path: consecutive samples usually come from the same publisher
+        if pub == self._cur_pub:
+            last: int | None = self._cur_seq
+        else:
+            if self._cur_pub:
+                self._last[self._cur_pub] = self._cur_seq
+            last = self._last.get(pub)
+            self._cur_pub = pub
+        if last is not None and seq > last + 1:
             self._gaps += 1
             self._lost += seq - last - 1
-        self._last[pub] = seq
+        self._cur_seq = seq
         size = self._fixed_size if self._struct is not None else raw.header.number_of_elements
         return Sample(raw, size, self._struct, seq, hdr.timestamp_ns, pub)
 
@@ -348,7 +356,8 @@ class Subscriber:
 
     @property
     def stats(self) -> SubscriberStats:
-        return SubscriberStats(self._received, self._lost, self._gaps, len(self._last))
+        publishers = len(self._last) + (1 if self._cur_pub and self._cur_pub not in self._last else 0)
+        return SubscriberStats(self._received, self._lost, self._gaps, publishers)
 
     def close(self) -> None:
         """Release the port; idempotent. Samples still held stay valid until released."""

@@ -24,6 +24,18 @@ HIST_MAX_US = 60_000_000  # 60 s, in microseconds
 HIST_DIGITS = 3
 
 
+def private_prefix(tag: str = "tkbench") -> str:
+    """Give this benchmark run its own iceoryx2 prefix (exported to child processes through
+    TAKTORA_IOX_PREFIX) and remove whatever is left of it when the process exits."""
+    import atexit
+
+    from taktora.transport import isolation
+
+    prefix = os.environ.setdefault(isolation.PREFIX_ENV, isolation.unique_prefix(tag))
+    atexit.register(isolation.purge_prefix, prefix)
+    return prefix
+
+
 def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The common command line: ``--quick`` and ``--json OUT``."""
     ap = argparse.ArgumentParser(description=description)

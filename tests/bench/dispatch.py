@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import array
 import multiprocessing as mp
-import os
 import struct
 import sys
 import threading
@@ -25,7 +24,6 @@ import _bench
 import iceoryx2 as iox
 from taktora.actors import Executor, item, on_data
 from taktora.transport import BytesPayload, ChannelSpec, Node
-from taktora.transport.isolation import PREFIX_ENV, unique_prefix
 
 SIZE = 64
 GAP_S = 0.0005
@@ -146,7 +144,7 @@ def taktora_case(name: str, count: int, xproc: bool) -> dict[str, Any]:
 
 def main() -> None:
     args = _bench.parse_args(__doc__ or "dispatch")
-    os.environ.setdefault(PREFIX_ENV, unique_prefix("tkbench"))
+    _bench.private_prefix()
     count = 4000 if args.quick else 20000
     results = []
     for xproc in (False, True):

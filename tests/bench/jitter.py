@@ -10,7 +10,6 @@ cumulative drift: last error minus first), missed (ticks skipped), n.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import threading
 import time
@@ -20,7 +19,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench
 from taktora.actors import Executor, MissedTickPolicy, every, item
-from taktora.transport.isolation import PREFIX_ENV, unique_prefix
 
 PERIOD_NS = 1_000_000
 
@@ -122,7 +120,7 @@ def asyncio_loop(seconds: float) -> tuple[list[int], int]:
 
 def main() -> None:
     args = _bench.parse_args(__doc__ or "jitter")
-    os.environ.setdefault(PREFIX_ENV, unique_prefix("tkbench"))
+    _bench.private_prefix()
     seconds = 5.0 if args.quick else 20.0
     results = [
         _row("taktora_interval_1kHz", *taktora(seconds)),
