@@ -89,6 +89,15 @@ class CodecError(ConnectorError, ValueError):
     """A payload could not be encoded or decoded; the message names the channel and codec."""
 
 
+class DescriptorError(ConnectorError, ValueError):
+    """A connector model value (routing, QoS, channel descriptor) is invalid; the message names
+    the field and the fix."""
+
+
+class LinkDownError(ConnectorError):
+    """A connector could not send because its link is down (counted as ``link_down``)."""
+
+
 # --- system (taktora.system) -------------------------------------------------------------------
 class SystemError_(TaktoraError):  # noqa: N801, N818 - SystemError is a builtin
     """A failure to start, attach to or stop an actor system."""

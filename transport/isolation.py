@@ -51,8 +51,9 @@ GLOBAL_SEGMENT_SUFFIX = ".global_mgmt"
 def leftover_files(prefix: str) -> list[Path]:
     """Every shared-memory segment and iceoryx2 file whose name starts with ``prefix``."""
     found = [p for p in _iter_dir(SHM_DIR) if p.name.startswith(prefix)]
-    if IOX_ROOT.is_dir():
-        found.extend(p for p in IOX_ROOT.rglob(f"{prefix}*"))
+    # another process may remove its node folders while we walk: tolerate vanishing entries
+    for root, dirs, files in os.walk(IOX_ROOT, onerror=lambda _err: None):
+        found.extend(Path(root, n) for n in (*dirs, *files) if n.startswith(prefix))
     return sorted(found)
 
 

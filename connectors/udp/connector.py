@@ -1,0 +1,204 @@
+"""The UDP reference connector: real datagram sockets, no hardware, envelopes on the wire.
+
+Routing (``Routing(kind="udp", address="HOST:PORT")``): for an OUTBOUND channel the address is
+where frames go (the socket binds an ephemeral port, or ``options["local_port"]``); for an
+INBOUND channel it is the local address to bind (port 0 picks a free one, see
+:meth:`UdpConnector.local_address`). One socket per channel, so the far side's inbound socket
+identifies the channel: no demultiplexing header is needed. Each datagram is one whole
+envelope, so the far side checks the sequence (gaps) and the CRC (corruption).
+
+Health: Connecting before :meth:`open`, Up while the sockets are open and the link is up, Down
+when the link is down (fault injection) or after :meth:`close`.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Mapping, Sequence
+
+from taktora.actors.messages import HealthState
+from taktora.connectors.connector import Connector, Frame, Inbound
+from taktora.connectors.model import ChannelDescriptor, Direction, FrozenMap
+from taktora.connectors.udp.faults import FaultInjector, Verdict
+from taktora.transport.errors import ConnectorError, LinkDownError
+
+log = logging.getLogger(__name__)
+
+MAX_DATAGRAM = 65507
+"""Largest UDP payload over IPv4; larger envelopes cannot be sent by this connector."""
+
+RECV_BUFFER = 1 << 20
+"""Receive buffer asked of the kernel per inbound socket (it may grant less)."""
+
+
+def parse_address(descriptor: ChannelDescriptor) -> tuple[str, int]:
+    """The ``(host, port)`` of a UDP routing; ConnectorError naming the channel if invalid."""
+    routing = descriptor.routing
+    if routing.kind != "udp":
+        raise ConnectorError(f"channel {descriptor.name!r}: routing kind {routing.kind!r} is not "
+                             "'udp' (UdpConnector serves udp routings only)")
+    host, sep, port_text = routing.address.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConnectorError(f"channel {descriptor.name!r}: routing address "
+                             f"{routing.address!r} must be 'HOST:PORT' with a port 0..65535")
+    return host, int(port_text)
+
+
+class UdpConnector(Connector):
+    """UDP datagrams, one socket per channel, with a :class:`FaultInjector` on the send side.
+
+    ``send`` runs on the dispatcher's outbound thread and never blocks (except for an injected
+    delay); ``receive`` runs on its inbound thread and blocks in ``select`` up to ``timeout``.
+    """
+
+    carries_envelope = True
+
+    def __init__(self, name: str = "udp", *, faults: FaultInjector | None = None) -> None:
+        self.name = name
+        self.faults = faults or FaultInjector()
+        self._lock = threading.Lock()
+        self._out: dict[str, tuple[socket.socket, tuple[str, int]]] = {}
+        self._in: dict[str, socket.socket] = {}
+        self._selector: selectors.BaseSelector | None = None
+        self._pending: collections.deque[Inbound] = collections.deque()
+        self._state = "new"
+        self._counts: dict[str, int] = {"sent": 0, "received": 0, "send_errors": 0}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def open(self, descriptors: Sequence[ChannelDescriptor]) -> None:
+        """Bind one socket per channel. Raises ConnectorError naming the channel when a routing
+        is invalid or its socket cannot be bound; nothing stays open then."""
+        if self._state == "open":
+            raise ConnectorError(f"connector {self.name!r} is already open")
+        selector = selectors.DefaultSelector()
+        try:
+            for d in descriptors:
+                host, port = parse_address(d)
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                try:
+                    sock.setblocking(False)
+                    if d.direction is Direction.OUTBOUND:
+                        local = d.routing.option("local_port", 0)
+                        sock.bind((host, int(local)))
+                        self._out[d.name] = (sock, (host, port))
+                    else:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER)
+                        sock.bind((host, port))
+                        self._in[d.name] = sock
+                        selector.register(sock, selectors.EVENT_READ, d.name)
+                except BaseException:
+                    sock.close()
+                    raise
+        except OSError as exc:
+            self._close_sockets(selector)
+            raise ConnectorError(f"connector {self.name!r}: cannot bind channel {d.name!r} "
+                                 f"({d.routing.address}): {exc}") from exc
+        except BaseException:
+            self._close_sockets(selector)
+            raise
+        self._selector = selector
+        self._state = "open"
+
+    def close(self) -> None:
+        """Close every socket; idempotent."""
+        with self._lock:
+            if self._state != "open":
+                self._state = "closed"
+                return
+            self._state = "closed"
+        self._close_sockets(self._selector)
+        self._selector = None
+
+    def _close_sockets(self, selector: selectors.BaseSelector | None) -> None:
+        for sock, _ in self._out.values():
+            sock.close()
+        for sock in self._in.values():
+            sock.close()
+        self._out.clear()
+        self._in.clear()
+        if selector is not None:
+            selector.close()
+
+    def local_address(self, channel: str) -> tuple[str, int]:
+        """The bound ``(host, port)`` of ``channel``'s socket (after :meth:`open`)."""
+        sock = self._in.get(channel) or self._out.get(channel, (None, None))[0]
+        if sock is None:
+            raise ConnectorError(f"connector {self.name!r} has no open channel {channel!r}")
+        host, port = sock.getsockname()
+        return str(host), int(port)
+
+    # -- data ----------------------------------------------------------------------------------
+    def send(self, descriptor: ChannelDescriptor, frame: Frame) -> None:
+        """Send one envelope to the channel's remote address, through the fault injector."""
+        entry = self._out.get(descriptor.name)
+        if entry is None:
+            raise ConnectorError(f"connector {self.name!r}: channel {descriptor.name!r} is not "
+                                 "an open outbound channel")
+        decision = self.faults.decide(frame)
+        if decision.verdict is Verdict.LINK_DOWN:
+            raise LinkDownError(f"connector {self.name!r}: link is down")
+        if decision.verdict is Verdict.DROP:
+            return
+        if decision.delay_s:
+            time.sleep(decision.delay_s)
+        sock, remote = entry
+        try:
+            sock.sendto(decision.frame, remote)
+        except OSError as exc:
+            self._count("send_errors")
+            raise ConnectorError(f"connector {self.name!r}: sending {descriptor.name!r} to "
+                                 f"{remote} failed: {exc}") from exc
+        self._count("sent")
+
+    def receive(self, timeout: float) -> Inbound | None:
+        """The next datagram of any inbound channel, waiting up to ``timeout`` seconds."""
+        if self._pending:
+            return self._pending.popleft()
+        selector = self._selector
+        if selector is None or not self._in:
+            time.sleep(timeout)
+            return None
+        try:
+            ready = selector.select(timeout)
+        except (OSError, ValueError) as exc:  # closed under us
+            raise ConnectorError(f"connector {self.name!r}: select failed: {exc}") from exc
+        for key, _ in ready:
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            while True:
+                try:
+                    data = sock.recv(MAX_DATAGRAM)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    raise ConnectorError(f"connector {self.name!r}: receive on {key.data!r} "
+                                         f"failed: {exc}") from exc
+                if self.faults.discard_inbound():
+                    continue
+                self._count("received")
+                self._pending.append((str(key.data), data))
+        return self._pending.popleft() if self._pending else None
+
+    def health(self) -> HealthState:
+        """Connecting before open, Up when open with the link up, Down otherwise."""
+        if self._state == "new":
+            return HealthState.CONNECTING
+        if self._state != "open" or self.faults.is_link_down:
+            return HealthState.DOWN
+        return HealthState.UP
+
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def stats(self) -> Mapping[str, int]:
+        """``sent``, ``received``, ``send_errors`` and the fault counts by cause."""
+        with self._lock:
+            counts = dict(self._counts)
+        counts.update(self.faults.stats())
+        return FrozenMap(counts)
