@@ -17,8 +17,8 @@ needs_types = [
     {"directive": "bb", "title": "Building block", "prefix": "BB_", "color": "#C5D5E4", "style": "node"},
     {"directive": "test", "title": "Test", "prefix": "TEST_", "color": "#DF744A", "style": "node"},
 ]
-needs_extra_links = [
-    {"option": "satisfies", "incoming": "is satisfied by", "outgoing": "satisfies"},
-    {"option": "verifies", "incoming": "is verified by", "outgoing": "verifies"},
-    {"option": "refines", "incoming": "is refined by", "outgoing": "refines"},
-]
+needs_links = {
+    "satisfies": {"incoming": "is satisfied by", "outgoing": "satisfies"},
+    "verifies": {"incoming": "is verified by", "outgoing": "verifies"},
+    "refines": {"incoming": "is refined by", "outgoing": "refines"},
+}

@@ -22,7 +22,7 @@ def spec_requirements() -> set[str]:
     return ids
 
 
-def tested_requirements() -> set[str]:
+def requirements_named_by_tests() -> set[str]:
     ids: set[str] = set()
     for py in (ROOT / "tests").rglob("*.py"):
         for args in MARK.findall(py.read_text()):
@@ -32,11 +32,11 @@ def tested_requirements() -> set[str]:
 
 @pytest.mark.req("REQ_0001")
 def test_every_requirement_has_a_test() -> None:
-    missing = sorted(spec_requirements() - tested_requirements())
+    missing = sorted(spec_requirements() - requirements_named_by_tests())
     assert not missing, f"requirements with no test naming them: {missing}"
 
 
 @pytest.mark.req("REQ_0001")
 def test_every_test_names_an_existing_requirement() -> None:
-    unknown = sorted(tested_requirements() - spec_requirements())
+    unknown = sorted(requirements_named_by_tests() - spec_requirements())
     assert not unknown, f"tests name requirements that spec/ does not define: {unknown}"

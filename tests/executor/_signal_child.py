@@ -1,5 +1,6 @@
 """Child process for the signal tests: run an executor in the main thread or a Runner thread,
-print READY, exit 0 after a clean stop."""
+print READY once the executor is running (its first tick has run, so its signal handling is in
+place), exit 0 after a clean stop."""
 
 from __future__ import annotations
 
@@ -11,8 +12,13 @@ from taktora.actors import Executor, Runner, every, item
 def main(mode: str) -> int:
     ex = Executor("child", signals=True)
     ticks = []
-    ex.add(item(lambda ctx: ticks.append(1), [every(0.01)], name="tick"))
-    print("READY", flush=True)
+
+    def tick(ctx: object) -> None:
+        if not ticks:
+            print("READY", flush=True)
+        ticks.append(1)
+
+    ex.add(item(tick, [every(0.01)], name="tick"))
     if mode == "main":
         ex.run()
         ex.close()
