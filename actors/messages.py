@@ -1,0 +1,310 @@
+"""Control-plane messages: frozen, validated, picklable attrs classes.
+
+Every message a taktora actor accepts or sends lives here (or, for one actor's private
+protocol, in that actor's module), so that it pickles by reference to an importable module and
+never to ``__main__``. Requests derive from :class:`ControlMessage` and carry a fresh
+``correlation_id``; replies derive from :class:`Reply` and carry the id of the request they
+answer, so a caller that receives an unrelated message can tell it apart (Thespian's ``ask``
+returns the *next* message, not necessarily the reply).
+
+Invalid field values fail at construction with :class:`~taktora.transport.errors.ControlError`
+naming the field. Nothing here imports Thespian: the actor addresses some messages carry are
+typed ``Any``.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+from taktora.transport.errors import ControlError
+
+_counter = itertools.count(1)
+
+
+def new_correlation_id() -> str:
+    """A correlation id unique within this host: ``"<pid hex>-<counter hex>"``.
+
+    Cheap (no uuid); safe from any thread (``itertools.count`` is atomic under the GIL).
+    """
+    return f"{os.getpid():x}-{next(_counter):x}"
+
+
+def _check(cond: bool, field: str, why: str) -> None:
+    if not cond:
+        raise ControlError(f"invalid message field {field!r}: {why}")
+
+
+def _str_field(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    _check(isinstance(value, str), attribute.name, f"expected str, got {type(value).__name__}")
+
+
+def _nonempty_str(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    _check(isinstance(value, str) and bool(value), attribute.name, "expected a non-empty str")
+
+
+def _str_key_mapping(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    _check(isinstance(value, Mapping), attribute.name, "expected a mapping")
+    _check(all(isinstance(k, str) for k in value), attribute.name, "keys must be str")
+
+
+def _instance(kind: type, optional: bool = False) -> Any:
+    def check(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if optional and value is None:
+            return
+        _check(isinstance(value, kind), attribute.name,
+               f"expected {kind.__name__}, got {type(value).__name__}")
+
+    return check
+
+
+def _path(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    _check(
+        isinstance(value, tuple) and all(isinstance(p, str) and p for p in value),
+        attribute.name,
+        "expected a tuple of non-empty child ids",
+    )
+
+
+def _to_path(value: Any) -> tuple[str, ...]:
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
+# --- requests ---------------------------------------------------------------------------------
+@attrs.frozen(kw_only=True)
+class ControlMessage:
+    """Base of every request; ``correlation_id`` is filled in automatically."""
+
+    correlation_id: str = attrs.field(factory=new_correlation_id, validator=_nonempty_str)
+
+
+@attrs.frozen(kw_only=True)
+class Pause(ControlMessage):
+    """Stop processing data but keep connections and state (answered with :class:`Ack`)."""
+
+
+@attrs.frozen(kw_only=True)
+class Resume(ControlMessage):
+    """Undo :class:`Pause` (answered with :class:`Ack`)."""
+
+
+@attrs.frozen(kw_only=True)
+class Reconnect(ControlMessage):
+    """Drop and re-establish the protocol connection now (answered with :class:`Ack`)."""
+
+
+@attrs.frozen(kw_only=True)
+class GetHealth(ControlMessage):
+    """Ask for the current health (answered with :class:`HealthReply`)."""
+
+
+@attrs.frozen(kw_only=True)
+class GetStats(ControlMessage):
+    """Ask for counters (answered with :class:`StatsReply`)."""
+
+
+@attrs.frozen(kw_only=True)
+class GetTree(ControlMessage):
+    """Ask a supervisor for its supervision tree (answered with :class:`TreeReply`)."""
+
+
+@attrs.frozen(kw_only=True)
+class Configure(ControlMessage):
+    """Apply settings (string keys, picklable values); answered with :class:`Ack`."""
+
+    settings: Mapping[str, Any] = attrs.field(factory=dict, validator=_str_key_mapping)
+
+
+@attrs.frozen(kw_only=True)
+class Shutdown(ControlMessage):
+    """Stop in order and exit (answered with :class:`Ack` before the actor exits)."""
+
+
+@attrs.frozen(kw_only=True)
+class Route(ControlMessage):
+    """Deliver ``message`` to the descendant named by ``path`` (child ids from a supervisor).
+
+    The final recipient answers ``reply_to`` (an actor address) directly. An empty path means
+    "the actor that receives this".
+    """
+
+    path: tuple[str, ...] = attrs.field(converter=_to_path, validator=_path)
+    message: ControlMessage = attrs.field()
+    reply_to: Any = None
+
+    @message.validator
+    def _check_message(self, attribute: attrs.Attribute[Any], value: Any) -> None:
+        _check(isinstance(value, ControlMessage), attribute.name, "expected a ControlMessage")
+
+
+# --- replies ----------------------------------------------------------------------------------
+@attrs.frozen(kw_only=True)
+class Reply:
+    """Base of every reply; ``correlation_id`` is the id of the request it answers."""
+
+    correlation_id: str = attrs.field(validator=_str_field)
+
+
+@attrs.frozen(kw_only=True)
+class Ack(Reply):
+    """The request was carried out."""
+
+    detail: str = attrs.field(default="", validator=_str_field)
+
+
+class ErrorKind(enum.Enum):
+    """Why a request failed."""
+
+    UNKNOWN_MESSAGE = "unknown_message"  # the actor has no handler for this class
+    INVALID_MESSAGE = "invalid_message"  # not a taktora message at all, or fields out of range
+    REJECTED = "rejected"  # the handler refused it (ControlError); the actor keeps running
+    CRASHED = "crashed"  # the handler raised; the actor is being restarted by its supervisor
+    NOT_FOUND = "not_found"  # a routed path names no such child
+
+
+@attrs.frozen(kw_only=True)
+class ErrorReply(Reply):
+    """The request failed; ``message_type`` names the request class, ``detail`` the reason."""
+
+    kind: ErrorKind = attrs.field(validator=_instance(ErrorKind))
+    message_type: str = attrs.field(validator=_str_field)
+    detail: str = attrs.field(default="", validator=_str_field)
+
+
+class HealthState(enum.Enum):
+    """The four externally visible health states (ARCH_0012), ordered best to worst."""
+
+    UP = "up"
+    CONNECTING = "connecting"
+    DEGRADED = "degraded"
+    DOWN = "down"
+
+    @property
+    def severity(self) -> int:
+        """0 (best, Up) .. 3 (worst, Down); used by ``worst_of``."""
+        return _SEVERITY[self]
+
+
+_SEVERITY = {
+    HealthState.UP: 0,
+    HealthState.CONNECTING: 1,
+    HealthState.DEGRADED: 2,
+    HealthState.DOWN: 3,
+}
+
+
+@attrs.frozen(kw_only=True)
+class HealthEvent:
+    """One health transition of one source. ``previous`` is None for the initial state."""
+
+    state: HealthState = attrs.field(validator=_instance(HealthState))
+    previous: HealthState | None = attrs.field(validator=_instance(HealthState, optional=True))
+    reason: str = attrs.field(default="", validator=_str_field)
+    source: str = attrs.field(default="", validator=_str_field)
+    timestamp_ns: int = attrs.field(factory=time.time_ns)
+
+    @timestamp_ns.validator
+    def _check_ts(self, attribute: attrs.Attribute[Any], value: Any) -> None:
+        _check(isinstance(value, int) and value >= 0, attribute.name, "expected an int >= 0")
+
+
+@attrs.frozen(kw_only=True)
+class HealthReply(Reply):
+    """Current health of ``source`` (the aggregate when several sources are monitored)."""
+
+    source: str = attrs.field(validator=_str_field)
+    state: HealthState = attrs.field(validator=_instance(HealthState))
+    sources: Mapping[str, HealthState] = attrs.field(factory=dict)
+    last_event: HealthEvent | None = None
+
+
+@attrs.frozen(kw_only=True)
+class StatsReply(Reply):
+    """Counters of ``source`` (string keys; numbers or short strings)."""
+
+    source: str = attrs.field(validator=_str_field)
+    stats: Mapping[str, Any] = attrs.field(factory=dict, validator=_str_key_mapping)
+
+
+@attrs.frozen(kw_only=True)
+class ChildInfo:
+    """One node of a supervision tree as a supervisor reports it.
+
+    ``state`` is one of starting, running, stopping, backoff, stopped, failed; ``children`` and
+    ``strategy`` are set for supervisors; ``events`` is the supervisor's recent start/stop log.
+    """
+
+    id: str = attrs.field(validator=_str_field)
+    state: str = attrs.field(validator=_str_field)
+    restarts: int = 0
+    kind: str = "worker"
+    restart: str = "permanent"
+    address: str = ""
+    pid: int | None = None
+    strategy: str | None = None
+    children: tuple[ChildInfo, ...] = ()
+    events: tuple[str, ...] = ()
+
+    def find(self, path: tuple[str, ...]) -> ChildInfo | None:
+        """The descendant at ``path`` (child ids), or None."""
+        node: ChildInfo | None = self
+        for part in path:
+            assert node is not None
+            node = next((c for c in node.children if c.id == part), None)
+            if node is None:
+                return None
+        return node
+
+
+@attrs.frozen(kw_only=True)
+class TreeReply(Reply):
+    """The supervision tree below (and including) the supervisor that answered."""
+
+    tree: ChildInfo
+
+
+# --- supervision protocol (supervisor <-> child) ----------------------------------------------
+@attrs.frozen(kw_only=True)
+class Supervised:
+    """First message a supervisor sends a child it created: who supervises it, its id, args."""
+
+    supervisor: Any
+    child_id: str = attrs.field(validator=_nonempty_str)
+    args: Mapping[str, Any] = attrs.field(factory=dict, validator=_str_key_mapping)
+
+
+@attrs.frozen(kw_only=True)
+class ChildStarted:
+    """A child finished ``on_start`` (sent to its supervisor)."""
+
+    child_id: str
+    pid: int
+
+
+@attrs.frozen(kw_only=True)
+class ChildCrashed:
+    """A child's handler raised (or a nested supervisor gave up); it is about to be stopped."""
+
+    child_id: str
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
+class ChildStopping:
+    """A child is exiting on purpose (a normal exit: transient children are not restarted)."""
+
+    child_id: str
+    reason: str = "normal"
+
+
+@attrs.frozen(kw_only=True)
+class TreeUpdate:
+    """A nested supervisor pushes its subtree to its parent after every change."""
+
+    child_id: str
+    tree: ChildInfo

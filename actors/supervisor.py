@@ -1,0 +1,437 @@
+"""The ``Supervisor`` actor: OTP supervision semantics on Thespian.
+
+A supervisor receives its :class:`~taktora.actors.supervision.SupervisorSpec` in
+``args["spec"]`` and then:
+
+- starts its children in list order, one at a time: the next child is created only after the
+  previous one reported :class:`ChildStarted` (its ``on_start`` returned; a nested supervisor
+  reports once its own children are up);
+- stops children in reverse order, one at a time, waiting for each exit (``shutdown_s``, then
+  the child's process is killed on multi-process bases);
+- treats as a crash: a handler or hook of a child raising (the child sends
+  :class:`ChildCrashed`), a nested supervisor giving up, and a child's death without notice
+  (Thespian's ``ChildActorExited`` with no :class:`ChildStopping` first: ``kill -9`` of the
+  child's process). A child exiting after :class:`ChildStopping` exited normally;
+- restarts per strategy and restart type; more than ``intensity`` restarts within
+  ``period_s`` stops every child (reverse order) and escalates: a nested supervisor reports
+  :class:`ChildCrashed` to its parent (which restarts it per its own spec); the root supervisor
+  exits;
+- answers :class:`GetTree` with the tree (ids, states, restart counts, recent events), routes
+  :class:`Route` messages to descendants, and pushes its subtree to its parent after changes.
+
+All of it runs on the supervisor's actor thread, event-driven: nothing blocks, waits are
+timers or replies. Its log (``events`` in the tree) records ``start:ID``, ``stop:ID``,
+``exit:ID:REASON`` and ``escalate:REASON`` in the order they happened.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import random
+import signal
+import time
+from typing import Any
+
+import attrs
+from taktora.actors.base import TaktoraActor, handles
+from taktora.actors.messages import (
+    ChildCrashed,
+    ChildInfo,
+    ChildStarted,
+    ChildStopping,
+    ControlMessage,
+    ErrorKind,
+    ErrorReply,
+    GetStats,
+    GetTree,
+    Route,
+    Shutdown,
+    StatsReply,
+    Supervised,
+    TreeReply,
+    TreeUpdate,
+)
+from taktora.actors.supervision import ChildSpec, Restart, Strategy, SupervisorSpec
+from taktora.transport.errors import ControlError, SupervisorError
+from thespian.actors import ActorExitRequest
+
+log = logging.getLogger(__name__)
+
+EVENT_LOG_LEN = 200
+
+
+@attrs.frozen(kw_only=True)
+class AddChild(ControlMessage):
+    """Append a child to a running supervisor and start it (Ack once it is up)."""
+
+    spec: ChildSpec = attrs.field()
+
+    @spec.validator
+    def _check_spec(self, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if not isinstance(value, ChildSpec):
+            raise ControlError(f"invalid message field {attribute.name!r}: expected a ChildSpec")
+
+
+@attrs.frozen(kw_only=True)
+class WaitIdle(ControlMessage):
+    """Ack once the supervisor has no start/stop/backoff operation in progress."""
+
+
+class _Child:
+    """A supervisor's mutable record of one child (private to the supervisor's thread)."""
+
+    def __init__(self, spec: ChildSpec) -> None:
+        self.spec = spec
+        self.address: Any = None
+        self.state = "stopped"
+        self.restarts = 0
+        self.pid: int | None = None
+        self.exit_note: str | None = None  # "normal" or a crash reason, told before the exit
+        self.expected_exit = False  # the supervisor itself is stopping it
+        self.tree: ChildInfo | None = None
+        self.consecutive = 0
+        self.up_since: float | None = None
+
+    def info(self) -> ChildInfo:
+        base = ChildInfo(id=self.spec.id, state=self.state, restarts=self.restarts,
+                         kind="supervisor" if self.spec.is_supervisor else "worker",
+                         restart=self.spec.restart.value,
+                         address=str(self.address) if self.address is not None else "",
+                         pid=self.pid)
+        if self.spec.is_supervisor and self.tree is not None and self.address is not None:
+            return attrs.evolve(base, strategy=self.tree.strategy, children=self.tree.children,
+                                events=self.tree.events)
+        return base
+
+
+class Supervisor(TaktoraActor):
+    """Supervises an ordered list of children (see the module docstring for the semantics)."""
+
+    announce_on_start = False
+
+    def on_start(self) -> None:
+        spec = self.args.get("spec")
+        if not isinstance(spec, SupervisorSpec):
+            raise SupervisorError(f"supervisor {self.name!r}: args['spec'] must be a "
+                                  f"SupervisorSpec, got {type(spec).__name__}")
+        self.spec = spec
+        self.children = [_Child(c) for c in spec.children]
+        self.ops: collections.deque[tuple[str, Any]] = collections.deque()
+        self.waiting: tuple[str, str] | None = None
+        self.restart_times: collections.deque[float] = collections.deque()
+        self.events: collections.deque[str] = collections.deque(maxlen=EVENT_LOG_LEN)
+        self.idle_waiters: list[tuple[ControlMessage, Any]] = []
+        self.exiting = False
+        self.exit_mark = 0
+        self.rng = random.Random()
+        self._last_pushed: ChildInfo | None = None
+        for c in self.children:
+            self.ops.append(("start", c.spec.id))
+        self._pump()
+
+    # ---- queries and control -----------------------------------------------------------------
+    def tree(self) -> ChildInfo:
+        """This supervisor's subtree as a value."""
+        return ChildInfo(id=self.name, state="exiting" if self.exiting else "running",
+                         kind="supervisor", strategy=self.spec.strategy.value,
+                         children=tuple(c.info() for c in self.children),
+                         events=tuple(self.events), pid=os.getpid(), address=str(self.myAddress))
+
+    @handles(GetTree)
+    def _get_tree(self, msg: GetTree, sender: Any) -> TreeReply:
+        return TreeReply(correlation_id=msg.correlation_id, tree=self.tree())
+
+    @handles(GetStats)
+    def _get_stats(self, msg: GetStats, sender: Any) -> StatsReply:
+        return StatsReply(correlation_id=msg.correlation_id, source=self.name, stats={
+            "children": len(self.children),
+            "running": sum(c.state == "running" for c in self.children),
+            "restarts": sum(c.restarts for c in self.children),
+            "restarts_in_period": len(self.restart_times),
+            "stale_timers": self.stale_timers,
+        })
+
+    @handles(Route)
+    def _route(self, msg: Route, sender: Any) -> None:
+        reply_to = sender if msg.reply_to is None else msg.reply_to
+        child = self._find(msg.path[0])
+        if child is None or child.address is None or child.state != "running":
+            state = "no" if child is None else f"{child.state}, not running,"
+            self.send(reply_to, ErrorReply(
+                correlation_id=msg.message.correlation_id, kind=ErrorKind.NOT_FOUND,
+                message_type=type(msg.message).__name__,
+                detail=f"supervisor {self.name!r} has {state} child {msg.path[0]!r}"))
+            return
+        self.send(child.address, Route(path=msg.path[1:], message=msg.message, reply_to=reply_to,
+                                       correlation_id=msg.correlation_id))
+
+    @handles(AddChild)
+    def _add_child(self, msg: AddChild, sender: Any) -> None:
+        if self.exiting:
+            raise ControlError(f"supervisor {self.name!r} is shutting down")
+        if self._find(msg.spec.id) is not None:
+            raise ControlError(f"supervisor {self.name!r} already has a child {msg.spec.id!r}")
+        self.children.append(_Child(msg.spec))
+        self.ops.append(("start", msg.spec.id))
+        self.idle_waiters.append((msg, sender))
+        self._pump()
+
+    @handles(WaitIdle)
+    def _wait_idle(self, msg: WaitIdle, sender: Any) -> None:
+        self.idle_waiters.append((msg, sender))
+        self._pump()
+
+    @handles(Shutdown)
+    def _shutdown(self, msg: Shutdown, sender: Any) -> None:
+        """Stop every child in reverse order, then exit normally.
+
+        The Ack's detail lists the children in the order they stopped: ``"stopped: c,b,a"``.
+        """
+        self._begin_exit()
+        self.ops.append(("exit_normal", (msg, sender)))
+        self._pump()
+
+    # ---- supervision protocol ----------------------------------------------------------------
+    @handles(ChildStarted)
+    def _child_started(self, msg: ChildStarted, sender: Any) -> None:
+        child = self._find(msg.child_id)
+        if child is None or child.state != "starting":
+            return
+        child.state = "running"
+        child.pid = msg.pid
+        child.up_since = time.monotonic()
+        if self.waiting == ("start", child.spec.id):
+            self.waiting = None
+        self._pump()
+
+    @handles(ChildCrashed)
+    def _child_crashed(self, msg: ChildCrashed, sender: Any) -> None:
+        child = self._find(msg.child_id)
+        if child is None or child.address is None:
+            return
+        log.warning("supervisor %s: child %s crashed: %s", self.name, msg.child_id, msg.reason)
+        child.exit_note = msg.reason
+        self.send(child.address, ActorExitRequest())
+
+    @handles(ChildStopping)
+    def _child_stopping(self, msg: ChildStopping, sender: Any) -> None:
+        child = self._find(msg.child_id)
+        if child is not None:
+            child.exit_note = "normal"
+
+    @handles(TreeUpdate)
+    def _tree_update(self, msg: TreeUpdate, sender: Any) -> None:
+        child = self._find(msg.child_id)
+        if child is not None:
+            child.tree = msg.tree
+            self._push_tree()
+
+    def on_child_exited(self, msg: Any) -> None:
+        child = next((c for c in self.children if c.address is not None
+                      and c.address == msg.childAddress), None)
+        if child is None:
+            return
+        cid = child.spec.id
+        child.address = None
+        child.pid = None
+        child.tree = None
+        if child.expected_exit:
+            child.expected_exit = False
+            child.state = "stopped"
+            self.cancel_timer(f"kill:{cid}")
+            self.events.append(f"stopped:{cid}")
+            if child.spec.restart is Restart.TEMPORARY:
+                self.children.remove(child)
+            if self.waiting == ("stop", cid):
+                self.waiting = None
+        else:
+            note = child.exit_note or "killed"
+            child.exit_note = None
+            if self.waiting == ("start", cid):
+                self.waiting = None
+            self._child_failed(child, abnormal=note != "normal", reason=note)
+        self._pump()
+
+    def on_timer(self, name: str, data: Any) -> None:
+        if name == "backoff" and self.waiting == ("delay", ""):
+            self.waiting = None
+            self._pump()
+        elif name.startswith("kill:"):
+            child = self._find(name[5:])
+            if child is None or child.address is None:
+                return
+            if child.pid is not None and child.pid != os.getpid():
+                log.warning("supervisor %s: child %s did not stop within %.1f s: killing pid %d",
+                            self.name, child.spec.id, child.spec.shutdown_s, child.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGKILL)
+            else:  # same process (in-process base): nothing to kill, consider it gone
+                log.warning("supervisor %s: child %s did not stop within %.1f s; forgetting it",
+                            self.name, child.spec.id, child.spec.shutdown_s)
+                child.address = None
+                child.state = "stopped"
+                child.expected_exit = False
+                if self.waiting == ("stop", child.spec.id):
+                    self.waiting = None
+                self._pump()
+
+    def on_stop(self) -> None:
+        # Thespian is taking this supervisor down: best effort, reverse order, no waiting.
+        for child in reversed(getattr(self, "children", [])):
+            if child.address is not None:
+                self.send(child.address, ActorExitRequest())
+
+    # ---- the engine ----------------------------------------------------------------------------
+    def _find(self, child_id: str) -> _Child | None:
+        return next((c for c in self.children if c.spec.id == child_id), None)
+
+    def _child_failed(self, child: _Child, *, abnormal: bool, reason: str) -> None:
+        cid = child.spec.id
+        self.events.append(f"exit:{cid}:{reason}")
+        restart = child.spec.restart
+        if restart is Restart.TEMPORARY:
+            self.children.remove(child)
+            return
+        if restart is Restart.TRANSIENT and not abnormal:
+            child.state = "stopped"
+            return
+        child.state = "failed"
+        if self.exiting:
+            return
+        now = time.monotonic()
+        self.restart_times.append(now)
+        while self.restart_times and self.restart_times[0] < now - self.spec.period_s:
+            self.restart_times.popleft()
+        if len(self.restart_times) > self.spec.intensity:
+            self._escalate(f"{len(self.restart_times)} restarts within {self.spec.period_s} s "
+                           f"(intensity {self.spec.intensity}); last: {cid}: {reason}")
+            return
+        idx = self.children.index(child)
+        if self.spec.strategy is Strategy.ONE_FOR_ONE:
+            affected = [child]
+        elif self.spec.strategy is Strategy.ONE_FOR_ALL:
+            affected = list(self.children)
+        else:
+            affected = self.children[idx:]
+        for other in reversed(affected):
+            if other is not child:
+                self.ops.append(("stop", other.spec.id))
+        delay = self._backoff_delay(child, now)
+        if delay > 0:
+            child.state = "backoff"
+            self.ops.append(("delay", delay))
+        for other in affected:
+            if other is child or other.spec.restart is not Restart.TEMPORARY:
+                other.restarts += 1
+                self.ops.append(("start", other.spec.id))
+
+    def _backoff_delay(self, child: _Child, now: float) -> float:
+        b = self.spec.backoff
+        if b is None:
+            return 0.0
+        reset_after = b.reset_after_s if b.reset_after_s is not None else b.max_s
+        if child.up_since is not None and now - child.up_since >= reset_after:
+            child.consecutive = 0
+        child.consecutive += 1
+        base = min(b.max_s, b.min_s * 2 ** (child.consecutive - 1))
+        return float(base * (1.0 + b.random_factor * self.rng.random()))
+
+    def _begin_exit(self) -> None:
+        self.exiting = True
+        self.exit_mark = len(self.events)
+        self.ops.clear()
+        if self.waiting is not None and self.waiting[0] == "delay":
+            self.cancel_timer("backoff")
+            self.waiting = None
+        for c in reversed(self.children):
+            if c.address is not None:
+                self.ops.append(("stop", c.spec.id))
+
+    def _escalate(self, reason: str) -> None:
+        log.error("supervisor %s gives up: %s", self.name, reason)
+        self.events.append(f"escalate:{reason}")
+        self._begin_exit()
+        self.ops.append(("escalate", reason))
+
+    def _pump(self) -> None:
+        while self.waiting is None and self.ops:
+            op, arg = self.ops.popleft()
+            if op == "start":
+                self._start_child(arg)
+            elif op == "stop":
+                self._stop_child(arg)
+            elif op == "delay":
+                self.start_timer("backoff", arg)
+                self.waiting = ("delay", "")
+            elif op == "escalate":
+                self._push_tree()
+                if self.supervisor is not None:
+                    self.crash(f"escalated: {arg}")
+                else:
+                    self.send(self.myAddress, ActorExitRequest())
+                return
+            elif op == "exit_normal":
+                msg, sender = arg
+                self._push_tree()
+                order = [e[8:] for e in list(self.events)[self.exit_mark:]
+                         if e.startswith("stopped:")]
+                self.send(sender, self.ack(msg, "stopped: " + ",".join(order)))
+                self.exit_normally()
+                return
+        # push the tree before announcing: the parent then has it when it reports "started"
+        self._push_tree()
+        if self.waiting is None and not self.ops:
+            if not self._announced and not self.exiting:
+                self.announce_started()
+            waiters, self.idle_waiters = self.idle_waiters, []
+            for msg, sender in waiters:
+                self.send(sender, self.ack(msg, "idle"))
+
+    def _start_child(self, child_id: str) -> None:
+        child = self._find(child_id)
+        if child is None or child.address is not None:
+            return
+        try:
+            cls = child.spec.resolve()
+        except SupervisorError as exc:
+            log.error("supervisor %s: %s", self.name, exc)
+            self.events.append(f"exit:{child_id}:{exc}")
+            child.state = "failed"
+            return
+        args = ({"spec": child.spec.start} if isinstance(child.spec.start, SupervisorSpec)
+                else dict(child.spec.args))
+        child.address = self.createActor(cls)
+        child.state = "starting"
+        child.exit_note = None
+        self.events.append(f"start:{child_id}")
+        self.send(child.address, Supervised(supervisor=self.myAddress, child_id=child_id,
+                                            args=args))
+        if issubclass(cls, TaktoraActor):
+            self.waiting = ("start", child_id)
+        else:
+            child.state = "running"
+            child.up_since = time.monotonic()
+
+    def _stop_child(self, child_id: str) -> None:
+        child = self._find(child_id)
+        if child is None or child.address is None:
+            return
+        child.expected_exit = True
+        child.state = "stopping"
+        self.events.append(f"stop:{child_id}")
+        self.send(child.address, ActorExitRequest())
+        self.start_timer(f"kill:{child_id}", child.spec.shutdown_s)
+        self.waiting = ("stop", child_id)
+
+    def _push_tree(self) -> None:
+        if self.supervisor is None:
+            return
+        tree = self.tree()
+        if tree != self._last_pushed:
+            self._last_pushed = tree
+            self.send(self.supervisor, TreeUpdate(child_id=self.child_id, tree=tree))
+
+

@@ -1,0 +1,24 @@
+"""taktora.system: starting actor systems, declarative system config, the ``taktora`` CLI."""
+
+from taktora.system.bootstrap import (
+    ActorSystemHandle,
+    attach,
+    detach,
+    port_listening,
+    start_system,
+)
+from taktora.system.security import apply_bind_policy, is_loopback
+from taktora.transport.errors import ConfigError, SecurityError, SystemError_
+
+__all__ = [
+    "ActorSystemHandle",
+    "ConfigError",
+    "SecurityError",
+    "SystemError_",
+    "apply_bind_policy",
+    "attach",
+    "detach",
+    "is_loopback",
+    "port_listening",
+    "start_system",
+]

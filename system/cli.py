@@ -1,0 +1,240 @@
+"""The ``taktora`` command line.
+
+Subcommands that attach to a running multi-process system (``--port`` = its admin port):
+
+- ``taktora status --port P``: the supervision tree with states and restart counts;
+- ``taktora health --port P``: the health of every worker that answers ``GetHealth``;
+- ``taktora control PATH pause|resume|reconnect|stats --port P``: one control message to the
+  actor at PATH (child ids from the root, ``gw`` or ``line1/gw``).
+
+Attaching first checks that something listens on 127.0.0.1:P (Thespian would otherwise start a
+new, empty system) and never shuts the system down.
+
+Adding a subcommand: write ``register(subparsers)`` in your module (add a parser, set
+``func=handler`` with ``handler(args) -> int``) and append it to :data:`REGISTRARS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from typing import Any
+
+from taktora.actors.messages import (
+    ChildInfo,
+    ControlMessage,
+    ErrorReply,
+    GetHealth,
+    GetStats,
+    GetTree,
+    HealthReply,
+    Pause,
+    Reconnect,
+    Reply,
+    Resume,
+    Route,
+    StatsReply,
+    TreeReply,
+)
+from taktora.transport.errors import AttachError, ControlError, TaktoraError
+
+Registrar = Callable[[Any], None]
+
+ACTIONS: dict[str, type[ControlMessage]] = {
+    "pause": Pause, "resume": Resume, "reconnect": Reconnect, "stats": GetStats,
+}
+
+
+class Attached:
+    """A CLI's connection to a running system. Never shuts the system down."""
+
+    def __init__(self, port: int, timeout: float) -> None:
+        from taktora.system.bootstrap import ROOT_NAME, attach
+
+        self.timeout = timeout
+        self.asys = attach(port, timeout=timeout)
+        from taktora.actors.supervisor import Supervisor
+
+        self.root = self.asys.createActor(Supervisor, globalName=ROOT_NAME)
+
+    def ask(self, target: Any, msg: ControlMessage, cid: str | None = None) -> Reply:
+        import time
+
+        want = cid or msg.correlation_id
+        deadline = time.monotonic() + self.timeout
+        self.asys.tell(target, msg)
+        while (remaining := deadline - time.monotonic()) > 0:
+            reply = self.asys.listen(remaining)
+            if isinstance(reply, Reply) and reply.correlation_id == want:
+                return reply
+        raise ControlError(f"no reply to {type(msg).__name__} within {self.timeout} s")
+
+    def route(self, path: tuple[str, ...], msg: ControlMessage) -> Reply:
+        return self.ask(self.root, Route(path=path, message=msg,
+                                         correlation_id=msg.correlation_id))
+
+    def tree(self) -> ChildInfo:
+        reply = self.ask(self.root, GetTree())
+        if not isinstance(reply, TreeReply):
+            raise ControlError(f"the root supervisor answered {reply!r}")
+        return reply.tree
+
+    def close(self) -> None:
+        from taktora.system.bootstrap import detach
+
+        detach(self.asys)
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _label(node: ChildInfo) -> str:
+    colour = {"running": "green", "starting": "yellow", "backoff": "yellow",
+              "stopping": "yellow", "failed": "red", "stopped": "dim"}.get(node.state, "white")
+    extra = f" {node.strategy}" if node.strategy else ""
+    pid = f" pid={node.pid}" if node.pid else ""
+    return (f"[bold]{node.id}[/bold] [{colour}]{node.state}[/{colour}] "
+            f"({node.kind}{extra}) restarts={node.restarts}{pid}")
+
+
+def render_tree(tree: ChildInfo) -> Any:
+    """A rich Tree of the supervision tree."""
+    from rich.tree import Tree
+
+    def add(parent: Any, node: ChildInfo) -> None:
+        branch = parent.add(_label(node))
+        for child in node.children:
+            add(branch, child)
+
+    top = Tree(_label(tree))
+    for child in tree.children:
+        add(top, child)
+    return top
+
+
+def _leaves(node: ChildInfo, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for child in node.children:
+        path = (*prefix, child.id)
+        if child.kind == "supervisor":
+            out.extend(_leaves(child, path))
+        else:
+            out.append(path)
+    return out
+
+
+def _with_attached(args: argparse.Namespace, body: Callable[[Attached], int]) -> int:
+    try:
+        attached = Attached(args.port, args.timeout)
+    except AttachError as exc:
+        _console(stderr=True).print(f"[red]error:[/red] {exc}")
+        return 2
+    try:
+        return body(attached)
+    except TaktoraError as exc:
+        _console(stderr=True).print(f"[red]error:[/red] {exc}")
+        return 1
+    finally:
+        attached.close()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the supervision tree."""
+    def body(a: Attached) -> int:
+        _console().print(render_tree(a.tree()))
+        return 0
+
+    return _with_attached(args, body)
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """Print the health of every worker (n/a for workers without a health state)."""
+    def body(a: Attached) -> int:
+        from rich.table import Table
+
+        table = Table("path", "health", "detail")
+        for path in _leaves(a.tree()):
+            reply = a.route(path, GetHealth())
+            if isinstance(reply, HealthReply):
+                table.add_row("/".join(path), reply.state.value,
+                              reply.last_event.reason if reply.last_event else "")
+            elif isinstance(reply, ErrorReply):
+                table.add_row("/".join(path), "n/a", reply.kind.value)
+        _console().print(table)
+        return 0
+
+    return _with_attached(args, body)
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    """Send one control message to PATH and print the reply."""
+    path = tuple(p for p in args.path.split("/") if p)
+
+    def body(a: Attached) -> int:
+        reply = a.route(path, ACTIONS[args.action]())
+        out = _console()
+        if isinstance(reply, ErrorReply):
+            _console(stderr=True).print(f"[red]{reply.kind.value}[/red]: {reply.detail}")
+            return 1
+        if isinstance(reply, StatsReply):
+            for key, value in reply.stats.items():
+                out.print(f"{key}: {value}")
+        else:
+            out.print(f"{args.action}: ok {getattr(reply, 'detail', '')}".rstrip())
+        return 0
+
+    return _with_attached(args, body)
+
+
+def _attach_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=int, required=True, help="admin port of the running system")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for replies")
+
+
+def register(subparsers: Any) -> None:
+    """This module's subcommands: status, health, control."""
+    p = subparsers.add_parser("status", help="show the supervision tree")
+    _attach_args(p)
+    p.set_defaults(func=cmd_status)
+    p = subparsers.add_parser("health", help="show the health of every worker")
+    _attach_args(p)
+    p.set_defaults(func=cmd_health)
+    p = subparsers.add_parser("control", help="send a control message to one actor")
+    p.add_argument("path", help="child ids from the root, e.g. line1/gw")
+    p.add_argument("action", choices=sorted(ACTIONS))
+    _attach_args(p)
+    p.set_defaults(func=cmd_control)
+
+
+#: Every module contributing subcommands; append your ``register`` here.
+REGISTRARS: list[Registrar] = [register]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser (all registered subcommands)."""
+    try:
+        version = metadata.version("taktora")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        version = "unknown"
+    parser = argparse.ArgumentParser(prog="taktora", description="taktora actor runtime")
+    parser.add_argument("--version", action="version", version=f"taktora {version}")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for reg in REGISTRARS:
+        reg(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``taktora`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    status: int = args.func(args)
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

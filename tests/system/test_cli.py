@@ -1,0 +1,76 @@
+"""``taktora`` CLI attaching to a running multi-process system."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from taktora.system import cli
+
+HERE = Path(__file__).resolve().parent
+TAKTORA = str(Path(sys.executable).parent / "taktora")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TAKTORA, *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+@pytest.fixture
+def running_system(admin_port):
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    proc = subprocess.Popen([sys.executable, str(HERE / "sysserve.py"), str(admin_port)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        yield admin_port
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+
+
+@pytest.mark.req("REQ_0420")
+def test_status_health_control_against_a_running_system(running_system):
+    port = str(running_system)
+    r = run_cli("status", "--port", port)
+    assert r.returncode == 0, r.stderr
+    for text in ("root", "line1", "rest_for_one", "gw", "hm", "running", "restarts=0"):
+        assert text in r.stdout
+    r = run_cli("health", "--port", port)
+    assert r.returncode == 0, r.stderr
+    assert "line1/hm" in r.stdout and "connecting" in r.stdout
+    assert "line1/gw" in r.stdout and "n/a" in r.stdout
+    r = run_cli("control", "line1/gw", "pause", "--port", port)
+    assert r.returncode == 0 and "ok paused" in r.stdout, r.stderr
+    r = run_cli("control", "line1/gw", "stats", "--port", port)
+    assert r.returncode == 0 and "paused: True" in r.stdout
+    r = run_cli("control", "line1/nope", "pause", "--port", port)
+    assert r.returncode == 1 and "not_found" in r.stderr
+    # attaching twice did not disturb (or shut down) the system
+    assert run_cli("status", "--port", port).returncode == 0
+
+
+@pytest.mark.req("REQ_0421")
+def test_cli_against_a_free_port_fails_cleanly_and_starts_nothing(admin_port, capsys):
+    assert cli.main(["status", "--port", str(admin_port)]) == 2
+    err = capsys.readouterr().err
+    assert "nothing listens" in err and "start the system first" in err
+    from taktora.system.bootstrap import port_listening
+
+    assert not port_listening(admin_port)
+
+
+@pytest.mark.req("REQ_0420")
+def test_version_and_help():
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("taktora ")
+    r = run_cli("control", "--help")
+    assert "pause" in r.stdout and "reconnect" in r.stdout
