@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import threading
 import time
@@ -44,10 +46,53 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def listeners_on(port: int) -> set[int]:
+    """PIDs of the processes holding a TCP socket listening on ``port`` (any address)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    pids = set()
+    if inodes:
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                fds = list((proc / "fd").iterdir())
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    if os.readlink(fd) in inodes:
+                        pids.add(int(proc.name))
+                        break
+                except OSError:
+                    continue
+    return pids
+
+
 @pytest.fixture
-def admin_port() -> int:
-    """A Thespian admin port of this test's own."""
-    return free_port()
+def admin_port() -> Iterator[int]:
+    """A Thespian admin port of this test's own. The Thespian admin detaches from the test
+    process (the child-process check cannot see it), so teardown checks the port itself: an
+    admin still listening after the test is killed and fails the test."""
+    port = free_port()
+    yield port
+    deadline = time.monotonic() + SETTLE_S
+    while (pids := listeners_on(port) - {os.getpid()}) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pids:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"actor system still listening on admin port {port} after the test "
+                    f"(pids {sorted(pids)}, killed)", pytrace=False)
 
 
 @pytest.fixture
@@ -61,7 +106,7 @@ def isolate(request: pytest.FixtureRequest) -> Iterator[None]:
     """Give every test its own iceoryx2 prefix, and fail it if it leaves threads, child
     processes or files of that prefix behind."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw")
-    prefix = isolation.unique_prefix(f"tkt{worker}")
+    prefix = isolation.unique_prefix(f"{suite_root()}{worker}")
     saved = os.environ.get(isolation.PREFIX_ENV)
     os.environ[isolation.PREFIX_ENV] = prefix
     threads_before = set(threading.enumerate())
@@ -93,7 +138,13 @@ def isolate(request: pytest.FixtureRequest) -> Iterator[None]:
         pytest.fail("test did not clean up: " + "; ".join(problems), pytrace=False)
 
 
-SUITE_PREFIX_ROOT = "tkt"
+SESSION_ENV = "TAKTORA_TEST_SESSION"
+
+
+def suite_root() -> str:
+    """Prefix root of this test run: ``tkt`` + a run id shared by the xdist workers (they
+    inherit the controller's environment), so concurrent runs on one machine stay apart."""
+    return f"tkt{os.environ[SESSION_ENV]}"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -101,6 +152,7 @@ def pytest_configure(config: pytest.Config) -> None:
     (started on first use of a spawn semaphore) and must not count as a test's leftover."""
     from multiprocessing import resource_tracker
 
+    os.environ.setdefault(SESSION_ENV, os.urandom(3).hex())
     resource_tracker.ensure_running()
 
 
@@ -109,7 +161,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     may remain in /dev/shm or the iceoryx2 root; a leftover fails the run."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         return
-    left = isolation.leftover_files(SUITE_PREFIX_ROOT)
+    left = isolation.leftover_files(suite_root())
     if left:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         print(f"\nshared-memory leak: {len(left)} iceoryx2 files of the suite remain, e.g. "

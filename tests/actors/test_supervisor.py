@@ -7,7 +7,7 @@ import signal
 import time
 
 import pytest
-from actorkit import MODES, Worker, events_after, node, open_system, wait_for
+from actorkit import MODES, Worker, node, open_system, wait_for
 from taktora.actors.messages import ErrorKind, ErrorReply, Pause, Resume, Shutdown
 from taktora.actors.supervision import Backoff, ChildSpec, SupervisorSpec
 
@@ -24,17 +24,30 @@ def addresses(h, path="sup"):
     return {c.id: c.address for c in node(h, path).children}
 
 
+def stable_node(h, sup: str):  # type: ignore[no-untyped-def]
+    """A snapshot of ``sup`` that two reads 0.2 s apart agree on. In multiprocess mode nested
+    supervisors push their subtree up asynchronously, so one read may lag behind."""
+    prev = node(h, sup)
+    while True:
+        time.sleep(0.2)
+        cur = node(h, sup)
+        if cur == prev:
+            return cur
+        prev = cur
+
+
 def crash_and_settle(h, path: str, sup: str = "sup") -> tuple[str, ...]:
-    before = len(node(h, sup).events)
+    before = len(stable_node(h, sup).events)
     reply = h.control(path, Resume())
     assert isinstance(reply, ErrorReply) and reply.kind is ErrorKind.CRASHED
-    def settled() -> bool:
+
+    def settled():  # type: ignore[no-untyped-def]
         n = node(h, sup)  # one snapshot: states and log must agree
         return (all(c.state == "running" for c in n.children) and len(n.events) > before + 1
                 and n.events[-1].startswith("start:"))
 
     wait_for(settled, what="restart")
-    return events_after(h, sup, before)
+    return stable_node(h, sup).events[before:]
 
 
 @pytest.mark.req("REQ_0310")

@@ -223,7 +223,7 @@ def test_borrowing_more_than_max_borrowed_is_a_loan_or_receive_limit(node: Node)
 
 @pytest.mark.req("REQ_0101")
 def test_prefixes_isolate_same_named_services(iox_prefix: str) -> None:
-    other = isolation.unique_prefix("tktiso")
+    other = iox_prefix + "other_"
     spec = ChannelSpec("t/shared-name", BytesPayload(8))
     try:
         with Node("a", prefix=iox_prefix) as a, Node("b", prefix=other) as b:
