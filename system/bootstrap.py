@@ -184,6 +184,18 @@ class ActorSystemHandle:
         self._pump = _InprocessPump(asys) if mode == "inprocess" else None
         self.root: Any = None
 
+    @property
+    def raw(self) -> Any:
+        """The Thespian ``ActorSystem`` itself, for what this handle does not cover (e.g.
+        ``createActor`` with ``targetActorRequirements`` across a convention).
+
+        Multiprocess mode only, and only from the thread that started the system: in-process,
+        the control thread drives it and a direct call would race with it.
+        """
+        if self._pump is not None:
+            raise SystemError_("raw access is for multiprocess systems; use tell/ask in-process")
+        return self._asys
+
     # ---- plumbing ----------------------------------------------------------------------------
     def _context(self) -> Any:
         ctx = getattr(self._local, "ctx", None)
