@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from thespian.actors import ActorExitRequest, ActorTypeDispatcher, NoCompatibleSystemForActor
-
 from taktora.system.bootstrap import start_system
+from thespian.actors import ActorExitRequest, ActorTypeDispatcher, NoCompatibleSystemForActor
 
 QUIET = {"version": 1, "root": {"level": "CRITICAL", "handlers": []}}
 
