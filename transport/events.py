@@ -19,6 +19,32 @@ def _ids(activations: Any) -> list[int]:
     return [int(a.id.as_value) for a in activations for _ in range(int(a.count))]
 
 
+class Wakeable:
+    """Mixin of ports paired with an event listener (subscribers, clients, servers).
+
+    The owning class sets ``self._listener`` to the iceoryx2 Listener that its peers notify.
+    """
+
+    _listener: Any
+
+    @property
+    def listener(self) -> Any:
+        """The iceoryx2 Listener woken by this port's peers (attach it to a WaitSet)."""
+        return self._listener
+
+    def consume_wakeups(self) -> int:
+        """Empty the listener's pending wake-ups without blocking; return how many there were."""
+        return sum(int(a.count) for a in self._listener.try_wait())
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until a wake-up arrives or ``timeout`` seconds pass, consuming the pending
+        wake-ups. Returns the number of distinct event ids that fired (0 on timeout; a port
+        uses one id, so 1 when woken). The GIL is released while waiting."""
+        if timeout is None:
+            return len(self._listener.blocking_wait())
+        return len(self._listener.timed_wait(iox.Duration.from_secs_f64(timeout)))
+
+
 class Notifier:
     """Wakes every listener of an event service. Never blocks. Not thread-safe."""
 

@@ -21,6 +21,7 @@ import attrs
 import iceoryx2 as iox
 from taktora.transport.channel import BytesPayload, ChannelSpec, OverflowPolicy, StructPayload
 from taktora.transport.errors import LoanError, PayloadError, ServiceOpenError
+from taktora.transport.events import Wakeable
 from taktora.transport.node import Node
 from taktora.transport.sample import Sample
 
@@ -263,11 +264,11 @@ class Publisher:
         self.close()
 
 
-class Subscriber:
+class Subscriber(Wakeable):
     """Receives samples of one channel; counts lost samples per publisher.
 
-    Not thread-safe. :meth:`receive` never blocks; wait on :attr:`listener` (or attach it to a
-    WaitSet, as the executor does) to sleep until data arrives.
+    Not thread-safe. :meth:`receive` never blocks; :meth:`wait` (or attaching :attr:`listener`
+    to a WaitSet, as the executor does) sleeps until data arrives.
     """
 
     def __init__(self, node: Node, spec: ChannelSpec) -> None:
@@ -288,23 +289,6 @@ class Subscriber:
         self._lost = 0
         self._gaps = 0
         self._closed = False
-
-    @property
-    def listener(self) -> Any:
-        """The iceoryx2 Listener woken on every send to this channel (attach it to a WaitSet)."""
-        return self._listener
-
-    def consume_wakeups(self) -> int:
-        """Empty the listener's pending wake-ups without blocking; returns how many there were."""
-        return sum(int(a.count) for a in self._listener.try_wait())
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Block until a wake-up arrives or ``timeout`` seconds pass, consuming the pending
-        wake-ups. Returns the number of distinct event ids that fired (0 on timeout; a
-        channel uses one id, so 1 when woken). The GIL is released while waiting."""
-        if timeout is None:
-            return len(self._listener.blocking_wait())
-        return len(self._listener.timed_wait(iox.Duration.from_secs_f64(timeout)))
 
     def receive(self) -> Sample | None:
         """The next sample, or None if none is queued. Never blocks."""

@@ -14,11 +14,12 @@ import itertools
 import random
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Self
 
 import iceoryx2 as iox
 from taktora.transport.channel import OverflowPolicy, ServiceSpec
 from taktora.transport.errors import LoanError, PayloadError, RequestError, ServiceOpenError
+from taktora.transport.events import Wakeable
 from taktora.transport.node import Node
 from taktora.transport.sample import Sample
 
@@ -173,36 +174,53 @@ class PendingRequest:
         self.close()
 
 
-class Client:
-    """Sends requests on a service. Not thread-safe."""
+class _RpcPort(Wakeable):
+    """What clients and servers share: the service, one port, and a notifier/listener pair."""
 
-    def __init__(self, node: Node, spec: ServiceSpec) -> None:
+    _role = "port"
+
+    def __init__(self, node: Node, spec: ServiceSpec, builder: str, payload: Any,
+                 listen_on: str, notify_on: str) -> None:
         self.spec = spec
         self._node = node
         service = _open(node, spec)
         try:
-            self._client = _port_options(service.client_builder(), spec.request, spec.overflow).create()
-            self._notifier = node.open_event(spec.request_event_name).notifier_builder().create()
-            self._listener = node.open_event(spec.response_event_name).listener_builder().create()
+            self._port = _port_options(getattr(service, builder)(), payload, spec.overflow).create()
+            self._notifier = node.open_event(notify_on).notifier_builder().create()
+            self._listener = node.open_event(listen_on).listener_builder().create()
         except ServiceOpenError:
             raise
         except Exception as exc:
-            raise ServiceOpenError(f"client on {spec.name!r}: {exc}") from exc
+            raise ServiceOpenError(f"{self._role} on {spec.name!r}: {exc}") from exc
         self._service = service
-        self._ids = itertools.count(random.getrandbits(40) << 16)
         self._closed = False
 
-    @property
-    def listener(self) -> Any:
-        """The iceoryx2 Listener woken when any server responds (attach it to a WaitSet)."""
-        return self._listener
+    def close(self) -> None:
+        """Release the port and its event ports; idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._port.delete()
+            self._notifier.delete()
+            self._listener.delete()
+            self._service = None
+            self._node._forget(self)
 
-    def consume_wakeups(self) -> int:
-        return sum(int(a.count) for a in self._listener.try_wait())
+    def __enter__(self) -> Self:
+        return self
 
-    def wait(self, timeout: float) -> None:
-        """Block up to ``timeout`` seconds for a response wake-up."""
-        self._listener.timed_wait(iox.Duration.from_secs_f64(timeout))
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Client(_RpcPort):
+    """Sends requests on a service; woken when a server responds. Not thread-safe."""
+
+    _role = "client"
+
+    def __init__(self, node: Node, spec: ServiceSpec) -> None:
+        super().__init__(node, spec, "client_builder", spec.request,
+                         listen_on=spec.response_event_name, notify_on=spec.request_event_name)
+        self._ids = itertools.count(random.getrandbits(40) << 16)
 
     def request(self, data: Any, correlation_id: int | None = None) -> PendingRequest:
         """Send ``data`` (bytes-like) as a request; RequestError if no server is connected."""
@@ -214,7 +232,7 @@ class Client:
         _check_size(self.spec, "request", size, self.spec.request.max_size, self.spec.request.growable)
         corr = next(self._ids) if correlation_id is None else correlation_id
         try:
-            loaned = self._client.loan_slice_uninit(size)
+            loaned = self._port.loan_slice_uninit(size)
         except Exception as exc:
             raise LoanError(
                 f"cannot loan a request on {self.spec.name!r}: {exc} (more than "
@@ -223,21 +241,6 @@ class Client:
         pending = _fill(loaned, data, corr, 0).send()
         self._notifier.notify()
         return PendingRequest(self, pending, corr)
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._client.delete()
-            self._notifier.delete()
-            self._listener.delete()
-            self._service = None
-        self._node._forget(self)
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class ActiveRequest:
@@ -294,55 +297,19 @@ class ActiveRequest:
         self.finish()
 
 
-class Server:
-    """Receives requests on a service. Not thread-safe."""
+class Server(_RpcPort):
+    """Receives requests on a service; woken when a client sends one. Not thread-safe."""
+
+    _role = "server"
 
     def __init__(self, node: Node, spec: ServiceSpec) -> None:
-        self.spec = spec
-        self._node = node
-        service = _open(node, spec)
-        try:
-            self._server = _port_options(service.server_builder(), spec.response, spec.overflow).create()
-            self._listener = node.open_event(spec.request_event_name).listener_builder().create()
-            self._notifier = node.open_event(spec.response_event_name).notifier_builder().create()
-        except ServiceOpenError:
-            raise
-        except Exception as exc:
-            raise ServiceOpenError(f"server on {spec.name!r}: {exc}") from exc
-        self._service = service
-        self._closed = False
-
-    @property
-    def listener(self) -> Any:
-        """The iceoryx2 Listener woken when a client sends a request."""
-        return self._listener
-
-    def consume_wakeups(self) -> int:
-        return sum(int(a.count) for a in self._listener.try_wait())
-
-    def wait(self, timeout: float) -> None:
-        """Block up to ``timeout`` seconds for a request wake-up."""
-        self._listener.timed_wait(iox.Duration.from_secs_f64(timeout))
+        super().__init__(node, spec, "server_builder", spec.response,
+                         listen_on=spec.request_event_name, notify_on=spec.response_event_name)
 
     def receive(self) -> ActiveRequest | None:
         """The next request, or None. Never blocks."""
-        raw = self._server.receive()
+        raw = self._port.receive()
         return None if raw is None else ActiveRequest(self, raw)
 
     def _notify(self) -> None:
         self._notifier.notify()
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._server.delete()
-            self._listener.delete()
-            self._notifier.delete()
-            self._service = None
-        self._node._forget(self)
-
-    def __enter__(self) -> Server:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
