@@ -1,0 +1,231 @@
+"""CAN configuration: the buses a connector opens and the routing of its channels.
+
+:class:`CanBusConfig` describes one interface (a python-can ``Bus``); a connector opens
+several. :class:`CanRouting` is the CAN view of a channel's :class:`Routing`
+(``Routing(kind="can", address=<interface name>, options={...})``), parsed and validated once
+when the connector opens; :func:`can_routing` builds one.
+
+Everything here is a frozen attrs value with validators: a bad value raises
+:class:`~taktora.transport.errors.ConnectorError` naming the class and the field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+from taktora.connectors.model import ChannelDescriptor, FrozenMap, Routing, Scalar
+from taktora.transport.errors import ConnectorError
+
+CAN_SFF_MASK = 0x7FF
+"""Valid bits of an 11-bit (standard) identifier."""
+CAN_EFF_MASK = 0x1FFFFFFF
+"""Valid bits of a 29-bit (extended) identifier."""
+CLASSIC_MAX_DATA = 8
+FD_MAX_DATA = 64
+FD_LENGTHS = frozenset((*range(9), 12, 16, 20, 24, 32, 48, 64))
+"""Data lengths a CAN FD frame can carry (DLC 0..15)."""
+
+FILTER_MODES = ("auto", "bus", "connector")
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+def _fail(inst: Any, field: str, value: object, why: str) -> ConnectorError:
+    return ConnectorError(f"{type(inst).__name__}.{field}={value!r}: {why}")
+
+
+def _name(inst: Any, attribute: attrs.Attribute[str], value: str) -> None:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise _fail(inst, attribute.name, value, "use 1-64 characters of [A-Za-z0-9_.-]")
+
+
+def _nonempty_str(inst: Any, attribute: attrs.Attribute[str], value: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise _fail(inst, attribute.name, value, "must be a non-empty string")
+
+
+def _bool(inst: Any, attribute: attrs.Attribute[bool], value: bool) -> None:
+    if not isinstance(value, bool):
+        raise _fail(inst, attribute.name, value, "must be a bool")
+
+
+def _opt_bitrate(inst: Any, attribute: attrs.Attribute[int | None], value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or not 1_000 <= value <= 20_000_000):
+        raise _fail(inst, attribute.name, value, "must be None or an int in 1000..20000000 bit/s")
+
+
+def _positive(inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise _fail(inst, attribute.name, value, "must be a number > 0")
+
+
+def _opt_positive(inst: Any, attribute: attrs.Attribute[float | None], value: float | None) -> None:
+    if value is not None:
+        _positive(inst, attribute, value)
+
+
+def _capacity(inst: Any, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 20:
+        raise _fail(inst, attribute.name, value, "must be an int in 1..1048576")
+
+
+def _filter_mode(inst: Any, attribute: attrs.Attribute[str], value: str) -> None:
+    if value not in FILTER_MODES:
+        raise _fail(inst, attribute.name, value, f"must be one of {FILTER_MODES}")
+
+
+def _to_map(value: Mapping[str, Scalar] | None) -> FrozenMap[str, Scalar]:
+    if value is not None and not isinstance(value, Mapping):
+        raise ConnectorError(f"CanBusConfig.options={value!r}: must be a mapping of str to scalar")
+    return FrozenMap.of(value)
+
+
+@attrs.frozen(kw_only=True)
+class CanBusConfig:
+    """One CAN interface of a connector.
+
+    ``name``: the interface's name inside taktora (routings name it; health events and stats
+    carry it), e.g. ``"can0"`` or ``"chassis"``. ``interface`` / ``channel``: python-can's
+    interface type and channel (``"socketcan"``/``"can0"`` in production; ``"virtual"`` and
+    ``"udp_multicast"`` for tests on machines without SocketCAN). ``bitrate`` /
+    ``data_bitrate``: nominal and FD data-phase bit rates (None: leave the interface as
+    configured, as SocketCAN does - rates are set with ``ip link``). ``fd``: open the bus for
+    CAN FD frames. ``receive_own_messages``: also receive what this bus sends (for logging
+    buses; off for gateways). ``options``: further keyword arguments for ``can.Bus``.
+
+    ``filter_mode``: where the compiled reader filter is applied. ``bus`` hands it to
+    ``bus.set_filters`` (SocketCAN: kernel ``CAN_RAW_FILTER``; error frames still arrive through
+    ``CAN_RAW_ERR_FILTER``). ``connector`` filters in the connector's receive thread, counting
+    each rejected frame and letting error frames through (python-can's software fallback would
+    silently discard error frames that do not match a data filter). ``auto`` (default) picks
+    ``bus`` when the interface filters in the kernel or hardware (its class implements
+    python-can's ``_apply_filters``) and ``connector`` otherwise.
+
+    ``recovery_window_s``: a Degraded interface is Up again after this long without error
+    frames. ``quiet_up_s``: an interface in Connecting goes Up after this long without error
+    frames even when no frame was read or sent (None: only traffic brings it Up).
+    ``rx_queue_frames``: capacity of the queue between this interface's receive thread and the
+    dispatcher (overflow: the newest frame is dropped and counted as ``drops.rx_queue_full``).
+    ``send_timeout_s``: how long a send may block on a full transmit queue.
+    """
+
+    name: str = attrs.field(validator=_name)
+    interface: str = attrs.field(validator=_nonempty_str)
+    channel: str = attrs.field(validator=_nonempty_str)
+    bitrate: int | None = attrs.field(default=None, validator=_opt_bitrate)
+    data_bitrate: int | None = attrs.field(default=None, validator=_opt_bitrate)
+    fd: bool = attrs.field(default=False, validator=_bool)
+    receive_own_messages: bool = attrs.field(default=False, validator=_bool)
+    filter_mode: str = attrs.field(default="auto", validator=_filter_mode)
+    recovery_window_s: float = attrs.field(default=1.0, validator=_positive)
+    quiet_up_s: float | None = attrs.field(default=None, validator=_opt_positive)
+    rx_queue_frames: int = attrs.field(default=4096, validator=_capacity)
+    send_timeout_s: float = attrs.field(default=0.1, validator=_positive)
+    options: FrozenMap[str, Scalar] = attrs.field(factory=FrozenMap, converter=_to_map)
+
+    def __attrs_post_init__(self) -> None:
+        if self.data_bitrate is not None and not self.fd:
+            raise _fail(self, "data_bitrate", self.data_bitrate, "needs fd=True")
+
+    def bus_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments for ``can.Bus`` (only what is set)."""
+        kwargs: dict[str, Any] = {"interface": self.interface, "channel": self.channel,
+                                  "fd": self.fd}
+        if self.bitrate is not None:
+            kwargs["bitrate"] = self.bitrate
+        if self.data_bitrate is not None:
+            kwargs["data_bitrate"] = self.data_bitrate
+        if self.receive_own_messages:
+            kwargs["receive_own_messages"] = True
+        kwargs.update(self.options)
+        return kwargs
+
+
+def _can_id(inst: Any, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= CAN_EFF_MASK:
+        raise _fail(inst, attribute.name, value, "must be an int in 0..0x1FFFFFFF")
+
+
+@attrs.frozen(kw_only=True)
+class CanRouting:
+    """Where a CAN channel lives: interface, identifier, mask and frame format.
+
+    ``can_id`` / ``extended``: the identifier an OUTBOUND channel sends with (11 or 29 bit).
+    ``mask``: for an INBOUND channel, the bits of ``can_id`` a received identifier must match
+    (python-can / SocketCAN rule ``rx_id & mask == can_id & mask``; default all id bits:
+    exactly one identifier). ``fd``: send CAN FD frames (up to 64 bytes), ``brs``: switch to the
+    data bit rate, ``esi``: set the error state indicator (FD only).
+    """
+
+    interface: str = attrs.field(validator=_name)
+    can_id: int = attrs.field(validator=_can_id)
+    mask: int = attrs.field(validator=_can_id)
+    extended: bool = attrs.field(default=False, validator=_bool)
+    fd: bool = attrs.field(default=False, validator=_bool)
+    brs: bool = attrs.field(default=False, validator=_bool)
+    esi: bool = attrs.field(default=False, validator=_bool)
+
+    def __attrs_post_init__(self) -> None:
+        limit = CAN_EFF_MASK if self.extended else CAN_SFF_MASK
+        if self.can_id > limit:
+            raise _fail(self, "can_id", hex(self.can_id),
+                        f"exceeds {'29' if self.extended else '11'} bits (extended={self.extended})")
+        if (self.brs or self.esi) and not self.fd:
+            raise _fail(self, "brs" if self.brs else "esi", True, "needs fd=True")
+
+    @property
+    def max_data(self) -> int:
+        """Largest data field this routing sends (8 classic, 64 FD)."""
+        return FD_MAX_DATA if self.fd else CLASSIC_MAX_DATA
+
+    def matches(self, can_id: int, extended: bool) -> bool:
+        """Whether a received identifier passes this routing's (can_id, mask, extended)."""
+        return extended == self.extended and (can_id ^ self.can_id) & self.mask == 0
+
+    def to_routing(self) -> Routing:
+        """The generic :class:`Routing` for a channel descriptor."""
+        options: dict[str, Scalar] = {"can_id": self.can_id, "extended": self.extended}
+        if self.mask != (CAN_EFF_MASK if self.extended else CAN_SFF_MASK):
+            options["mask"] = self.mask
+        for key in ("fd", "brs", "esi"):
+            if getattr(self, key):
+                options[key] = True
+        return Routing("can", self.interface, options)
+
+    @classmethod
+    def from_routing(cls, routing: Routing, channel: str = "?") -> CanRouting:
+        """Parse ``routing``; ConnectorError naming ``channel`` if it is not a valid CAN one."""
+        if routing.kind != "can":
+            raise ConnectorError(f"channel {channel!r}: routing kind {routing.kind!r} is not 'can'")
+        opts = dict(routing.options)
+        unknown = sorted(set(opts) - {"can_id", "mask", "extended", "fd", "brs", "esi"})
+        if unknown:
+            raise ConnectorError(f"channel {channel!r}: unknown CAN routing options {unknown}")
+        if "can_id" not in opts:
+            raise ConnectorError(f"channel {channel!r}: CAN routing needs options['can_id']")
+        extended = opts.get("extended", False)
+        default_mask = CAN_EFF_MASK if extended is True else CAN_SFF_MASK
+        try:
+            return cls(interface=routing.address, can_id=opts["can_id"],  # type: ignore[arg-type]
+                       mask=opts.get("mask", default_mask),  # type: ignore[arg-type]
+                       extended=extended, fd=opts.get("fd", False),  # type: ignore[arg-type]
+                       brs=opts.get("brs", False), esi=opts.get("esi", False))  # type: ignore[arg-type]
+        except ConnectorError as exc:
+            raise ConnectorError(f"channel {channel!r}: {exc}") from None
+
+
+def can_routing(interface: str, can_id: int, *, mask: int | None = None, extended: bool = False,
+                fd: bool = False, brs: bool = False, esi: bool = False) -> Routing:
+    """A ``Routing(kind="can")`` for a channel (validated through :class:`CanRouting`)."""
+    full = CAN_EFF_MASK if extended else CAN_SFF_MASK
+    return CanRouting(interface=interface, can_id=can_id, mask=full if mask is None else mask,
+                      extended=extended, fd=fd, brs=brs, esi=esi).to_routing()
+
+
+def routing_of(descriptor: ChannelDescriptor) -> CanRouting:
+    """The parsed CAN routing of ``descriptor`` (ConnectorError naming it if invalid)."""
+    return CanRouting.from_routing(descriptor.routing, descriptor.name)

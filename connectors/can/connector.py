@@ -1,0 +1,573 @@
+"""The CAN connector: python-can buses behind the generic :class:`Connector` protocol.
+
+Send path (ARCH_0060): the dispatcher's outbound thread calls :meth:`CanConnector.send` with
+the payload bytes of one envelope (``carries_envelope = False``: CAN has its own framing). The
+connector builds one classic or FD ``can.Message`` from the channel's routing (identifier,
+extended, FD, BRS, ESI) around those bytes - copied once into the message, never re-encoded -
+and writes it on the routing's interface.
+
+Receive path (ARCH_0061): every interface has its own receive thread (``<name>-rx-<iface>``)
+blocked in ``bus.recv``. Error frames go to the classifier and never reach a channel. A data
+frame is demultiplexed to EVERY INBOUND channel whose (can_id, mask, extended) accepts it and
+put, once per channel, on the connector's receive queue; :meth:`CanConnector.receive` (the
+dispatcher's inbound thread) takes them off and the dispatcher wraps each in a fresh envelope.
+The interface's filter, compiled from the union of its readers (:mod:`.filters`), is applied
+at the bus (``filter_mode``, see :class:`CanBusConfig`). When only one interface has INBOUND
+channels (the common case) it is read *inline*: :meth:`CanConnector.receive` runs that
+interface's receive step on the dispatcher's inbound thread, without the thread and queue hop
+(``inline_rx``, default on); the other interfaces keep their threads.
+
+Health (ARCH_0062): one :class:`HealthMachine` per interface (source ``<connector>/<iface>``)
+driven by the classified error frames; :meth:`CanConnector.health` is their
+:func:`worst_of` aggregate. Bus-off closes the interface; its receive thread then waits the
+:class:`ReconnectPolicy` delay, reopens the bus, re-applies the filter and goes through
+Connecting, and Up again at the first frame read or sent.
+
+Threads: the receive threads (one per interface but the inline one, started by :meth:`open`,
+joined by :meth:`close`; the dispatcher's inbound thread for the inline one) own reading,
+classification, recovery and their interface's receive counters; :meth:`send` runs on the
+caller's (outbound) thread and owns the send counters; a per-interface lock serializes
+``bus.send`` against the bus being closed and replaced. Health subscribers are called on the
+thread that made the transition (a receive thread, or the sending thread for Connecting -> Up
+after a send).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import random
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import can
+from taktora.actors.health import HealthMachine, worst_of
+from taktora.actors.messages import HealthEvent, HealthState
+from taktora.actors.reconnect import ReconnectPolicy, ReconnectPolicySettings
+from taktora.connectors.can.config import FD_LENGTHS, CanBusConfig, CanRouting, routing_of
+from taktora.connectors.can.errorframes import BusState, ErrorFrame, classify
+from taktora.connectors.can.filters import CanFilter, Demux, FilterEntry, compile_filters
+from taktora.connectors.connector import Connector, Frame, Inbound
+from taktora.connectors.model import ChannelDescriptor, Direction, FrozenMap
+from taktora.transport.errors import ConnectorError, LinkDownError
+
+log = logging.getLogger(__name__)
+
+C, U, G, D = HealthState.CONNECTING, HealthState.UP, HealthState.DEGRADED, HealthState.DOWN
+
+JOIN_S = 2.0
+"""How long :meth:`CanConnector.close` waits for each receive thread."""
+
+
+def filters_in_bus(bus: can.BusABC) -> bool:
+    """Whether ``bus`` filters in the kernel or hardware (its class implements python-can's
+    ``_apply_filters`` hook, as SocketCAN does) rather than in python-can's software fallback."""
+    return type(bus)._apply_filters is not can.BusABC._apply_filters
+
+
+class _Iface:
+    """One interface's state. ``rx`` is written by its receive thread only, ``tx`` by the
+    sending thread only (single writer each: a snapshot copy under the GIL is coherent)."""
+
+    def __init__(self, cfg: CanBusConfig, machine: HealthMachine, policy: ReconnectPolicy) -> None:
+        self.cfg = cfg
+        self.machine = machine
+        self.policy = policy
+        self.bus: can.BusABC | None = None
+        self.lock = threading.Lock()  # bus swap vs bus.send
+        self.state_lock = threading.Lock()  # check-and-transition of the health machine
+        self.readers: list[tuple[str, CanRouting]] = []
+        self.demux = Demux(())
+        self.filters: list[FilterEntry] = []
+        self.soft_filter = True
+        self.mode = "connector"
+        self.up = False
+        self.since = 0.0
+        self.last_error = float("-inf")
+        self.gave_up = False
+        self.reconnect_now = False
+        self.reopen_at: float | None = None
+        self.reopen_delay = 0.0
+        self.thread: threading.Thread | None = None
+        self.rx: defaultdict[str, int] = defaultdict(int)
+        self.tx: defaultdict[str, int] = defaultdict(int)
+
+
+class CanConnector(Connector):
+    """CAN (classic and FD) on one or more python-can buses; see the module doc.
+
+    ``buses``: the interfaces (unique names). ``reconnect``: the bus-off / failure backoff
+    (one :class:`ReconnectPolicy` per interface; ``seed`` makes its jitter reproducible).
+    ``poll_s``: how long a receive thread blocks in ``bus.recv`` before it checks for stop,
+    recovery windows and reconnect requests. ``inline_rx``: when exactly one interface has
+    INBOUND channels, read it on the caller of :meth:`receive` (the dispatcher's inbound
+    thread) instead of a receive thread of its own - one thread hop and one queue less per
+    frame; the other interfaces keep their receive threads (error frames, recovery). The
+    inline interface makes progress (frames, error frames, recovery) only while
+    :meth:`receive` is being called.
+    """
+
+    carries_envelope = False
+
+    def __init__(self, buses: Sequence[CanBusConfig], *, name: str = "can",
+                 reconnect: ReconnectPolicySettings | None = None, seed: int | None = None,
+                 poll_s: float = 0.05, inline_rx: bool = True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        names = [b.name for b in buses]
+        if not buses:
+            raise ConnectorError(f"connector {name!r}: needs at least one CanBusConfig")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConnectorError(f"connector {name!r}: interface names {dupes} appear more than once")
+        if poll_s <= 0:
+            raise ConnectorError(f"connector {name!r}: poll_s must be > 0, got {poll_s}")
+        self.name = name
+        self.poll_s = poll_s
+        self._clock = clock
+        settings = reconnect or ReconnectPolicySettings()
+        rng = random.Random(seed)
+        self._ifaces: dict[str, _Iface] = {
+            b.name: _Iface(b, HealthMachine(f"{name}/{b.name}"),
+                           ReconnectPolicy(settings, rng=random.Random(rng.random()), clock=clock))
+            for b in buses}
+        self._tx_routes: dict[str, tuple[_Iface, CanRouting]] = {}
+        self._queue: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+        self.inline_rx = inline_rx
+        self._inline: _Iface | None = None
+        self._inline_rx: defaultdict[str, int] = defaultdict(int)
+        self._pending: collections.deque[Inbound] = collections.deque()
+        self._stop = threading.Event()
+        self._state = "new"
+
+    # -- configuration views -------------------------------------------------------------------
+    @property
+    def interfaces(self) -> tuple[str, ...]:
+        """The interface names, in configuration order."""
+        return tuple(self._ifaces)
+
+    def bus_config(self, interface: str) -> CanBusConfig:
+        return self._iface(interface).cfg
+
+    def filters(self, interface: str) -> list[CanFilter]:
+        """The compiled filter of ``interface`` in python-can's format (what ``set_filters`` got
+        in ``bus`` mode, what the receive thread applies in ``connector`` mode)."""
+        return [e.as_python_can() for e in self._iface(interface).filters]
+
+    def filter_mode(self, interface: str) -> str:
+        """``bus`` or ``connector``: where ``interface``'s filter is applied (after open)."""
+        return self._iface(interface).mode
+
+    def bus(self, interface: str) -> can.BusABC | None:
+        """The open python-can bus of ``interface`` (None while it is closed or recovering)."""
+        return self._iface(interface).bus
+
+    def _iface(self, interface: str) -> _Iface:
+        try:
+            return self._ifaces[interface]
+        except KeyError:
+            raise ConnectorError(f"connector {self.name!r} has no interface {interface!r} "
+                                 f"(known: {list(self._ifaces)})") from None
+
+    # -- health --------------------------------------------------------------------------------
+    def subscribe(self, callback: Callable[[HealthEvent], None]) -> None:
+        """Call ``callback`` with every per-interface HealthEvent (source ``<name>/<iface>``),
+        on the thread that made the transition."""
+        for iface in self._ifaces.values():
+            iface.machine.subscribe(callback)
+
+    def unsubscribe(self, callback: Callable[[HealthEvent], None]) -> None:
+        for iface in self._ifaces.values():
+            iface.machine.unsubscribe(callback)
+
+    def interface_health(self) -> dict[str, HealthState]:
+        """Each interface's state now."""
+        return {n: i.machine.state for n, i in self._ifaces.items()}
+
+    def health(self) -> HealthState:
+        """The worst-of aggregate of the interfaces (any thread): one Down while another is Up
+        is Degraded, all Down is Down."""
+        return worst_of(i.machine.state for i in self._ifaces.values())
+
+    def _transition(self, iface: _Iface, new: HealthState, reason: str,
+                    only_from: frozenset[HealthState] | None = None) -> bool:
+        with iface.state_lock:
+            cur = iface.machine.state
+            if cur is new or (only_from is not None and cur not in only_from):
+                return False
+            iface.machine.transition(new, reason)
+            iface.up = new is U
+            iface.since = self._clock()
+            if new is U:
+                iface.policy.mark_up()
+            log.info("connector %r interface %r: %s -> %s (%s)", self.name, iface.cfg.name,
+                     cur.value, new.value, reason)
+            return True
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def open(self, descriptors: Sequence[ChannelDescriptor]) -> None:
+        """Open every interface, apply its compiled filter and start its receive thread.
+
+        Raises ConnectorError naming the channel (bad routing, unknown interface, FD channel on
+        a classic interface) or the interface (python-can cannot open it); nothing stays open
+        then. Caller's thread; blocks while the buses open.
+        """
+        if self._state == "open":
+            raise ConnectorError(f"connector {self.name!r} is already open")
+        tx: dict[str, tuple[_Iface, CanRouting]] = {}
+        readers: dict[str, list[tuple[str, CanRouting]]] = {n: [] for n in self._ifaces}
+        for d in descriptors:
+            routing = routing_of(d)
+            iface = self._ifaces.get(routing.interface)
+            if iface is None:
+                raise ConnectorError(f"channel {d.name!r}: routing names interface "
+                                     f"{routing.interface!r}, connector {self.name!r} has "
+                                     f"{list(self._ifaces)}")
+            if routing.fd and not iface.cfg.fd:
+                raise ConnectorError(f"channel {d.name!r}: FD routing on interface "
+                                     f"{iface.cfg.name!r}, which is not opened with fd=True")
+            if d.direction is Direction.OUTBOUND:
+                tx[d.name] = (iface, routing)
+            else:
+                readers[routing.interface].append((d.name, routing))
+        for name, iface in self._ifaces.items():
+            iface.readers = readers[name]
+            iface.demux = Demux(iface.readers)
+            iface.filters = compile_filters([r for _, r in iface.readers])
+        opened: list[_Iface] = []
+        try:
+            for iface in self._ifaces.values():
+                self._transition(iface, C, "opening", only_from=frozenset({D}))
+                iface.bus = self._open_bus(iface)
+                iface.since = self._clock()
+                opened.append(iface)
+        except ConnectorError:
+            for iface in opened:
+                self._shutdown_bus(iface)
+            raise
+        self._tx_routes = tx
+        self._stop.clear()
+        with_readers = [i for i in self._ifaces.values() if i.readers]
+        self._inline = with_readers[0] if self.inline_rx and len(with_readers) == 1 else None
+        if self._inline is not None:
+            self._inline_rx = self._inline.rx
+        self._pending.clear()
+        self._state = "open"
+        for iface in self._ifaces.values():
+            iface.gave_up = False
+            iface.reopen_at = None
+            if iface is self._inline:
+                continue
+            iface.thread = threading.Thread(target=self._run_rx, args=(iface,),
+                                            name=f"{self.name}-rx-{iface.cfg.name}", daemon=True)
+            iface.thread.start()
+
+    def _open_bus(self, iface: _Iface) -> can.BusABC:
+        """Open the interface's bus and apply its filter (receive thread or opener)."""
+        cfg = iface.cfg
+        try:
+            bus = can.Bus(**cfg.bus_kwargs())
+        except Exception as exc:  # python-can raises CanError, OSError, ValueError, ImportError
+            raise ConnectorError(f"connector {self.name!r}: cannot open interface {cfg.name!r} "
+                                 f"({cfg.interface}:{cfg.channel}): {type(exc).__name__}: "
+                                 f"{exc}") from exc
+        try:
+            in_bus = filters_in_bus(bus)
+            mode = cfg.filter_mode if cfg.filter_mode != "auto" else ("bus" if in_bus else "connector")
+            if mode == "bus" and iface.filters:
+                bus.set_filters([e.as_python_can() for e in iface.filters])  # type: ignore[misc]
+            else:
+                bus.set_filters(None)
+        except Exception as exc:
+            bus.shutdown()
+            raise ConnectorError(f"connector {self.name!r}: cannot apply the filter of "
+                                 f"interface {cfg.name!r}: {exc}") from exc
+        iface.mode = mode
+        iface.soft_filter = mode == "connector"
+        return bus
+
+    def _shutdown_bus(self, iface: _Iface) -> None:
+        with iface.lock:
+            bus, iface.bus = iface.bus, None
+        if bus is not None:
+            try:
+                bus.shutdown()
+            except Exception:
+                log.exception("connector %r: closing interface %r failed", self.name,
+                              iface.cfg.name)
+
+    def close(self) -> None:
+        """Stop and join the receive threads, close every bus; each interface goes Down.
+        Idempotent (caller's thread; blocks up to ~poll_s per thread)."""
+        if self._state != "open":
+            self._state = "closed" if self._state == "new" else self._state
+            return
+        self._stop.set()
+        for iface in self._ifaces.values():
+            if iface.thread is not None:
+                iface.thread.join(JOIN_S)
+                if iface.thread.is_alive():
+                    log.error("connector %r: receive thread of %r did not stop", self.name,
+                              iface.cfg.name)
+                iface.thread = None
+        for iface in self._ifaces.values():
+            self._shutdown_bus(iface)
+            self._transition(iface, D, "connector closed")
+        self._state = "closed"
+
+    def reconnect(self, interface: str | None = None) -> None:
+        """Close and reopen ``interface`` (all if None) now, with a fresh backoff (any thread;
+        the receive thread does it at its next wake-up)."""
+        for iface in ([self._iface(interface)] if interface else self._ifaces.values()):
+            iface.reconnect_now = True
+
+    # -- send path (outbound thread) -----------------------------------------------------------
+    def send(self, descriptor: ChannelDescriptor, frame: Frame) -> None:
+        """Write ``frame`` (the payload bytes) as one CAN frame with the channel's routing.
+
+        Raises LinkDownError while the interface is closed (bus-off recovery), ConnectorError
+        for a payload the frame format cannot carry (> 8 bytes classic, > 64 or not a DLC length
+        FD) or a failed ``bus.send``. Blocks at most ``send_timeout_s`` on a full TX queue.
+        """
+        entry = self._tx_routes.get(descriptor.name)
+        if entry is None:
+            raise ConnectorError(f"connector {self.name!r}: channel {descriptor.name!r} is not an "
+                                 "open outbound channel")
+        iface, routing = entry
+        size = len(frame) if not isinstance(frame, memoryview) else frame.nbytes
+        if size > routing.max_data or (routing.fd and size not in FD_LENGTHS):
+            iface.tx["send_errors.length"] += 1
+            kind = ("CAN FD frame (0-8, 12, 16, 20, 24, 32, 48 or 64)" if routing.fd
+                    else "classic CAN frame (0-8)")
+            raise ConnectorError(f"channel {descriptor.name!r}: {size} bytes do not fit a {kind}")
+        msg = can.Message(arbitration_id=routing.can_id, is_extended_id=routing.extended,
+                          data=frame, is_fd=routing.fd, bitrate_switch=routing.brs,
+                          error_state_indicator=routing.esi, check=False)
+        with iface.lock:
+            bus = iface.bus
+            if bus is None:
+                iface.tx["drops.link_down"] += 1
+                raise LinkDownError(f"connector {self.name!r}: interface {iface.cfg.name!r} is "
+                                    f"down ({iface.machine.state.value})")
+            try:
+                bus.send(msg, iface.cfg.send_timeout_s)
+            except Exception as exc:  # CanError / CanOperationError / OSError
+                iface.tx["send_errors"] += 1
+                raise ConnectorError(f"connector {self.name!r}: sending {descriptor.name!r} on "
+                                     f"{iface.cfg.name!r} failed: {exc}") from exc
+        iface.tx["frames_out"] += 1
+        if not iface.up and iface.machine.state is C:
+            self._transition(iface, U, "first frame sent", only_from=frozenset({C}))
+
+    # -- receive path --------------------------------------------------------------------------
+    def receive(self, timeout: float) -> Inbound | None:
+        """The next demultiplexed (channel name, data) pair, waiting up to ``timeout``
+        (dispatcher's inbound thread).
+
+        With an inline interface (see ``inline_rx``) this reads that bus directly: one frame
+        matching several channels is returned once per channel, over consecutive calls.
+        """
+        inline = self._inline
+        if inline is None:
+            try:
+                return self._queue.get(timeout=timeout)
+            except queue.Empty:
+                return None
+        pending = self._pending
+        if pending:
+            return pending.popleft()
+        if self._state != "open":
+            self._stop.wait(timeout)
+            return None
+        self._rx_step(inline, timeout, self._emit_inline)
+        return pending.popleft() if pending else None
+
+    def _emit_inline(self, channel: str, data: bytearray) -> None:
+        self._pending.append((channel, data))
+        self._inline_rx["delivered"] += 1
+
+    def _run_rx(self, iface: _Iface) -> None:
+        """Receive thread of one interface (see the module doc). Never raises: failures are
+        logged, counted and turned into health transitions."""
+        stop = self._stop
+        put = self._queue.put
+        qsize = self._queue.qsize
+        cap = iface.cfg.rx_queue_frames
+        rx = iface.rx
+
+        def emit(channel: str, data: bytearray) -> None:
+            if qsize() >= cap:
+                rx["drops.rx_queue_full"] += 1
+                return
+            put((channel, data))
+            rx["delivered"] += 1
+
+        while not stop.is_set():
+            self._rx_step(iface, self.poll_s, emit)
+
+    def _rx_step(self, iface: _Iface, timeout: float,
+                 emit: Callable[[str, bytearray], None]) -> None:
+        """Read and handle at most one frame of ``iface``, waiting up to ``timeout``; or, while
+        it is closed, advance its recovery without waiting longer than ``timeout``. Runs on
+        the interface's receive thread, or on the dispatcher's inbound thread for the inline
+        interface. Never raises."""
+        rx = iface.rx
+        try:
+            if iface.reconnect_now:
+                iface.reconnect_now = False
+                iface.policy.reset()
+                iface.gave_up = False
+                if iface.bus is not None:
+                    self._go_down(iface, "reconnect requested")
+                iface.reopen_at = self._clock()
+                iface.reopen_delay = 0.0
+            bus = iface.bus
+            if bus is None:
+                self._recover_step(iface, timeout)
+                return
+            try:
+                msg = bus.recv(timeout)
+            except Exception as exc:
+                if self._stop.is_set():
+                    return
+                rx["receive_errors"] += 1
+                self._go_down(iface, f"receive failed: {type(exc).__name__}: {exc}")
+                return
+            if msg is None:
+                self._tick(iface)
+                return
+            if msg.is_error_frame:
+                self._on_error(iface, classify(msg.arbitration_id, msg.data))
+                return
+            rx["frames_in"] += 1
+            if not iface.up:
+                self._seen_traffic(iface)
+            if msg.is_remote_frame:
+                rx["remote_frames"] += 1
+                return
+            names = iface.demux.lookup(msg.arbitration_id, msg.is_extended_id)
+            if not names:
+                rx["filtered" if iface.soft_filter else "unmatched"] += 1
+                return
+            data = msg.data
+            for channel in names:
+                emit(channel, data)
+        except Exception:
+            rx["internal_errors"] += 1
+            log.exception("connector %r: receiving on %r failed; continuing", self.name,
+                          iface.cfg.name)
+            self._stop.wait(min(timeout, self.poll_s))
+
+    def _go_down(self, iface: _Iface, reason: str) -> None:
+        self._shutdown_bus(iface)
+        iface.reopen_at = None
+        self._transition(iface, D, reason)
+
+    def _recover_step(self, iface: _Iface, timeout: float) -> None:
+        """The interface is closed: arm the policy's delay once, wait for it in slices of at
+        most ``timeout``, then reopen (receive thread or inline interface's caller)."""
+        if iface.gave_up:
+            self._stop.wait(timeout)
+            return
+        if iface.reopen_at is None:
+            delay = iface.policy.next_delay()
+            if delay is None:
+                iface.gave_up = True
+                iface.rx["reconnect_gave_up"] += 1
+                log.error("connector %r: interface %r stays down after %d attempts", self.name,
+                          iface.cfg.name, iface.policy.attempts)
+                return
+            iface.reopen_delay = delay
+            iface.reopen_at = self._clock() + delay
+        left = iface.reopen_at - self._clock()
+        if left > 0:
+            self._stop.wait(min(left, timeout))
+            return
+        iface.reopen_at = None
+        iface.rx["reopen_attempts"] += 1
+        self._transition(iface, C, f"reopening after {iface.reopen_delay:.3f} s backoff "
+                                   f"(attempt {iface.policy.attempts})")
+        try:
+            bus = self._open_bus(iface)
+        except ConnectorError as exc:
+            iface.rx["reopen_failures"] += 1
+            self._transition(iface, D, f"reopen failed: {exc}")
+            return
+        with iface.lock:
+            iface.bus = bus
+        iface.last_error = float("-inf")
+        iface.rx["reopens"] += 1
+
+    def _tick(self, iface: _Iface) -> None:
+        """Timed transitions when nothing arrives: Degraded -> Up after the recovery window,
+        Connecting -> Up after ``quiet_up_s`` without errors."""
+        state = iface.machine.state
+        now = self._clock()
+        if state is G and now - iface.last_error >= iface.cfg.recovery_window_s:
+            self._transition(iface, U, f"no error frames for {iface.cfg.recovery_window_s} s",
+                             only_from=frozenset({G}))
+        elif (state is C and iface.cfg.quiet_up_s is not None and iface.bus is not None
+              and now - max(iface.since, iface.last_error) >= iface.cfg.quiet_up_s):
+            self._transition(iface, U, f"open without error frames for {iface.cfg.quiet_up_s} s",
+                             only_from=frozenset({C}))
+
+    def _seen_traffic(self, iface: _Iface) -> None:
+        if iface.machine.state is C:
+            self._transition(iface, U, "first frame received", only_from=frozenset({C}))
+        else:
+            self._tick(iface)
+
+    def _on_error(self, iface: _Iface, ef: ErrorFrame) -> None:
+        """Count an error frame by class and apply its health effect (receive thread)."""
+        rx = iface.rx
+        rx["error_frames"] += 1
+        for name in ef.classes:
+            rx[f"errors.{name}"] += 1
+        for name in ef.details:
+            rx[f"errors.{name}"] += 1
+            if name in ("controller.rx_overflow", "controller.tx_overflow"):
+                rx["drops.controller_overflow"] += 1
+        if ef.tx_errors is not None and ef.rx_errors is not None:
+            rx["tx_error_counter"] = ef.tx_errors
+            rx["rx_error_counter"] = ef.rx_errors
+        iface.last_error = self._clock()
+        if ef.state is BusState.BUS_OFF:
+            self._go_down(iface, ef.describe())
+        elif ef.state in (BusState.WARNING, BusState.PASSIVE):
+            self._transition(iface, G, ef.describe(), only_from=frozenset({U, C}))
+        elif ef.state is BusState.ACTIVE:
+            self._transition(iface, U, ef.describe(), only_from=frozenset({G}))
+
+    # -- stats -----------------------------------------------------------------------------------
+    def stats(self) -> Mapping[str, int]:
+        """Counters per interface (``<iface>.frames_in``, ``.frames_out``, ``.filtered``,
+        ``.unmatched``, ``.delivered``, ``.error_frames``, ``.errors.<class>``,
+        ``.drops.<cause>``, ``.reopens`` ...) and connector totals (``frames_in``,
+        ``frames_out``, ``filtered``, ``unmatched``, ``error_frames``, ``drops``)."""
+        out: dict[str, int] = {}
+        totals: defaultdict[str, int] = defaultdict(int)
+        for name, iface in self._ifaces.items():
+            for src in (dict(iface.rx), dict(iface.tx)):
+                for key, value in src.items():
+                    out[f"{name}.{key}"] = value
+                    if key in ("frames_in", "frames_out", "filtered", "unmatched", "error_frames"):
+                        totals[key] += value
+                    elif key.startswith("drops."):
+                        totals["drops"] += value
+        for key in ("frames_in", "frames_out", "filtered", "unmatched", "error_frames", "drops"):
+            out[key] = totals[key]
+        return FrozenMap(out)
+
+    def __repr__(self) -> str:
+        return f"<CanConnector {self.name!r} {list(self._ifaces)}>"
+
+
+def inject(bus: Any, arbitration_id: int, data: bytes) -> None:
+    """Put an error frame (class bits ``arbitration_id``, SocketCAN data layout) on ``bus``
+    the way a controller driver reports one (tests, simulations; python-can convention: no
+    CAN_ERR_FLAG in the identifier)."""
+    bus.send(can.Message(arbitration_id=arbitration_id, is_error_frame=True, data=data,
+                         is_extended_id=False, check=False))

@@ -1,0 +1,119 @@
+"""Helpers of the CAN tests: an app + dispatcher + CanConnector rig on python-can buses."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import can
+from taktora.connectors import (
+    ChannelDescriptor,
+    ChannelReader,
+    ChannelWriter,
+    CodecRegistry,
+    Direction,
+    Dispatcher,
+    HealthEvent,
+    Received,
+)
+from taktora.connectors.can import CanBusConfig, CanConnector, can_routing
+from taktora.transport import Node
+
+WAIT_S = 10.0
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_S) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return predicate()
+
+
+def collect(reader: ChannelReader[Any], count: int, timeout: float = WAIT_S) -> list[Received[Any]]:
+    got: list[Received[Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count and (left := deadline - time.monotonic()) > 0:
+        item = reader.recv(min(left, 0.2))
+        if item is not None:
+            got.append(item)
+    return got
+
+
+def settle(reader: ChannelReader[Any], quiet_s: float = 0.2) -> list[Received[Any]]:
+    got: list[Received[Any]] = []
+    while (item := reader.recv(quiet_s)) is not None:
+        got.append(item)
+    return got
+
+
+def recv_all(bus: can.BusABC, count: int, timeout: float = WAIT_S) -> list[can.Message]:
+    got: list[can.Message] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count and (left := deadline - time.monotonic()) > 0:
+        msg = bus.recv(min(left, 0.1))
+        if msg is not None:
+            got.append(msg)
+    return got
+
+
+def vbus(name: str, channel: str, **kw: Any) -> CanBusConfig:
+    return CanBusConfig(name=name, interface="virtual", channel=channel, **kw)
+
+
+def out(name: str, iface: str, can_id: int, **kw: Any) -> ChannelDescriptor:
+    codec = kw.pop("codec", "raw")
+    return ChannelDescriptor(name, Direction.OUTBOUND, codec=codec, max_payload=64,
+                             buffer_size=64, routing=can_routing(iface, can_id, **kw))
+
+
+def inp(name: str, iface: str, can_id: int, **kw: Any) -> ChannelDescriptor:
+    codec = kw.pop("codec", "raw")
+    return ChannelDescriptor(name, Direction.INBOUND, codec=codec, max_payload=64,
+                             buffer_size=256, routing=can_routing(iface, can_id, **kw))
+
+
+class Events:
+    """Collects HealthEvents (subscriber callback), thread-safe."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.items: list[HealthEvent] = []
+
+    def __call__(self, event: HealthEvent) -> None:
+        with self.lock:
+            self.items.append(event)
+
+    def seq(self, source: str | None = None) -> list[tuple[str, str]]:
+        with self.lock:
+            return [(e.previous.value if e.previous else "-", e.state.value)
+                    for e in self.items if source is None or e.source == source]
+
+
+class Rig:
+    """A CanConnector under a Dispatcher, plus the app's writers and readers."""
+
+    def __init__(self, prefix: str, buses: Sequence[CanBusConfig],
+                 descriptors: Sequence[ChannelDescriptor], *,
+                 registry: CodecRegistry | None = None, **conn_kw: Any) -> None:
+        self.conn = CanConnector(buses, name="can", **conn_kw)
+        self.events = Events()
+        self.conn.subscribe(self.events)
+        self.disp = Dispatcher(prefix, self.conn, descriptors, name="can-gw",
+                               registry=registry, poll_s=0.02).start()
+        self.node = Node("can-app", prefix=prefix)
+        self.writers: dict[str, ChannelWriter[Any]] = {}
+        self.readers: dict[str, ChannelReader[Any]] = {}
+        for d in descriptors:
+            if d.direction is Direction.OUTBOUND:
+                self.writers[d.name] = ChannelWriter(self.node, d, registry=registry)
+            else:
+                self.readers[d.name] = ChannelReader(self.node, d, registry=registry, strict=True)
+
+    def close(self) -> None:
+        report = self.disp.stop()
+        self.node.close()
+        assert report.clean
