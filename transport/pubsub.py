@@ -32,17 +32,18 @@ _monotonic_ns = time.monotonic_ns
 
 
 class TransportHeader(ctypes.Structure):
-    """The iceoryx2 user header of every taktora pub/sub sample (24 bytes, native order)."""
+    """The iceoryx2 user header of every taktora pub/sub sample (32 bytes, native order)."""
 
     _fields_ = [
         ("publisher", ctypes.c_uint64),  # random per Publisher instance
         ("sequence", ctypes.c_uint64),  # 1, 2, 3 ... per publisher
         ("timestamp_ns", ctypes.c_uint64),  # CLOCK_MONOTONIC at send
+        ("first_send_ns", ctypes.c_uint64),  # CLOCK_MONOTONIC of this publisher's first send
     ]
 
     @staticmethod
     def type_name() -> str:
-        return "taktora::TransportHeader.v1"
+        return "taktora::TransportHeader.v2"
 
 
 @attrs.frozen
@@ -67,7 +68,9 @@ class PublisherStats:
 class SubscriberStats:
     """Counters of a subscriber. ``lost`` is the number of missing sequence numbers (samples
     overwritten by DROP_OLDEST, refused by DROP_NEWEST, or never seen); ``gaps`` is how many
-    times a gap was seen."""
+    times a gap was seen. For a publisher whose first send came after this subscriber was
+    created, samples missing before the first one received count too; for one that was
+    already sending (a late join), the first sample received is the baseline."""
 
     received: int
     lost: int
@@ -136,6 +139,7 @@ class Publisher:
             raise ServiceOpenError(f"publisher on {spec.name!r}: {exc}") from exc
         self.id = random.getrandbits(63) | 1
         self._seq = 0
+        self._first_send_ns = 0
         self._undelivered = 0
         self._discarded = 0
         self._count_undelivered = spec.overflow is OverflowPolicy.DROP_NEWEST
@@ -229,7 +233,10 @@ class Publisher:
         hdr = TransportHeader.from_address(sample.user_header_ptr)
         hdr.publisher = self.id
         hdr.sequence = self._seq
-        hdr.timestamp_ns = _monotonic_ns()
+        hdr.timestamp_ns = now = _monotonic_ns()
+        if not self._first_send_ns:
+            self._first_send_ns = now
+        hdr.first_send_ns = self._first_send_ns
         delivered = sample.assume_init().send()
         woken = self._notifier.notify()
         if self._count_undelivered:
@@ -280,6 +287,9 @@ class Subscriber(Wakeable):
             self._listener = node.open_event(spec.event_name).listener_builder().create()
         except Exception as exc:
             raise ServiceOpenError(f"subscriber on {spec.name!r}: {exc}") from exc
+        # taken after the port exists: a publisher whose first send comes later reaches this
+        # subscriber from its sequence 1 on (iceoryx2 connects existing subscribers on send)
+        self._created_ns = _monotonic_ns()
         self._struct = spec.payload.struct if isinstance(spec.payload, StructPayload) else None
         self._fixed_size = ctypes.sizeof(self._struct) if self._struct is not None else -1
         self._last: dict[int, int] = {}  # publisher id -> last sequence (but the current one)
@@ -305,6 +315,8 @@ class Subscriber(Wakeable):
             if self._cur_pub:
                 self._last[self._cur_pub] = self._cur_seq
             last = self._last.get(pub)
+            if last is None and hdr.first_send_ns > self._created_ns:
+                last = 0  # a publisher that started after us owes us every sequence from 1
             self._cur_pub = pub
         if last is not None and seq > last + 1:
             self._gaps += 1

@@ -174,6 +174,30 @@ def test_overflow_is_counted_as_lost_samples(node: Node, policy: OverflowPolicy)
 
 
 @pytest.mark.req("REQ_0106")
+def test_lost_head_of_a_new_publisher_is_counted(node: Node) -> None:
+    spec = ChannelSpec("t/head", BytesPayload(8), buffer_size=4)
+    sub = node.subscriber(spec)  # exists before the publisher's first send
+    pub = node.publisher(spec)
+    for i in range(10):  # nothing read yet: samples 1..6 are overwritten
+        pub.send_copy(b"%d" % i)
+    assert [s.copy() for s in sub.drain()] == [b"6", b"7", b"8", b"9"]
+    assert (sub.stats.lost, sub.stats.gaps) == (6, 1)
+
+
+@pytest.mark.req("REQ_0106")
+def test_late_joiner_takes_its_first_sample_as_baseline(node: Node) -> None:
+    spec = ChannelSpec("t/late", BytesPayload(8), buffer_size=4)
+    pub = node.publisher(spec)
+    early = node.subscriber(spec)
+    for i in range(3):
+        pub.send_copy(b"%d" % i)
+    late = node.subscriber(spec)  # joins after the publisher's first send
+    pub.send_copy(b"3")
+    assert late.receive_copy() == b"3" and late.stats.lost == 0
+    assert len(list(early.drain())) == 4 and early.stats.lost == 0
+
+
+@pytest.mark.req("REQ_0106")
 def test_block_policy_loses_nothing_with_a_slow_consumer_process(node: Node, iox_prefix: str) -> None:
     spec = ChannelSpec("t/block", BytesPayload(8), buffer_size=2, overflow=OverflowPolicy.BLOCK)
     pub = node.publisher(spec)
