@@ -211,8 +211,20 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_control)
 
 
+def _register_run(subparsers: Any) -> None:
+    from taktora.system.run import register as register_run
+
+    register_run(subparsers)
+
+
+def _register_ethercat(subparsers: Any) -> None:
+    from taktora.connectors.ethercat.cli import register as register_ethercat
+
+    register_ethercat(subparsers)
+
+
 #: Every module contributing subcommands; append your ``register`` here.
-REGISTRARS: list[Registrar] = [register]
+REGISTRARS: list[Registrar] = [register, _register_run, _register_ethercat]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""Smoke test of ``make demo``: the two-process publish/subscribe demo runs on its own."""
+"""Smoke test of ``make demo``: the latency section (two-process publish/subscribe) and the
+supervised-gateway section run on their own and report what they must."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 SIZES = ["64 B", "4 KiB", "64 KiB", "1 MiB", "4 MiB"]
 
 
-@pytest.mark.req("REQ_0120")
+@pytest.mark.req("REQ_0120", "REQ_0537")
 def test_demo_runs_unattended_and_loses_nothing() -> None:
     env = dict(os.environ, PYTHONIOENCODING="utf-8", COLUMNS="100")
     proc = subprocess.run(
@@ -20,9 +21,10 @@ def test_demo_runs_unattended_and_loses_nothing() -> None:
         capture_output=True, text=True, timeout=60, env=env, check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    latency, _, gateways = proc.stdout.partition("supervised UDP gateways")
     rows = [
         [c.strip() for c in re.split(r"[│|]", line) if c.strip()]
-        for line in proc.stdout.splitlines()
+        for line in latency.splitlines()
         if re.search(r"(taktora|mp\.Pipe)\s*[│|]", line)
     ]
     # transport, payload, n, p50 us, p99 us, MB/s, lost, bad
@@ -33,3 +35,20 @@ def test_demo_runs_unattended_and_loses_nothing() -> None:
         assert int(r[2]) > 0, r
         assert r[6] == "0" and r[7] == "0", f"lost/bad samples: {r}"
     assert "lost" in proc.stdout and "p50 us" in proc.stdout
+    # section 2: supervised gateways, faults, a crash and the restart, counts by phase
+    assert gateways, proc.stdout
+    for phase in ("steady", "link-down", "corrupt", "crash", "tail"):
+        assert f"phase {phase}" in gateways
+    assert re.search(r"left\s+up -> down\s+link down", gateways), gateways
+    assert re.search(r"right\s+up -> down\s+crashed", gateways), gateways
+    assert re.search(r"right running \(worker\) restarts=1", gateways), gateways
+    table = [[c.strip() for c in re.split(r"[│|]", line) if c.strip()]
+             for line in gateways.splitlines() if re.match(r"[│|]\s*(steady|tail|total)\b", line)]
+    total = next(r for r in table if r[0] == "total")
+    sent, received, lost = (int(x) for x in total[1:4])
+    assert sent == received + lost and sent > 0 and lost > 0  # the faults lost messages
+    for r in table:
+        if r[0] in ("steady", "tail"):
+            assert int(r[3]) > 0, r  # received: the tail arrived after the restart
+    assert "in.malformed.crc" in gateways and "out.dropped.link_down" in gateways
+    assert re.search(r"left\s*[│|]\s*up", gateways) and re.search(r"right\s*[│|]\s*up", gateways)

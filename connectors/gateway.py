@@ -1,0 +1,545 @@
+"""The ``Gateway`` actor: one connector, its dispatcher threads, health and reconnects.
+
+A gateway is a :class:`~taktora.actors.base.TaktoraActor` configured by a
+:class:`GatewayConfig` in ``args["config"]`` (normally from a supervisor's ``ChildSpec``).
+Everything with threads, sockets or iceoryx2 nodes is built in :meth:`Gateway.on_start`,
+inside the actor (actors are forked on multi-process bases):
+
+- the **connector**, imported from ``config.connector`` (``"module:Class"``) and built with
+  ``config.settings`` as keyword arguments;
+- a :class:`~taktora.connectors.dispatch.Dispatcher` per connection: its two threads move the
+  data between iceoryx2 and the connector. Data never passes through the actor mailbox;
+- a :class:`~taktora.actors.health.HealthMachine` (Connecting / Up / Degraded / Down): every
+  transition is one :class:`HealthEvent`, sent to every subscriber (actor addresses from
+  ``args["subscribers"]``, which survive restarts, plus those added at run time with
+  :class:`~taktora.actors.health.Subscribe`, which do not);
+- a :class:`~taktora.actors.reconnect.ReconnectPolicy`: when the link goes down the gateway
+  stops the dispatcher, closes the connector, goes Down and arms the ``reconnect`` timer
+  (the base's timers carry a generation token: a re-armed or cancelled timer's stale wakeup
+  is dropped); when it fires: Connecting, reopen, Up (or Down again and the next backoff).
+
+The link is watched by the ``health`` timer every ``health_poll_s``: the connector's own
+``health()`` (Down: reconnect; Degraded: Degraded) and the dispatcher's threads (a dead thread
+is a connector failure: reconnect).
+
+Control messages (all on the actor thread, answered with typed replies): :class:`Pause` /
+:class:`Resume` (Ack; the dispatcher counts what arrives meanwhile as ``paused`` drops; a
+reconnect keeps the pause), :class:`Reconnect` (Ack; drop and re-establish now, the backoff
+starts again at attempt 1), :class:`GetHealth` (HealthReply), :class:`GetStats`
+(StatsReply: dispatcher counters summed over this incarnation's connections, connector
+counters, health, reconnect attempts), :class:`Shutdown` (stop the data plane in order and
+answer :class:`GatewayStopped`; the actor stays, Down, until its supervisor stops it: a
+restart brings the gateway back), :class:`InjectFault` (test and demo hook for connectors with a ``faults``
+injector), :class:`InjectCrash` (raises: a crash the supervisor restarts). Anything else gets
+``ErrorReply`` and the gateway keeps running.
+
+Shutdown (ARCH_0530): the dispatcher's threads are stopped first (outbound, then inbound,
+bounded by ``shutdown_timeout_s`` in total), then the connector is closed, then the iceoryx2
+ports; a thread that did not stop in time is named in the :class:`GatewayStopped` reply and
+logged, and its ports are released once it has ended (``on_stop`` waits up to
+``linger_s`` more for it).
+
+Blocking: opening the connector and stopping the dispatcher block the actor thread (bounded by
+the connector's open and ``shutdown_timeout_s``). Raising: a failing connector never crashes
+the gateway (it reconnects); a bad config or an unimportable connector class crashes it in
+``on_start`` (its supervisor restarts it per its intensity, then escalates).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+from taktora.actors.base import TaktoraActor, handles
+from taktora.actors.health import HealthMachine, Subscribe, Unsubscribe
+from taktora.actors.messages import (
+    Ack,
+    ControlMessage,
+    GetHealth,
+    GetStats,
+    HealthEvent,
+    HealthReply,
+    HealthState,
+    Pause,
+    Reconnect,
+    Reply,
+    Resume,
+    Shutdown,
+    StatsReply,
+)
+from taktora.actors.reconnect import ReconnectPolicy, ReconnectPolicySettings
+from taktora.connectors.connector import Connector
+from taktora.connectors.dispatch import Dispatcher, DispatcherStats, StopReport
+from taktora.connectors.model import ChannelDescriptor
+from taktora.transport import isolation
+from taktora.transport.errors import ConnectorError, ControlError, TaktoraError
+
+log = logging.getLogger(__name__)
+
+C, U, G, D = HealthState.CONNECTING, HealthState.UP, HealthState.DEGRADED, HealthState.DOWN
+
+
+# --- configuration ------------------------------------------------------------------------------
+def _fail(field: str, value: Any, why: str) -> ConnectorError:
+    return ConnectorError(f"GatewayConfig.{field}={value!r}: {why}")
+
+
+def _positive(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise _fail(attribute.name, value, "must be a number > 0")
+
+
+def _name(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not value or "/" in value or value.strip() != value:
+        raise _fail(attribute.name, value, "must be a non-empty id without '/' or spaces")
+
+
+def _class_path(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not (isinstance(value, str) and value.count(":") == 1 and all(value.split(":"))):
+        raise _fail(attribute.name, value, "must name a Connector class as 'module:Class'")
+
+
+def _settings(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and k.isidentifier()
+                                                 for k in value):
+        raise _fail(attribute.name, value, "must be a mapping of keyword-argument names")
+
+
+def _channels(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, tuple) or not value:
+        raise _fail(attribute.name, value, "must be a non-empty tuple of ChannelDescriptor")
+    names = []
+    for d in value:
+        if not isinstance(d, ChannelDescriptor):
+            raise _fail(attribute.name, d, "items must be ChannelDescriptor values")
+        names.append((d.name, d.direction))
+    dupes = sorted({n for n, _ in names if names.count((n, _)) > 1})
+    if dupes:
+        raise _fail(attribute.name, dupes, "channel names must be unique per direction")
+
+
+def _reconnect(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, ReconnectPolicySettings):
+        raise _fail(attribute.name, value, "must be a ReconnectPolicySettings")
+
+
+def _opt_prefix(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        try:
+            isolation.validate_prefix(value)
+        except Exception as exc:
+            raise _fail(attribute.name, value, str(exc)) from None
+
+
+def _to_channels(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+@attrs.frozen(kw_only=True)
+class GatewayConfig:
+    """Everything a gateway needs; frozen, validated (ConnectorError naming the field), picklable.
+
+    ``connector``: ``"module:Class"`` of a :class:`Connector` subclass, built as
+    ``Class(**settings)``. ``channels``: the descriptors it serves. ``reconnect``: the backoff.
+    ``shutdown_timeout_s``: bound of an orderly stop (ARCH_0530). ``health_poll_s``: how often
+    the link is checked. ``poll_s``: the dispatcher's receive poll. ``iox_prefix``: the
+    iceoryx2 prefix of the applications it serves (None: ``TAKTORA_IOX_PREFIX`` inside the
+    actor).
+    """
+
+    name: str = attrs.field(validator=_name)
+    connector: str = attrs.field(validator=_class_path)
+    channels: tuple[ChannelDescriptor, ...] = attrs.field(converter=_to_channels,
+                                                          validator=_channels)
+    settings: Mapping[str, Any] = attrs.field(factory=dict, validator=_settings)
+    reconnect: ReconnectPolicySettings = attrs.field(factory=ReconnectPolicySettings,
+                                                     validator=_reconnect)
+    shutdown_timeout_s: float = attrs.field(default=5.0, validator=_positive)
+    health_poll_s: float = attrs.field(default=0.1, validator=_positive)
+    poll_s: float = attrs.field(default=0.05, validator=_positive)
+    iox_prefix: str | None = attrs.field(default=None, validator=_opt_prefix)
+
+    def connector_class(self) -> type[Connector]:
+        """Import the connector class; ConnectorError naming the config if that fails."""
+        module, _, name = self.connector.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as exc:
+            raise ConnectorError(f"gateway {self.name!r}: cannot import connector "
+                                 f"{self.connector!r}: {exc}") from exc
+        if not (isinstance(cls, type) and issubclass(cls, Connector)):
+            raise ConnectorError(f"gateway {self.name!r}: {self.connector!r} is not a "
+                                 "Connector subclass")
+        return cls
+
+    def build_connector(self) -> Connector:
+        """``Class(**settings)``; ConnectorError naming the gateway if the settings do not fit."""
+        cls = self.connector_class()
+        try:
+            return cls(**dict(self.settings))
+        except TypeError as exc:
+            raise ConnectorError(f"gateway {self.name!r}: settings {dict(self.settings)!r} do "
+                                 f"not fit {self.connector}: {exc}") from exc
+
+
+# --- gateway messages -------------------------------------------------------------------------
+def _link(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value not in ("", "up", "down"):
+        raise ControlError(f"invalid message field {attribute.name!r}: expected '', 'up' or "
+                           f"'down', got {value!r}")
+
+
+def _nonneg(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ControlError(f"invalid message field {attribute.name!r}: expected a number >= 0")
+
+
+@attrs.frozen(kw_only=True)
+class InjectFault(ControlMessage):
+    """Set faults on the connector's ``faults`` injector (the UDP FaultInjector's API).
+
+    ``link`` "down"/"up" cuts or restores the link; ``drop_every`` / ``corrupt_every`` /
+    ``delay_ms`` set those faults; ``clear`` turns everything off first. Ack, or ErrorReply
+    REJECTED when the connector has no fault injector.
+    """
+
+    link: str = attrs.field(default="", validator=_link)
+    drop_every: int = attrs.field(default=0, validator=_nonneg)
+    corrupt_every: int = attrs.field(default=0, validator=_nonneg)
+    delay_ms: float = attrs.field(default=0.0, validator=_nonneg)
+    clear: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class InjectCrash(ControlMessage):
+    """Make the gateway's handler raise (a crash its supervisor restarts). Test/demo hook."""
+
+    reason: str = "injected crash"
+
+
+@attrs.frozen(kw_only=True)
+class GatewayStopped(Reply):
+    """Answer to :class:`Shutdown`: what stopped within the timeout and what did not."""
+
+    stopped: tuple[str, ...] = ()
+    not_stopped: tuple[str, ...] = ()
+    elapsed_s: float = 0.0
+    timeout_s: float = 0.0
+
+    @property
+    def clean(self) -> bool:
+        return not self.not_stopped
+
+
+def flatten_stats(stats: DispatcherStats) -> dict[str, int]:
+    """A dispatcher snapshot as flat ``dotted.key -> count`` (how gateways report it)."""
+    out: dict[str, int] = {
+        "out.forwarded": stats.outbound_forwarded,
+        "in.forwarded": stats.inbound_forwarded,
+        "in.gaps": stats.inbound_gaps,
+        "in.lost": stats.inbound_lost,
+        "in.receive_errors": stats.receive_errors,
+    }
+    for cause, n in stats.outbound_dropped.items():
+        out[f"out.dropped.{cause}"] = n
+    for cause, n in stats.inbound_dropped.items():
+        out[f"in.dropped.{cause}"] = n
+    for cause, n in stats.inbound_malformed.items():
+        out[f"in.malformed.{cause}"] = n
+    return out
+
+
+def _add(total: dict[str, int], more: Mapping[str, int]) -> None:
+    for key, n in more.items():
+        total[key] = total.get(key, 0) + int(n)
+
+
+# --- the actor --------------------------------------------------------------------------------
+class Gateway(TaktoraActor):
+    """Owns one connector and its dispatcher; see the module docstring."""
+
+    #: extra time ``on_stop`` waits for threads that missed the shutdown timeout
+    linger_s = 5.0
+
+    def on_start(self) -> None:
+        config = self.args.get("config")
+        if not isinstance(config, GatewayConfig):
+            raise ConnectorError(f"gateway {self.name!r}: args['config'] must be a "
+                                 f"GatewayConfig, got {type(config).__name__}")
+        self.config = config
+        self.prefix = config.iox_prefix or isolation.prefix_from_env()
+        self.subscribers: list[Any] = list(self.args.get("subscribers", ()))
+        self.started_ns = time.time_ns()
+        self.dispatcher: Dispatcher | None = None
+        self.paused = False
+        self.totals: dict[str, int] = {}
+        self.connects = 0
+        self.link_losses = 0
+        self.gave_up = False
+        self.stop_report: StopReport | None = None
+        self.stopped = False
+        self.policy = ReconnectPolicy(config.reconnect)
+        self.health = HealthMachine(config.name)
+        self.health.subscribe(self._fan_out)
+        self.connector = config.build_connector()
+        self._fan_out(self.health.last_event)  # the initial Connecting: subscribers see restarts
+        self._connect()
+        self.start_timer("health", config.health_poll_s)
+
+    # ---- health ------------------------------------------------------------------------------
+    def _fan_out(self, event: HealthEvent) -> None:
+        log.info("gateway %s: health %s -> %s (%s)", self.config.name,
+                 event.previous.value if event.previous else "-", event.state.value, event.reason)
+        for sub in self.subscribers:
+            self.send(sub, event)
+
+    def _go(self, state: HealthState, reason: str) -> None:
+        self.health.transition(state, reason)
+
+    # ---- connection --------------------------------------------------------------------------
+    def _connect(self) -> None:
+        """Connecting -> open the connector, start a dispatcher -> Up; or -> Down + backoff."""
+        try:
+            self.connector.open(self.config.channels)
+            link = self.connector.health()
+            if link is D:
+                self.connector.close()
+                raise ConnectorError("the link is down")
+            dispatcher = Dispatcher(self.prefix, self.connector, self.config.channels,
+                                    name=self.config.name, manage_connector=False,
+                                    poll_s=self.config.poll_s)
+            try:
+                dispatcher.start()
+            except BaseException:
+                self.connector.close()
+                raise
+        except TaktoraError as exc:
+            self._go(D, f"connect failed: {exc}")
+            self._schedule()
+            return
+        if self.paused:
+            dispatcher.pause()
+        self.dispatcher = dispatcher
+        self.connects += 1
+        self._promote(link)
+
+    def _promote(self, link: HealthState) -> None:
+        """The connection is open: follow the connector's own state out of Connecting (a
+        connector still Connecting after ``open`` is promoted later by the health timer)."""
+        if link is U:
+            self.policy.mark_up()
+            self._go(U, "connected" if self.connects == 1
+                     else f"reconnected (#{self.connects - 1})")
+        elif link is G:
+            self._go(G, "connected, connector degraded")
+
+    def _disconnect(self, timeout: float) -> StopReport | None:
+        """Stop the dispatcher (bounded by ``timeout``), close the connector; keep the counts."""
+        report = None
+        if self.dispatcher is not None:
+            report = self.dispatcher.stop(timeout)
+            _add(self.totals, flatten_stats(self.dispatcher.stats()))
+            if report.clean:
+                self.dispatcher = None
+            else:
+                log.error("gateway %s: %s did not stop within %.3f s", self.config.name,
+                          list(report.not_stopped), timeout)
+        self.connector.close()
+        return report
+
+    def _link_lost(self, reason: str) -> None:
+        self.link_losses += 1
+        self._disconnect(self.config.shutdown_timeout_s)
+        self._go(D, reason)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        delay = self.policy.next_delay()
+        if delay is None:
+            self.gave_up = True
+            self.cancel_timer("reconnect")
+            log.error("gateway %s: giving up after %d reconnect attempts (send Reconnect to "
+                      "try again)", self.config.name, self.policy.attempts)
+            return
+        self.start_timer("reconnect", delay)
+
+    def on_timer(self, name: str, data: Any) -> None:
+        if self.stopped:
+            return
+        if name == "reconnect" and self.health.state is D:
+            if self.dispatcher is not None:  # a thread missed the stop timeout: done now?
+                if not self.dispatcher.stop(0.0).clean:
+                    self._schedule()
+                    return
+                self.dispatcher = None
+            self._go(C, f"reconnect attempt {self.policy.attempts}")
+            self._connect()
+        elif name == "health":
+            self._check_link()
+            self.start_timer("health", self.config.health_poll_s)
+
+    def _check_link(self) -> None:
+        if self.dispatcher is None or self.health.state is D:
+            return
+        link = self.connector.health()
+        if self.health.state is C:
+            if link is D:
+                self._link_lost("link down while connecting")
+            else:
+                self._promote(link)
+            return
+        if link is D:
+            self._link_lost("link down")
+        elif not self.dispatcher.stats().running:
+            self._link_lost("dispatcher thread ended")
+        elif link is G:
+            self._go(G, "connector degraded")
+        elif link is U and self.health.state is G:
+            self._go(U, "recovered")
+
+    # ---- control -----------------------------------------------------------------------------
+    @handles(Pause)
+    def _pause(self, msg: Pause, sender: Any) -> Ack:
+        self.paused = True
+        if self.dispatcher is not None:
+            self.dispatcher.pause()
+        return self.ack(msg, "paused")
+
+    @handles(Resume)
+    def _resume(self, msg: Resume, sender: Any) -> Ack:
+        self.paused = False
+        if self.dispatcher is not None:
+            self.dispatcher.resume()
+        return self.ack(msg, "resumed")
+
+    @handles(Reconnect)
+    def _reconnect(self, msg: Reconnect, sender: Any) -> Ack:
+        if self.dispatcher is not None:
+            self._disconnect(self.config.shutdown_timeout_s)
+        if self.health.state is not D:
+            self._go(D, "reconnect requested")
+        self.cancel_timer("reconnect")
+        self.policy.reset()
+        self.gave_up = False
+        self._go(C, "reconnect requested")
+        self._connect()
+        return self.ack(msg, self.health.state.value)
+
+    @handles(GetHealth)
+    def _get_health(self, msg: GetHealth, sender: Any) -> HealthReply:
+        state = self.health.state
+        return HealthReply(correlation_id=msg.correlation_id, source=self.config.name,
+                           state=state, sources={self.config.name: state},
+                           last_event=self.health.last_event)
+
+    def counters(self) -> dict[str, int]:
+        """Dispatcher counters summed over this incarnation's connections."""
+        total = dict(self.totals)
+        if self.dispatcher is not None:
+            _add(total, flatten_stats(self.dispatcher.stats()))
+        return total
+
+    @handles(GetStats)
+    def _get_stats(self, msg: GetStats, sender: Any) -> StatsReply:
+        stats: dict[str, Any] = {
+            "health": self.health.state.value,
+            "paused": self.paused,
+            "pid": os.getpid(),
+            "incarnation": f"{os.getpid()}-{self.started_ns}",
+            "connects": self.connects,
+            "link_losses": self.link_losses,
+            "reconnect_attempts": self.policy.attempts,
+            "gave_up": self.gave_up,
+            "stale_timers": self.stale_timers,
+        }
+        stats.update(self.counters())
+        for key, n in self.connector.stats().items():
+            stats[f"connector.{key}"] = n
+        return StatsReply(correlation_id=msg.correlation_id, source=self.config.name, stats=stats)
+
+    @handles(Subscribe)
+    def _subscribe(self, msg: Subscribe, sender: Any) -> Ack:
+        who = sender if msg.subscriber is None else msg.subscriber
+        if not any(who == s for s in self.subscribers):
+            self.subscribers.append(who)
+        self.send(who, self.health.last_event)
+        return self.ack(msg)
+
+    @handles(Unsubscribe)
+    def _unsubscribe(self, msg: Unsubscribe, sender: Any) -> Ack:
+        who = sender if msg.subscriber is None else msg.subscriber
+        self.subscribers = [s for s in self.subscribers if s != who]
+        return self.ack(msg)
+
+    @handles(InjectFault)
+    def _inject(self, msg: InjectFault, sender: Any) -> Ack:
+        faults = getattr(self.connector, "faults", None)
+        if faults is None:
+            raise ControlError(f"gateway {self.config.name!r}: connector "
+                               f"{type(self.connector).__name__} has no fault injector")
+        if msg.clear:
+            faults.clear()
+        if msg.drop_every:
+            faults.drop(every=int(msg.drop_every))
+        if msg.corrupt_every:
+            faults.corrupt(every=int(msg.corrupt_every))
+        if msg.delay_ms:
+            faults.delay(msg.delay_ms)
+        if msg.link == "down":
+            faults.link_down()
+        elif msg.link == "up":
+            faults.link_up()
+        return self.ack(msg, "faults set")
+
+    @handles(InjectCrash)
+    def _crash(self, msg: InjectCrash, sender: Any) -> None:
+        raise RuntimeError(f"gateway {self.config.name}: {msg.reason}")
+
+    @handles(Shutdown)
+    def _shutdown(self, msg: Shutdown, sender: Any) -> GatewayStopped:
+        # The actor itself stays until its supervisor stops it: replying and exiting in the same
+        # turn can lose the reply on the multi-process base (the process ends before it is sent).
+        report = self._stop_all()
+        return GatewayStopped(correlation_id=msg.correlation_id, stopped=report.stopped,
+                              not_stopped=report.not_stopped, elapsed_s=report.elapsed_s,
+                              timeout_s=self.config.shutdown_timeout_s)
+
+    # ---- shutdown ----------------------------------------------------------------------------
+    def _stop_all(self) -> StopReport:
+        """Ordered stop (ARCH_0530): timers off, dispatcher threads, connector, ports."""
+        if self.stopped:
+            return self.stop_report or StopReport((), (), 0.0)
+        self.stopped = True
+        self.cancel_timer("reconnect")
+        self.cancel_timer("health")
+        began = time.monotonic()
+        report = self._disconnect(self.config.shutdown_timeout_s)
+        if self.health.state is not D:
+            self._go(D, "crashed: being restarted" if self.crashed else "stopped")
+        report = report or StopReport((), (), 0.0)
+        self.stop_report = StopReport(report.stopped, report.not_stopped,
+                                      time.monotonic() - began)
+        if report.clean:
+            log.info("gateway %s stopped in %.3f s", self.config.name, self.stop_report.elapsed_s)
+        else:
+            log.error("gateway %s: shutdown timeout %.3f s: not stopped: %s", self.config.name,
+                      self.config.shutdown_timeout_s, list(report.not_stopped))
+        return self.stop_report
+
+    def on_stop(self) -> None:
+        if not hasattr(self, "connector"):
+            return  # on_start never ran or failed before the connector existed
+        self._stop_all()
+        if self.dispatcher is not None:  # a thread missed the timeout: release its ports late
+            late = self.dispatcher.stop(self.linger_s)
+            if late.clean:
+                self.dispatcher = None
+            else:
+                log.error("gateway %s: %s still running %.1f s after the shutdown timeout; "
+                          "their iceoryx2 ports stay open", self.config.name,
+                          list(late.not_stopped), self.linger_s)
