@@ -35,6 +35,9 @@ bench: $(STAMP)
 		n=$$(basename $$b .py); echo "== $$n"; \
 		$(BIN)/python $$b --json $(BENCH_OUT)/$$n.json; \
 	done
+	@echo "== fuzzing, long profile"
+	TAKTORA_FUZZ_EXAMPLES=5000 $(BIN)/python -m pytest -q -p no:randomly \
+		tests/transport/test_envelope.py tests/connectors/test_fuzz.py tests/system/test_config.py
 
 # mypy cannot follow setuptools' editable import hook: give it a taktora/ tree of symlinks.
 TYPECHECK := build/typecheck

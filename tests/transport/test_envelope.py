@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 import zlib
@@ -14,6 +15,7 @@ from taktora.transport import EnvelopeCounters, EnvelopeError, TaktoraError
 from taktora.transport import envelope as env
 
 SPEC = Path(__file__).resolve().parents[2] / "spec" / "envelope.rst"
+FUZZ = int(os.environ.get("TAKTORA_FUZZ_EXAMPLES", "300"))  # `make bench` runs a long profile
 STRUCT_CODES = {("u8", 1): "B", ("u16", 2): "H", ("u32", 4): "I", ("u64", 8): "Q", ("bytes", 4): "4s"}
 
 
@@ -71,7 +73,7 @@ def test_malformed_envelopes_raise_and_are_counted(mutate: object, cause: str) -
 
 
 @pytest.mark.req("REQ_0112")
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=FUZZ, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_never_crash_the_decoder(data: bytes) -> None:
     counters = EnvelopeCounters()
@@ -84,7 +86,7 @@ def test_arbitrary_bytes_never_crash_the_decoder(data: bytes) -> None:
 
 
 @pytest.mark.req("REQ_0112")
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=FUZZ, deadline=None)
 @given(st.binary(max_size=64), st.integers(0, 2**64 - 1), st.integers(0, 2**16 - 1))
 def test_round_trip_any_payload(payload: bytes, seq: int, codec: int) -> None:
     header, view = env.decode(env.encode(payload, codec_id=codec, sequence=seq, with_crc=True))
