@@ -86,6 +86,16 @@ class Connector(abc.ABC):
         """The link's health now (any thread)."""
 
     # -- optional hooks with defaults ----------------------------------------------------------
+    def on_pause(self, paused: bool) -> None:
+        """The app paused (True) or resumed (False) this connector.
+
+        Called by the gateway on its actor thread, after the dispatcher stopped (or before it
+        restarts) forwarding. A connector that drives outputs puts them to their safe value
+        here (EtherCAT). Must not block. If it raises, the gateway replies with an error and
+        stays paused. Default: nothing.
+        """
+        return None
+
     def stats(self) -> Mapping[str, int]:
         """Protocol-side counters (sent, received, drops by cause...); empty by default."""
         return {}

@@ -408,11 +408,15 @@ class Gateway(TaktoraActor):
         self.paused = True
         if self.dispatcher is not None:
             self.dispatcher.pause()
+        if self.connector is not None:
+            self.connector.on_pause(True)
         return self.ack(msg, "paused")
 
     @handles(Resume)
     def _resume(self, msg: Resume, sender: Any) -> Ack:
         self.paused = False
+        if self.connector is not None:
+            self.connector.on_pause(False)
         if self.dispatcher is not None:
             self.dispatcher.resume()
         return self.ack(msg, "resumed")

@@ -217,8 +217,14 @@ def _register_run(subparsers: Any) -> None:
     register_run(subparsers)
 
 
+def _register_ethercat(subparsers: Any) -> None:
+    from taktora.connectors.ethercat.cli import register as register_ethercat
+
+    register_ethercat(subparsers)
+
+
 #: Every module contributing subcommands; append your ``register`` here.
-REGISTRARS: list[Registrar] = [register, _register_run]
+REGISTRARS: list[Registrar] = [register, _register_run, _register_ethercat]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,443 @@
+"""The EtherCAT connector: cyclic process data on pysoem, routed bit-exactly to channels.
+
+A channel's routing is ``Routing(kind="ethercat", options={"subdevice": S, "bit_offset": B,
+"bit_length": L})``: L bits starting at bit B of SubDevice S's output image (OUTBOUND
+channels, ``{name}.out``) or input image (INBOUND, ``{name}.in``). Payloads are the raw bytes
+of the value, little-endian, bit 0 first (``carries_envelope`` is False: the dispatcher wraps
+inbound values in envelopes; codecs run on the application side).
+
+Threads:
+
+- ``open`` (owner's thread) brings the bus up (ARCH_0040, blocks up to the configured
+  state timeouts; BringUpError on failure) and starts the cycle thread;
+- the cycle thread runs a taktora :class:`~taktora.actors.Executor` with one item on a
+  drift-free ``every(cycle_s)`` interval (missed ticks skipped and counted). Each tick it
+  writes pending outputs (read-modify-write: neighbouring bits kept), exchanges process data,
+  checks the working counter, publishes changed inputs, and drives health (ARCH_0041). pysoem
+  is told to release the GIL while it waits for frames;
+- ``send`` (dispatcher outbound thread) stores the latest value per channel (a newer value
+  replaces one not yet written: counted as ``overwritten``); ``receive`` (dispatcher inbound
+  thread) takes from a bounded queue of ``INBOUND_QUEUE`` values (full: the oldest is dropped
+  and counted as ``inbound_overflow``).
+
+Health: Connecting until OP with the expected working counter, then Up; Degraded after
+``degraded_after`` consecutive low-WKC cycles; Up again when the WKC is restored; Down when a
+SubDevice leaves OP (checked whenever the WKC is low) or the WKC stays low past
+``down_after_s``; from Down, every ``reconnect_s`` a re-bring-up (Connecting -> Up / Down).
+One HealthEvent per transition (:attr:`EthercatConnector.machine`).
+
+Outputs take the safe value (zeros) while :meth:`EthercatConnector.set_safe_outputs` is on
+(e.g. on Pause), and before the bus leaves OP on ``close``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
+
+import attrs
+from taktora.actors import ErrorPolicy, Executor, every, item
+from taktora.actors.context import Context
+from taktora.actors.health import HealthMachine
+from taktora.actors.messages import HealthState
+from taktora.connectors.connector import Connector, Frame, Inbound
+from taktora.connectors.ethercat.bus import OP, Bus, BusConfig
+from taktora.connectors.ethercat.sim.esc import copy_bits
+from taktora.connectors.model import ChannelDescriptor, Direction
+from taktora.transport.errors import ConnectorError, EthercatError, LinkDownError
+
+log = logging.getLogger(__name__)
+
+INBOUND_QUEUE = 1024
+REQUEST_QUEUE = 16
+T = TypeVar("T")
+INIT = 1
+
+
+def _positive(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConnectorError(f"{type(inst).__name__}.{attr.name}={value!r}: must be a number > 0")
+
+
+@attrs.frozen
+class EthercatOptions:
+    """Bus, cycle and health settings of one EtherCAT connector."""
+
+    bus: BusConfig
+    cycle_s: float = attrs.field(default=0.001, validator=_positive)
+    degraded_after: int = attrs.field(default=3, validator=_positive)
+    down_after_s: float = attrs.field(default=0.2, validator=_positive)
+    reconnect_s: float = attrs.field(default=0.5, validator=_positive)
+
+
+@attrs.frozen
+class BitRoute:
+    """Where one channel's value lives in the process image."""
+
+    subdevice: int
+    bit_offset: int
+    bit_length: int
+
+    @classmethod
+    def of(cls, d: ChannelDescriptor) -> BitRoute:
+        r = d.routing
+        if r.kind != "ethercat":
+            raise ConnectorError(f"channel {d.name!r}: routing kind {r.kind!r}, the EtherCAT connector "
+                                 "needs 'ethercat'")
+        values = []
+        for key in ("subdevice", "bit_offset", "bit_length"):
+            v = r.option(key, None)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConnectorError(f"channel {d.name!r}: routing option {key}={v!r} must be an "
+                                     "integer >= 0")
+            values.append(v)
+        route = cls(*values)
+        if route.bit_length == 0 or route.bit_length > 8 * d.max_payload:
+            raise ConnectorError(f"channel {d.name!r}: bit_length={route.bit_length} must be 1.."
+                                 f"{8 * d.max_payload} (max_payload)")
+        return route
+
+    @property
+    def nbytes(self) -> int:
+        return (self.bit_length + 7) // 8
+
+
+class EthercatConnector(Connector):
+    """EtherCAT on pysoem (see the module docstring)."""
+
+    carries_envelope = False
+
+    def __init__(self, name: str, options: EthercatOptions) -> None:
+        self.name = name
+        self.options = options
+        self.machine = HealthMachine(name)
+        self.bus: Bus | None = None
+        self._lock = threading.Lock()
+        self._pending: dict[str, bytes] = {}
+        self._safe = False
+        self._out: list[tuple[ChannelDescriptor, BitRoute]] = []
+        self._in: list[tuple[ChannelDescriptor, BitRoute]] = []
+        self._last_in: dict[str, bytes] = {}
+        self._shadow: list[bytearray] = []
+        self._queue: queue.Queue[Inbound] = queue.Queue(INBOUND_QUEUE)
+        self._requests: queue.Queue[tuple[Callable[[Bus], Any], Future[Any]]] = queue.Queue(REQUEST_QUEUE)
+        self._executor: Executor | None = None
+        self._thread: threading.Thread | None = None
+        self._low = 0
+        self._low_since = 0.0
+        self._next_attempt = 0.0
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("cycles", "wkc_errors", "lost_frames", "sent", "overwritten", "received", "inbound_overflow",
+             "bringups", "bringup_failures"), 0)
+        self.cycle_ns: list[int] = []  # exchange durations (send+receive), up to CYCLE_SAMPLES
+        self.period_err_ns: list[int] = []  # tick start - scheduled tick time
+        self._missed = 0
+        self._count: int | None = None
+
+    # ---- Connector ----------------------------------------------------------------------------------
+    def open(self, descriptors: Sequence[ChannelDescriptor]) -> None:
+        """Bring the bus up and start the cycle thread (BringUpError / EthercatError on failure).
+        May be called again after :meth:`close` (a gateway's reconnect): health goes Down ->
+        Connecting -> Up."""
+        if self.bus is not None:
+            raise EthercatError(f"EtherCAT {self.name}: already open")
+        self._out, self._in = [], []
+        self._pending.clear()
+        if self.machine.state is HealthState.DOWN:
+            self.machine.transition(HealthState.CONNECTING, "open")
+        for d in descriptors:
+            route = BitRoute.of(d)
+            (self._out if d.direction is Direction.OUTBOUND else self._in).append((d, route))
+        bus = Bus(self.options.bus)
+        bus.master.always_release_gil = True
+        bus.open()
+        self.bus = bus
+        try:
+            self._bring_up()
+        except EthercatError:
+            self.bus = None
+            bus.close()
+            raise
+        self._executor = Executor(f"{self.name}-cycle", signals=False)
+        self._executor.add(item(self._tick, [every(self.options.cycle_s)], name="ethercat-cycle",
+                                error_policy=ErrorPolicy.LOG_AND_CONTINUE))
+        self._thread = threading.Thread(target=self._executor.run, name=f"{self.name}-cycle", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop cycling, write safe outputs, take the bus to INIT and close it (idempotent)."""
+        if self._executor is not None:
+            self._executor.stop()
+            if self._thread is not None:
+                self._thread.join(10)
+            self._missed = self._executor.stats().item("ethercat-cycle").missed_ticks
+            self._executor.close()
+            self._executor = None
+            self._thread = None
+        while not self._requests.empty():
+            _fn, fut = self._requests.get_nowait()
+            if fut.set_running_or_notify_cancel():
+                fut.set_exception(EthercatError(f"EtherCAT {self.name}: closed"))
+        bus = self.bus
+        if bus is None:
+            return
+        self.bus = None
+        try:
+            if self.machine.state in (HealthState.UP, HealthState.DEGRADED):
+                self._write_safe(bus)
+                for _ in range(3):
+                    bus.cycle()
+                bus.master.state = INIT
+                bus.master.write_state()
+        except Exception as exc:  # closing must not fail on a dead bus
+            log.warning("EtherCAT %s: leaving OP failed: %s", self.name, exc)
+        finally:
+            bus.close()
+            if self.machine.state in (HealthState.UP, HealthState.DEGRADED):
+                self.machine.transition(HealthState.DOWN, "closed")
+
+    def send(self, descriptor: ChannelDescriptor, frame: Frame) -> None:
+        """Keep the latest value for the next cycle (outbound thread)."""
+        if self.machine.state is HealthState.DOWN:
+            raise LinkDownError(f"EtherCAT {self.name}: bus is down")
+        with self._lock:
+            if descriptor.name in self._pending:
+                self.counters["overwritten"] += 1
+            self._pending[descriptor.name] = bytes(frame)
+            self.counters["sent"] += 1
+
+    def receive(self, timeout: float) -> Inbound | None:
+        """The next changed input value (inbound thread)."""
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def health(self) -> HealthState:
+        return self.machine.state
+
+    def stats(self) -> Mapping[str, int]:
+        return dict(self.counters)
+
+    def on_pause(self, paused: bool) -> None:
+        """Pausing the gateway puts the outputs to their safe value (gateway actor thread).
+
+        Resuming does not restore the values written before the pause: the outputs stay safe
+        until the app writes a channel again, so actuators never restart on their own after a
+        stop (the machine-safety rule of EN 60204-1).
+        """
+        self.set_safe_outputs(paused)
+
+    def set_safe_outputs(self, safe: bool) -> None:
+        """While on, every cycle writes the safe value (zeros) instead of channel values (any thread)."""
+        with self._lock:
+            self._safe = safe
+
+    # ---- requests on the live bus (any thread; run on the cycle thread) ---------------------------
+    def call(self, fn: Callable[[Bus], T], timeout: float = 5.0) -> T:
+        """Run ``fn(bus)`` on the cycle thread between two exchanges and return its result (or
+        raise its exception). Blocks the caller up to ``timeout`` (EthercatError when it passes or
+        the bus is not running). At most ``REQUEST_QUEUE`` requests wait; beyond that
+        EthercatError ("busy"). A slow request (an SDO transfer) delays the next cycles: the
+        executor skips and counts the missed ticks."""
+        if self._executor is None:
+            raise EthercatError(f"EtherCAT {self.name}: not open")
+        fut: Future[T] = Future()
+        try:
+            self._requests.put_nowait((fn, fut))
+        except queue.Full:
+            raise EthercatError(f"EtherCAT {self.name}: busy ({REQUEST_QUEUE} requests waiting)") from None
+        try:
+            return fut.result(timeout)
+        except FutureTimeout:
+            fut.cancel()
+            raise EthercatError(f"EtherCAT {self.name}: request not served within {timeout} s") from None
+
+    def read_sdo(self, subdevice: int, index: int, subindex: int, timeout: float = 5.0) -> bytes:
+        """SDO upload on the live bus (SdoAbortError with the abort code)."""
+        return self.call(lambda bus: bus.sdo_read(subdevice, index, subindex), timeout)
+
+    def write_sdo(self, subdevice: int, index: int, subindex: int, data: bytes, timeout: float = 5.0) -> None:
+        """SDO download on the live bus (SdoAbortError with the abort code)."""
+        self.call(lambda bus: bus.sdo_write(subdevice, index, subindex, data), timeout)
+
+    def get_state(self, timeout: float = 5.0) -> list[tuple[int, int]]:
+        """(AL state with error flag, AL status code) of every SubDevice, read from the bus."""
+        return self.call(lambda bus: bus.states(), timeout)
+
+    def cycle_stats(self) -> dict[str, float]:
+        """Counters plus the exchange-time histogram summary (p50/p99/max in us, any thread)."""
+        out: dict[str, float] = {k: float(v) for k, v in self.counters.items()}
+        samples = sorted(self.cycle_ns)
+        if samples:
+            out.update(cycle_p50_us=samples[len(samples) // 2] / 1000,
+                       cycle_p99_us=samples[min(len(samples) - 1, len(samples) * 99 // 100)] / 1000,
+                       cycle_max_us=samples[-1] / 1000)
+        out["overruns"] = float(self.missed_ticks())
+        return out
+
+    def _serve_request(self, bus: Bus) -> None:
+        try:
+            fn, fut = self._requests.get_nowait()
+        except queue.Empty:
+            return
+        if not fut.set_running_or_notify_cancel():
+            return
+        try:
+            fut.set_result(fn(bus))
+        except BaseException as exc:  # handed to the caller
+            fut.set_exception(exc)
+
+    # ---- cycle (executor thread) ------------------------------------------------------------------
+    def _bring_up(self) -> None:
+        assert self.bus is not None
+        try:
+            self.bus.bring_up(self._count)
+        except EthercatError as exc:
+            self.counters["bringup_failures"] += 1
+            self.machine.transition(HealthState.DOWN, str(exc))
+            raise
+        self.counters["bringups"] += 1
+        self._count = len(self.bus.subdevices)  # a re-bring-up must find the same line
+        self._shadow = [bytearray(len(sd.output)) for sd in self.bus.subdevices]
+        for d, r in (*self._out, *self._in):
+            size = len(self._shadow[r.subdevice]) if r.subdevice < len(self._shadow) else -1
+            if d.direction is Direction.INBOUND and 0 <= r.subdevice < len(self._shadow):
+                size = len(self.bus.subdevices[r.subdevice].input)
+            if size < 0 or r.bit_offset + r.bit_length > 8 * size:
+                self.machine.transition(HealthState.DOWN, "channel routing outside the process image")
+                raise EthercatError(f"EtherCAT {self.name}: channel {d.name!r} routes bits "
+                                    f"{r.bit_offset}..{r.bit_offset + r.bit_length - 1} of SubDevice "
+                                    f"{r.subdevice}, whose image has {max(size, 0)} bytes")
+        self._last_in.clear()
+        self._low = 0
+        self.machine.transition(HealthState.UP, f"OP, working counter {self.bus.expected_wkc}")
+
+    def _write_safe(self, bus: Bus) -> None:
+        for sd, shadow in zip(bus.subdevices, self._shadow, strict=False):
+            shadow[:] = bytes(len(shadow))
+            sd.output = bytes(shadow)
+
+    def _tick(self, ctx: Context) -> None:
+        bus = self.bus
+        if bus is None:
+            return
+        if ctx.scheduled_ns:
+            self._record(self.period_err_ns, time.monotonic_ns() - ctx.scheduled_ns)
+        now = time.monotonic()
+        if self.machine.state is HealthState.DOWN:
+            if now >= self._next_attempt:
+                self._next_attempt = now + self.options.reconnect_s
+                self.machine.transition(HealthState.CONNECTING, "re-bring-up")
+                try:
+                    self._bring_up()
+                except EthercatError as exc:
+                    log.info("EtherCAT %s: re-bring-up failed: %s", self.name, exc)
+            self._serve_request(bus)
+            return
+        self._apply_outputs(bus)
+        t0 = time.perf_counter_ns()
+        wkc = bus.cycle()
+        self._record(self.cycle_ns, time.perf_counter_ns() - t0)
+        self.counters["cycles"] += 1
+        if wkc == bus.expected_wkc:
+            self._low = 0
+            if self.machine.state is HealthState.DEGRADED:
+                self.machine.transition(HealthState.UP, "working counter restored")
+            self._publish_inputs(bus)
+            self._serve_request(bus)
+            return
+        self.counters["wkc_errors"] += 1
+        if wkc <= 0:
+            self.counters["lost_frames"] += 1
+        self._low += 1
+        if self._low == 1:
+            self._low_since = now
+        states = bus.states() if wkc > 0 else []
+        # a SubDevice that answers from below OP (state 0 = it did not answer: a WKC matter)
+        below = [(i, s, c) for i, (s, c) in enumerate(states) if s and (s & 0x0F != OP or s & 0x10)]
+        if below:
+            i, s, c = below[0]
+            self._down(f"SubDevice {i} left OP: state 0x{s:02X}, AL status code 0x{c:04X}")
+            return
+        self._serve_request(bus)
+        if self._low >= self.options.degraded_after and self.machine.state is HealthState.UP:
+            self.machine.transition(HealthState.DEGRADED, f"working counter {wkc} < {bus.expected_wkc} "
+                                                          f"for {self._low} cycles")
+        if self.machine.state is HealthState.DEGRADED and now - self._low_since > self.options.down_after_s:
+            self._down(f"working counter low for more than {self.options.down_after_s} s")
+
+    def _down(self, reason: str) -> None:
+        self.machine.transition(HealthState.DOWN, reason)
+        self._next_attempt = time.monotonic() + self.options.reconnect_s
+
+    def _apply_outputs(self, bus: Bus) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            safe = self._safe
+        subs = bus.subdevices
+        if safe:
+            self._write_safe(bus)
+            return
+        if not pending:
+            return
+        touched: set[int] = set()
+        for d, r in self._out:
+            value = pending.get(d.name)
+            if value is None:
+                continue
+            value = value[:r.nbytes].ljust(r.nbytes, b"\x00")
+            copy_bits(value, 0, self._shadow[r.subdevice], r.bit_offset, r.bit_length)
+            touched.add(r.subdevice)
+        for s in touched:
+            subs[s].output = bytes(self._shadow[s])
+
+    def _publish_inputs(self, bus: Bus) -> None:
+        if not self._in:
+            return
+        images: dict[int, bytes] = {}
+        for d, r in self._in:
+            img = images.get(r.subdevice)
+            if img is None:
+                img = images[r.subdevice] = bytes(bus.subdevices[r.subdevice].input)
+            value = bytearray(r.nbytes)
+            copy_bits(img, r.bit_offset, value, 0, r.bit_length)
+            raw = bytes(value)
+            if self._last_in.get(d.name) == raw:
+                continue
+            self._last_in[d.name] = raw
+            try:
+                self._queue.put_nowait((d.name, raw))
+            except queue.Full:
+                with contextlib.suppress(queue.Empty):
+                    self._queue.get_nowait()
+                self.counters["inbound_overflow"] += 1
+                self._queue.put_nowait((d.name, raw))
+            self.counters["received"] += 1
+
+    @staticmethod
+    def _record(ring: list[int], ns: int) -> None:
+        """Keep a sample; a full ring (CYCLE_SAMPLES) starts over (old samples overwritten)."""
+        if len(ring) >= CYCLE_SAMPLES:
+            ring.clear()
+        ring.append(ns)
+
+    def missed_ticks(self) -> int:
+        """Cycle ticks the executor skipped because a cycle ran late (overruns)."""
+        ex = self._executor
+        return ex.stats().item("ethercat-cycle").missed_ticks if ex is not None else self._missed
+
+    def reset_samples(self) -> None:
+        """Forget recorded cycle and period samples (e.g. after warm-up; any thread, racy by design)."""
+        self.cycle_ns.clear()
+        self.period_err_ns.clear()
+
+
+CYCLE_SAMPLES = 65536

@@ -1,0 +1,29 @@
+"""taktora.connectors.ethercat.sim: the software EtherCAT SubDevice.
+
+A product feature: ``taktora ethercat sim --iface IF`` runs SubDevices that a real MainDevice
+(SOEM through pysoem, or hardware-facing code) drives over a network interface, before any
+hardware exists. See :mod:`.esc` (the ESC model), :mod:`.coe` (object dictionary and SDO
+server), :mod:`.sii` (EEPROM image), :mod:`.device` (descriptions), :mod:`.server` (the
+process and its fault injection) and :mod:`.veth`.
+"""
+
+from taktora.connectors.ethercat.sim.coe import ObjectDictionary, SdoAbort
+from taktora.connectors.ethercat.sim.device import (
+    DeviceDescription,
+    Entry,
+    ObjectDesc,
+    Pdo,
+    PdoEntry,
+    builtin_dio,
+    from_dict,
+    load_description,
+)
+from taktora.connectors.ethercat.sim.esc import Esc, Line
+from taktora.connectors.ethercat.sim.server import Faults, SimProcess, Simulator, serve
+from taktora.connectors.ethercat.sim.sii import build_sii, categories, crc8
+
+__all__ = [
+    "DeviceDescription", "Entry", "Esc", "Faults", "Line", "ObjectDesc", "ObjectDictionary", "Pdo",
+    "PdoEntry", "SdoAbort", "SimProcess", "Simulator", "build_sii", "builtin_dio", "categories", "crc8",
+    "from_dict", "load_description", "serve",
+]
