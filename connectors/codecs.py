@@ -248,6 +248,22 @@ class _AttrsCodec(BaseCodec[T]):
             return CodecError(f"codec {self.name!r} cannot decode: {why}")
         return self._error("decode", exc)
 
+    def encode(self, value: T) -> Buffer:
+        try:
+            data: str | bytes = self.converter.dumps(self._check(value))
+        except CodecError:
+            raise
+        except Exception as exc:
+            raise self._error("encode", exc) from None
+        return data.encode() if isinstance(data, str) else data  # JSON gives str, msgpack bytes
+
+    def decode(self, view: memoryview) -> T:
+        try:
+            value: T = self.converter.loads(bytes(view), self.cls)
+            return value
+        except Exception as exc:
+            raise self._structure_error(exc) from None
+
 
 class AttrsJsonCodec(_AttrsCodec[T]):
     """Instances of one attrs class as JSON, through cattrs' JSON-preconfigured converter (or
@@ -259,22 +275,6 @@ class AttrsJsonCodec(_AttrsCodec[T]):
     def __init__(self, cls: type[T], converter: Any = None) -> None:
         super().__init__(cls, converter or cattrs.preconf.json.make_converter())
 
-    def encode(self, value: T) -> Buffer:
-        try:
-            data: str = self.converter.dumps(self._check(value))
-            return data.encode()
-        except CodecError:
-            raise
-        except Exception as exc:
-            raise self._error("encode", exc) from None
-
-    def decode(self, view: memoryview) -> T:
-        try:
-            value: T = self.converter.loads(bytes(view), self.cls)
-            return value
-        except Exception as exc:
-            raise self._structure_error(exc) from None
-
 
 class AttrsMsgpackCodec(_AttrsCodec[T]):
     """Instances of one attrs class as msgpack, through cattrs' msgpack-preconfigured converter."""
@@ -284,22 +284,6 @@ class AttrsMsgpackCodec(_AttrsCodec[T]):
 
     def __init__(self, cls: type[T], converter: Any = None) -> None:
         super().__init__(cls, converter or cattrs.preconf.msgpack.make_converter())
-
-    def encode(self, value: T) -> Buffer:
-        try:
-            data: bytes = self.converter.dumps(self._check(value))
-            return data
-        except CodecError:
-            raise
-        except Exception as exc:
-            raise self._error("encode", exc) from None
-
-    def decode(self, view: memoryview) -> T:
-        try:
-            value: T = self.converter.loads(bytes(view), self.cls)
-            return value
-        except Exception as exc:
-            raise self._structure_error(exc) from None
 
 
 # --- registry ----------------------------------------------------------------------------------
