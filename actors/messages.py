@@ -308,3 +308,98 @@ class TreeUpdate:
 
     child_id: str
     tree: ChildInfo
+
+
+# --- requests a gateway hands to its connector ------------------------------------------------
+def _int_range(low: int, high: int) -> Any:
+    def check(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        _check(isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
+               attribute.name, f"expected an int in {low}..{high:#x}, got {value!r}")
+
+    return check
+
+
+def _to_bytes(value: Any) -> Any:
+    return bytes(value) if isinstance(value, bytearray | memoryview) else value
+
+
+def _bytes_field(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    _check(isinstance(value, bytes), attribute.name, f"expected bytes, got {type(value).__name__}")
+
+
+def _nonempty_bytes(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    _bytes_field(inst, attribute, value)
+    _check(len(value) > 0, attribute.name, "expected at least one byte")
+
+
+def _to_ints(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
+def _int_tuple(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    _check(isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                            for v in value),
+           attribute.name, "expected a tuple of ints >= 0")
+
+
+@attrs.frozen(kw_only=True)
+class ConnectorRequest(ControlMessage):
+    """Base of requests a gateway does not interpret itself: it hands them to its connector's
+    :meth:`~taktora.connectors.connector.Connector.handle_request` and sends back the typed
+    reply that returns. A connector that does not serve the request (the default) or fails to
+    carry it out answers ``ErrorReply(REJECTED)`` naming the reason; the gateway keeps running.
+    """
+
+
+@attrs.frozen(kw_only=True)
+class ReadSdo(ConnectorRequest):
+    """Upload (read) object ``index:subindex`` of ``subdevice`` (0-based bus position) over CoE
+    on a live EtherCAT bus; answered with :class:`SdoValue` (an abort: ErrorReply naming the
+    ETG abort code)."""
+
+    subdevice: int = attrs.field(validator=_int_range(0, 0xFFFF))
+    index: int = attrs.field(validator=_int_range(0, 0xFFFF))
+    subindex: int = attrs.field(default=0, validator=_int_range(0, 0xFF))
+
+
+@attrs.frozen(kw_only=True)
+class WriteSdo(ConnectorRequest):
+    """Download (write) ``data`` (little-endian object bytes) to ``index:subindex`` of
+    ``subdevice``; answered with :class:`Ack` (an abort: ErrorReply naming the abort code)."""
+
+    subdevice: int = attrs.field(validator=_int_range(0, 0xFFFF))
+    index: int = attrs.field(validator=_int_range(0, 0xFFFF))
+    subindex: int = attrs.field(default=0, validator=_int_range(0, 0xFF))
+    data: bytes = attrs.field(converter=_to_bytes, validator=_nonempty_bytes)
+
+
+@attrs.frozen(kw_only=True)
+class GetState(ConnectorRequest):
+    """Read the AL state of every SubDevice from the bus; answered with :class:`BusState`."""
+
+
+@attrs.frozen(kw_only=True)
+class SdoValue(Reply):
+    """The value :class:`ReadSdo` read (raw little-endian object bytes)."""
+
+    data: bytes = attrs.field(converter=_to_bytes, validator=_bytes_field)
+
+
+@attrs.frozen(kw_only=True)
+class BusState(Reply):
+    """Answer to :class:`GetState`: per SubDevice (bus position order) its AL state as read
+    from register 0x0130 (1 INIT, 2 PRE-OP, 3 BOOT, 4 SAFE-OP, 8 OP; bit 0x10 = error flag)
+    and its AL status code (0 = no error; ETG.1000.6 codes otherwise)."""
+
+    states: tuple[int, ...] = attrs.field(converter=_to_ints, validator=_int_tuple)
+    al_status_codes: tuple[int, ...] = attrs.field(converter=_to_ints, validator=_int_tuple)
+
+    @al_status_codes.validator
+    def _same_length(self, attribute: attrs.Attribute[Any], value: Any) -> None:
+        _check(len(value) == len(self.states), attribute.name,
+               f"expected one code per SubDevice ({len(self.states)}), got {len(value)}")
+
+    @property
+    def all_op(self) -> bool:
+        """True when there is at least one SubDevice and every one is in OP without error."""
+        return bool(self.states) and all(s == 0x08 for s in self.states)

@@ -34,8 +34,9 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 
-from taktora.actors.messages import HealthState
+from taktora.actors.messages import ConnectorRequest, HealthState, Reply
 from taktora.connectors.model import ChannelDescriptor, Routing
+from taktora.transport.errors import ControlError
 
 Frame = bytes | bytearray | memoryview
 
@@ -95,6 +96,19 @@ class Connector(abc.ABC):
         stays paused. Default: nothing.
         """
         return None
+
+    def handle_request(self, msg: ConnectorRequest) -> Reply:
+        """Serve a protocol-specific control request (e.g. EtherCAT's ReadSdo) and return its
+        typed reply, carrying ``msg.correlation_id``.
+
+        Called by the gateway on its actor thread while the dispatcher may be running; blocks the
+        actor for as long as it takes (keep it bounded: a connector applies its own timeout).
+        Raise :class:`~taktora.transport.errors.ControlError` (or another ``TaktoraError``) to
+        refuse or report a failure: the gateway answers ``ErrorReply(REJECTED)`` with the
+        message and keeps running. Default: every request is refused as not supported.
+        """
+        raise ControlError(f"{type(msg).__name__} is not supported by this connector "
+                           f"({type(self).__name__})")
 
     def stats(self) -> Mapping[str, int]:
         """Protocol-side counters (sent, received, drops by cause...); empty by default."""

@@ -29,7 +29,10 @@ starts again at attempt 1), :class:`GetHealth` (HealthReply), :class:`GetStats`
 (StatsReply: dispatcher counters summed over this incarnation's connections, connector
 counters, health, reconnect attempts), :class:`Shutdown` (stop the data plane in order and
 answer :class:`GatewayStopped`; the actor stays, Down, until its supervisor stops it: a
-restart brings the gateway back), :class:`InjectFault` (test and demo hook for connectors with a ``faults``
+restart brings the gateway back), any :class:`ConnectorRequest` (handed to the connector's
+``handle_request`` hook, which returns the typed reply, e.g. an EtherCAT ``ReadSdo`` ->
+``SdoValue``; a refusal or a protocol failure, such as an SDO abort, becomes ``ErrorReply``
+REJECTED naming it), :class:`InjectFault` (test and demo hook for connectors with a ``faults``
 injector), :class:`InjectCrash` (raises: a crash the supervisor restarts). Anything else gets
 ``ErrorReply`` and the gateway keeps running.
 
@@ -59,6 +62,7 @@ from taktora.actors.base import TaktoraActor, handles
 from taktora.actors.health import HealthMachine, Subscribe, Unsubscribe
 from taktora.actors.messages import (
     Ack,
+    ConnectorRequest,
     ControlMessage,
     GetHealth,
     GetStats,
@@ -479,6 +483,22 @@ class Gateway(TaktoraActor):
         who = sender if msg.subscriber is None else msg.subscriber
         self.subscribers = [s for s in self.subscribers if s != who]
         return self.ack(msg)
+
+    @handles(ConnectorRequest)
+    def _connector_request(self, msg: ConnectorRequest, sender: Any) -> Reply:
+        """Protocol-specific requests: the connector answers (blocks the actor thread for as
+        long as the connector's own timeout allows). Its project errors are rejections, not
+        crashes: the gateway keeps running."""
+        try:
+            reply = self.connector.handle_request(msg)
+        except ControlError:
+            raise
+        except TaktoraError as exc:
+            raise ControlError(f"gateway {self.config.name!r}: {type(msg).__name__}: {exc}") from exc
+        if not isinstance(reply, Reply):
+            raise ControlError(f"gateway {self.config.name!r}: connector answered "
+                               f"{type(msg).__name__} with {type(reply).__name__}, not a Reply")
+        return reply
 
     @handles(InjectFault)
     def _inject(self, msg: InjectFault, sender: Any) -> Ack:

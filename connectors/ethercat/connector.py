@@ -46,7 +46,17 @@ import attrs
 from taktora.actors import ErrorPolicy, Executor, every, item
 from taktora.actors.context import Context
 from taktora.actors.health import HealthMachine
-from taktora.actors.messages import HealthState
+from taktora.actors.messages import (
+    Ack,
+    BusState,
+    ConnectorRequest,
+    GetState,
+    HealthState,
+    ReadSdo,
+    Reply,
+    SdoValue,
+    WriteSdo,
+)
 from taktora.connectors.connector import Connector, Frame, Inbound
 from taktora.connectors.ethercat.bus import OP, Bus, BusConfig
 from taktora.connectors.ethercat.sim.esc import copy_bits
@@ -271,6 +281,25 @@ class EthercatConnector(Connector):
     def get_state(self, timeout: float = 5.0) -> list[tuple[int, int]]:
         """(AL state with error flag, AL status code) of every SubDevice, read from the bus."""
         return self.call(lambda bus: bus.states(), timeout)
+
+    def handle_request(self, msg: ConnectorRequest) -> Reply:
+        """The gateway's control requests on the live bus (gateway actor thread; blocks up to
+        the 5 s request timeout of :meth:`call`): :class:`ReadSdo` -> :class:`SdoValue`,
+        :class:`WriteSdo` -> :class:`Ack`, :class:`GetState` -> :class:`BusState`. An SDO abort
+        raises SdoAbortError (the gateway answers an ErrorReply naming the abort code); a bus
+        that is not running raises EthercatError; other requests are refused (base class)."""
+        cid = msg.correlation_id
+        if isinstance(msg, ReadSdo):
+            return SdoValue(correlation_id=cid, data=self.read_sdo(msg.subdevice, msg.index, msg.subindex))
+        if isinstance(msg, WriteSdo):
+            self.write_sdo(msg.subdevice, msg.index, msg.subindex, msg.data)
+            return Ack(correlation_id=cid, detail=f"SubDevice {msg.subdevice} 0x{msg.index:04X}:"
+                                                  f"{msg.subindex} written")
+        if isinstance(msg, GetState):
+            states = self.get_state()
+            return BusState(correlation_id=cid, states=tuple(s for s, _ in states),
+                            al_status_codes=tuple(c for _, c in states))
+        return super().handle_request(msg)
 
     def cycle_stats(self) -> dict[str, float]:
         """Counters plus the exchange-time histogram summary (p50/p99/max in us, any thread)."""
