@@ -1,0 +1,349 @@
+"""Zenoh round trip and throughput: plain eclipse-zenoh against taktora's zenoh gateway.
+
+Process B (spawned, plain zenoh only) listens on a loopback endpoint: it echoes ``bench/ping``
+on ``bench/pong`` and counts ``bench/tput``. Process A measures:
+
+- ``zenoh_raw_64B`` / ``zenoh_raw_1MiB``: a zenoh publisher puts on bench/ping and a FIFO
+  subscriber of bench/pong waits for the echo; latency = round trip / 2.
+- ``taktora_zenoh_64B`` / ``taktora_zenoh_1MiB``: the app (a thread of A) writes a
+  ChannelWriter, the dispatcher (threads of A) forwards through ZenohConnector, B echoes, the
+  dispatcher wraps the echo and the app's ChannelReader gets it; latency = round trip / 2.
+  The far side is the same plain echo, so the difference is taktora's side only (two
+  iceoryx2 hops and two dispatcher threads per round trip).
+- ``zenoh_raw_throughput_64B`` / ``taktora_zenoh_throughput_64B``: A sends N messages as fast as
+  it can (congestion control BLOCK); B's msgs_per_s = delivered / (last - first arrival).
+  The taktora app keeps at most WINDOW frames ahead of the dispatcher (a DROP_NEWEST channel of
+  2048: nothing is refused). The BLOCK overflow policy cannot be used here: a blocked
+  ``send`` holds the GIL inside iceoryx2, so a dispatcher in the same process never drains it
+  (a deadlock, observed). ``taktora_zenoh_throughput_64B_xapp`` (extra) runs the app in its own
+  process with the BLOCK policy, the gateway in this one - the usual deployment.
+
+Run: ``.venv/bin/python tests/bench/zenoh.py [--quick] --json OUT``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+# this file is named zenoh.py: keep its directory off sys.path while eclipse-zenoh is imported
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+import zenoh  # noqa: E402
+
+sys.path.append(str(_HERE))
+import _bench  # noqa: E402
+
+ONE_MIB = 1 << 20
+WINDOW = 1024  # taktora throughput: most frames in flight between the app and the dispatcher
+
+
+def _config(listen: str | None = None, connect: str | None = None) -> zenoh.Config:
+    cfg = zenoh.Config()
+    cfg.insert_json5("mode", '"peer"')
+    cfg.insert_json5("scouting/multicast/enabled", "false")
+    if listen:
+        cfg.insert_json5("listen/endpoints", json.dumps([listen]))
+    if connect:
+        cfg.insert_json5("connect/endpoints", json.dumps([connect]))
+    return cfg
+
+
+def far_side(listen: str, commands: Any, results: Any) -> None:
+    """Process B: plain zenoh echo and counter."""
+    session = zenoh.open(_config(listen=listen))
+    pong = session.declare_publisher("bench/pong", congestion_control=zenoh.CongestionControl.BLOCK,
+                                     express=True)
+    state = {"n": 0, "first": 0.0, "last": 0.0}
+
+    def count(_s: zenoh.Sample) -> None:
+        now = time.perf_counter()
+        if state["n"] == 0:
+            state["first"] = now
+        state["n"] += 1
+        state["last"] = now
+
+    subs = [session.declare_subscriber("bench/ping", zenoh.handlers.Callback(
+                lambda s: pong.put(s.payload.to_bytes()), indirect=False)),
+            session.declare_subscriber("bench/tput", zenoh.handlers.Callback(count, indirect=False))]
+    results.put("ready")
+    while True:
+        cmd = commands.get()
+        if cmd == "stop":
+            break
+        if cmd == "reset":
+            state.update(n=0, first=0.0, last=0.0)
+        elif cmd == "report":
+            results.put((state["n"], state["last"] - state["first"]))
+    for s in subs:
+        s.undeclare()
+    session.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(check: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError("benchmark set-up timed out")
+        time.sleep(0.01)
+
+
+def raw_latency(ep: str, size: int, count: int, case: str) -> dict[str, Any]:
+    session = zenoh.open(_config(connect=ep))
+    pub = session.declare_publisher("bench/ping", congestion_control=zenoh.CongestionControl.BLOCK,
+                                    express=True)
+    sub = session.declare_subscriber("bench/pong", zenoh.handlers.FifoChannel(64))
+    payload = bytes(size)
+    _wait(lambda: len(list(session.info.peers_zid())) > 0)
+    while True:  # until routes exist both ways
+        pub.put(payload)
+        time.sleep(0.05)
+        if sub.try_recv() is not None:
+            break
+    while sub.try_recv() is not None:
+        pass
+    lat = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        pub.put(payload)
+        sub.recv()
+        lat.append((time.perf_counter() - t0) * 1e6 / 2)
+    sub.undeclare()
+    pub.undeclare()
+    session.close()
+    return _bench.summarize(case, lat[count // 10:], size=size)
+
+
+def _taktora(ep: str, size: int, tput: bool = False) -> tuple[Any, Any, Any, Any, Any]:
+    from taktora.connectors import (
+        ChannelDescriptor,
+        ChannelReader,
+        ChannelWriter,
+        Congestion,
+        Direction,
+        Dispatcher,
+        HealthState,
+        OverflowPolicy,
+        QoS,
+        Routing,
+    )
+    from taktora.connectors.zenoh import ZenohConfig, ZenohConnector
+    from taktora.transport import Node
+
+    qos = QoS(congestion=Congestion.BLOCK, express=not tput)  # as the raw cases
+    key = "bench/tput" if tput else "bench/ping"
+    out = ChannelDescriptor(key, Direction.OUTBOUND, max_payload=max(size, 64),
+                            buffer_size=2048 if tput else 4, qos=qos, crc=False,
+                            overflow=OverflowPolicy.DROP_NEWEST if tput else OverflowPolicy.DROP_OLDEST,
+                            routing=Routing("zenoh", key))
+    back = ChannelDescriptor("bench/pong", Direction.INBOUND, max_payload=max(size, 64),
+                             buffer_size=4, crc=False, routing=Routing("zenoh", "bench/pong"))
+    conn = ZenohConnector(ZenohConfig(connect=(ep,)))
+    disp = Dispatcher(None, conn, [out] if tput else [out, back], name="bench-gw",
+                      poll_s=0.05).start()
+    node = Node("bench-app")
+    writer: Any = ChannelWriter(node, out)
+    reader: Any = None if tput else ChannelReader(node, back)
+    _wait(lambda: conn.health() is HealthState.UP)
+    return disp, node, writer, reader, conn
+
+
+def taktora_latency(ep: str, size: int, count: int, case: str) -> dict[str, Any]:
+    disp, node, writer, reader, _ = _taktora(ep, size)
+    payload = bytes(size)
+    while True:
+        writer.send(payload)
+        if reader.recv(0.05) is not None:
+            break
+    while reader.recv(0.1) is not None:
+        pass
+    lat = []
+    lost = 0
+    for _ in range(count):
+        t0 = time.perf_counter()
+        writer.send(payload)
+        got = reader.recv(5.0)
+        if got is None:
+            lost += 1
+            continue
+        lat.append((time.perf_counter() - t0) * 1e6 / 2)
+    stats = disp.stats()
+    node.close()
+    disp.stop()
+    return _bench.summarize(case, lat[count // 10:], size=size, lost=lost,
+                            dropped=sum(stats.outbound_dropped.values())
+                            + sum(stats.inbound_dropped.values()))
+
+
+def _report(commands: Any, results: Any, expect: int) -> tuple[int, float]:
+    last = (-1, 0.0)
+    same = 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        commands.put("report")
+        got = tuple(results.get(timeout=10))
+        if got[0] >= expect:
+            return got  # type: ignore[return-value]
+        same = same + 1 if got == last else 0
+        if same >= 5:  # nothing more for 1.5 s: the rest is lost
+            return got  # type: ignore[return-value]
+        last = got
+        time.sleep(0.3)
+    return last
+
+
+def raw_throughput(ep: str, count: int, commands: Any, results: Any) -> dict[str, Any]:
+    session = zenoh.open(_config(connect=ep))
+    pub = session.declare_publisher("bench/tput", congestion_control=zenoh.CongestionControl.BLOCK)
+    _wait(lambda: len(list(session.info.peers_zid())) > 0)
+    time.sleep(0.3)
+    payload = bytes(64)
+    commands.put("reset")
+    t0 = time.perf_counter()
+    for _ in range(count):
+        pub.put(payload)
+    send_s = time.perf_counter() - t0
+    n, span = _report(commands, results, count)
+    pub.undeclare()
+    session.close()
+    return {"case": "zenoh_raw_throughput_64B", "n": n, "sent": count,
+            "msgs_per_s": round(n / span, 1) if span else None,
+            "send_msgs_per_s": round(count / send_s, 1)}
+
+
+def taktora_throughput(ep: str, count: int, commands: Any, results: Any) -> dict[str, Any]:
+    disp, node, writer, _, _ = _taktora(ep, 64, tput=True)
+    time.sleep(0.3)
+    payload = bytes(64)
+    commands.put("reset")
+    t0 = time.perf_counter()
+    forwarded = 0
+    for i in range(count):
+        if i - forwarded >= WINDOW // 2 and not i % 64:  # app-level flow control (see doc)
+            while i - (forwarded := disp.stats().outbound_forwarded) >= WINDOW:
+                time.sleep(0.0001)
+        writer.send(payload)
+    send_s = time.perf_counter() - t0
+    n, span = _report(commands, results, count)
+    stats = disp.stats()
+    node.close()
+    disp.stop()
+    return {"case": "taktora_zenoh_throughput_64B", "n": n, "sent": count,
+            "msgs_per_s": round(n / span, 1) if span else None,
+            "send_msgs_per_s": round(count / send_s, 1),
+            "dropped": sum(stats.outbound_dropped.values()) + writer.stats().undelivered,
+            "forwarded": stats.outbound_forwarded}
+
+
+def app_writer(count: int, go: Any, done: Any) -> None:
+    """Spawned app process for the _xapp case: writes ``count`` frames (BLOCK: back-pressure
+    from the gateway process's dispatcher; no GIL is shared, so BLOCK works here)."""
+    from taktora.connectors import ChannelWriter
+    from taktora.transport import Node
+
+    node = Node("bench-app-x")
+    writer: Any = ChannelWriter(node, _tput_descriptor(block=True))
+    go.wait(30)
+    payload = bytes(64)
+    for _ in range(count):
+        writer.send(payload)
+    done.set()
+    time.sleep(0.5)
+    node.close()
+
+
+def _tput_descriptor(block: bool) -> Any:
+    from taktora.connectors import (
+        ChannelDescriptor,
+        Congestion,
+        Direction,
+        OverflowPolicy,
+        QoS,
+        Routing,
+    )
+
+    return ChannelDescriptor("bench/tput", Direction.OUTBOUND, max_payload=64, buffer_size=2048,
+                             qos=QoS(congestion=Congestion.BLOCK), crc=False,
+                             overflow=OverflowPolicy.BLOCK if block else OverflowPolicy.DROP_NEWEST,
+                             routing=Routing("zenoh", "bench/tput"))
+
+
+def taktora_throughput_xapp(ep: str, count: int, commands: Any, results: Any) -> dict[str, Any]:
+    """The app in its own process, the gateway (dispatcher + connector) in this one."""
+    from taktora.connectors import Dispatcher, HealthState
+    from taktora.connectors.zenoh import ZenohConfig, ZenohConnector
+
+    conn = ZenohConnector(ZenohConfig(connect=(ep,)))
+    disp = Dispatcher(None, conn, [_tput_descriptor(block=True)], name="bench-gw-x").start()
+    _wait(lambda: conn.health() is HealthState.UP)
+    ctx = mp.get_context("spawn")
+    go, done = ctx.Event(), ctx.Event()
+    app = ctx.Process(target=app_writer, args=(count, go, done))
+    app.start()
+    time.sleep(1.0)
+    commands.put("reset")
+    go.set()
+    n, span = _report(commands, results, count)
+    app.join(30)
+    stats = disp.stats()
+    disp.stop()
+    return {"case": "taktora_zenoh_throughput_64B_xapp", "n": n, "sent": count,
+            "msgs_per_s": round(n / span, 1) if span else None,
+            "dropped": sum(stats.outbound_dropped.values()), "forwarded": stats.outbound_forwarded}
+
+
+def main() -> None:
+    args = _bench.parse_args(__doc__ or "zenoh")
+    _bench.private_prefix()
+    small, big, tput = (500, 60, 20000) if args.quick else (5000, 400, 200000)
+    ep = f"tcp/127.0.0.1:{_free_port()}"
+    ctx = mp.get_context("spawn")
+    commands, results = ctx.Queue(), ctx.Queue()
+    far = ctx.Process(target=far_side, args=(ep, commands, results), daemon=True)
+    far.start()
+    assert results.get(timeout=30) == "ready"
+    rows: list[dict[str, Any]] = []
+    cases = [
+        lambda: raw_latency(ep, 64, small, "zenoh_raw_64B"),
+        lambda: taktora_latency(ep, 64, small, "taktora_zenoh_64B"),
+        lambda: raw_latency(ep, ONE_MIB, big, "zenoh_raw_1MiB"),
+        lambda: taktora_latency(ep, ONE_MIB, big, "taktora_zenoh_1MiB"),
+        lambda: raw_throughput(ep, tput, commands, results),
+        lambda: taktora_throughput(ep, tput, commands, results),
+        lambda: taktora_throughput_xapp(ep, tput, commands, results),
+    ]
+    try:
+        for case in cases:
+            rows.append(case())
+            print(f"done: {rows[-1]}", file=sys.stderr, flush=True)
+    finally:
+        commands.put("stop")
+        far.join(10)
+        if far.is_alive():
+            far.kill()
+            far.join()
+    ratios = {
+        "taktora_vs_raw_p50_64B": _bench.ratio(rows, "taktora_zenoh_64B", "zenoh_raw_64B"),
+        "taktora_vs_raw_p50_1MiB": _bench.ratio(rows, "taktora_zenoh_1MiB", "zenoh_raw_1MiB"),
+        "taktora_vs_raw_throughput_64B": _bench.ratio(
+            rows, "taktora_zenoh_throughput_64B", "zenoh_raw_throughput_64B", "msgs_per_s"),
+        "taktora_xapp_vs_raw_throughput_64B": _bench.ratio(
+            rows, "taktora_zenoh_throughput_64B_xapp", "zenoh_raw_throughput_64B", "msgs_per_s"),
+        "targets": "latency <= 1.2x raw, throughput >= 0.8x raw",
+    }
+    _bench.write("zenoh", rows, args.json_out, ratios)
+
+
+if __name__ == "__main__":
+    main()
