@@ -73,6 +73,11 @@ class BusConfig:
     distributed_clocks: bool = False
 
 
+REG_ESC_FEATURES = 0x0008
+FEATURE_DC = 0x0004
+REG_DC_SYSTIME_DIFF = 0x092C
+
+
 def al_text(code: int) -> str:
     """The ETG description of an AL status code."""
     try:
@@ -208,6 +213,35 @@ class Bus:
     def dc_time(self) -> int:
         """The reference clock's system time (ns since 2000) of the last exchange (DC on)."""
         return int(self.master.dc_time)
+
+    def dc_deviations(self) -> list[int | None]:
+        """Every SubDevice's drift from the reference clock in ns: register 0x092C (its copy of
+        system time minus the reference's, as last latched by the drift compensation; bit 31
+        sign, bits 30..0 magnitude). The reference clock - the first SubDevice whose ESC
+        features (0x0008, bit 2) include distributed clocks, as SOEM chooses it - reports 0;
+        SubDevices without distributed clocks report None. Cycle thread only; an unanswered
+        read raises EthercatError naming the SubDevice."""
+        out: list[int | None] = []
+        reference_seen = False
+        for pos, sd in enumerate(self.master.slaves):
+            if not self._read_u32(sd, pos, REG_ESC_FEATURES, 2) & FEATURE_DC:
+                out.append(None)
+            elif not reference_seen:
+                reference_seen = True
+                out.append(0)
+            else:
+                raw = self._read_u32(sd, pos, REG_DC_SYSTIME_DIFF, 4)
+                magnitude = raw & 0x7FFFFFFF
+                out.append(-magnitude if raw & 0x80000000 else magnitude)
+        return out
+
+    @staticmethod
+    def _read_u32(sd: Any, pos: int, register: int, size: int) -> int:
+        try:
+            return int.from_bytes(bytes(sd._fprd(register, size, 2000)), "little")
+        except Exception as exc:  # pysoem raises its own errors for an unanswered datagram
+            raise EthercatError(f"SubDevice {pos}: register 0x{register:04X} not readable: "
+                                f"{exc}") from exc
 
     def states(self) -> list[tuple[int, int]]:
         """(AL state with error flag, AL status code) of every SubDevice, read from the bus."""

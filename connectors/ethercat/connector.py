@@ -282,6 +282,12 @@ class EthercatConnector(Connector):
         """(AL state with error flag, AL status code) of every SubDevice, read from the bus."""
         return self.call(lambda bus: bus.states(), timeout)
 
+    def dc_deviation_ns(self, timeout: float = 5.0) -> list[int | None]:
+        """Each SubDevice's drift from the reference clock in ns, read from the bus (0x092C;
+        0 for the reference clock, None without distributed clocks). With distributed clocks
+        on, this is what the drift compensation keeps near zero. Blocks up to ``timeout``."""
+        return self.call(lambda bus: bus.dc_deviations(), timeout)
+
     def handle_request(self, msg: ConnectorRequest) -> Reply:
         """The gateway's control requests on the live bus (gateway actor thread; blocks up to
         the 5 s request timeout of :meth:`call`): :class:`ReadSdo` -> :class:`SdoValue`,

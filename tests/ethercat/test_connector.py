@@ -214,5 +214,8 @@ def test_distributed_clock_offsets_converge(pair):
             late = [d["deviation_ns"] for d in sim.command(op="query")["dc"]]
             assert all(abs(v) < 20_000 for v in late), late
             assert conn.call(lambda bus: bus.dc_time) > 0
+            drift = conn.dc_deviation_ns()  # what the bus itself reports, per SubDevice
+            assert drift[0] == 0, drift  # the reference clock
+            assert len(drift) == 3 and all(v is not None and abs(v) < 20_000 for v in drift), drift
         finally:
             conn.close()
