@@ -251,6 +251,9 @@ def run(args: Any) -> int:
     drifts = [(i + 1) * args.drift_ppm * (-1 if i % 2 else 1) for i in range(len(descs))]
     sim = Simulator(Line.of(descs, drifts))
     control = sys.stdin.fileno() if args.control else None
+    names = ", ".join(d.name for d in descs)
+    print(f"taktora ethercat sim: {len(descs)} SubDevice(s) on {args.iface} ({names}); "
+          "Ctrl-C to stop", file=sys.stderr, flush=True)
     try:
         serve(args.iface, sim, control, sys.stdout if args.control else None)
     except KeyboardInterrupt:
