@@ -144,14 +144,21 @@ class ChannelWriter(Generic[T]):
         except Exception as exc:
             self._encode_errors += 1
             raise channel_error(codec, self._name, "encode", exc) from None
+        pub = self._publisher
+        # loan / commit / discard: the semantics of ``with pub.loan(...)`` (an exception
+        # discards the loan, counted, and propagates) without its generator overhead
         if size is not None:
-            with self._publisher.loan(HEADER_SIZE + size) as view:
+            sample, view = pub._loan_bytes(HEADER_SIZE + size)
+            try:
                 try:
                     written = codec.encode_into(value, view[HEADER_SIZE:])
                 except Exception as exc:
                     self._encode_errors += 1
                     raise channel_error(codec, self._name, "encode", exc) from None
                 self._header(view, written, seq, correlation_id, kind)
+            except BaseException:
+                pub._discard(sample, view)
+                raise
         else:
             try:
                 data = encode_for(codec, value, self._name)
@@ -159,9 +166,14 @@ class ChannelWriter(Generic[T]):
                 self._encode_errors += 1
                 raise
             size = len(data)
-            with self._publisher.loan(HEADER_SIZE + size) as view:
+            sample, view = pub._loan_bytes(HEADER_SIZE + size)
+            try:
                 view[HEADER_SIZE:] = data
                 self._header(view, size, seq, correlation_id, kind)
+            except BaseException:
+                pub._discard(sample, view)
+                raise
+        pub._commit(sample, view)
         self._seq = seq
         return seq
 

@@ -55,6 +55,9 @@ from taktora.transport.pubsub import Publisher, Subscriber
 
 log = logging.getLogger(__name__)
 
+# indices of the envelope.split() header fields read per frame
+_HEADER_LEN, _PAYLOAD_LEN, _SEQUENCE = 3, 7, 8
+
 OUTBOUND_WAKE_S = 0.5
 """Longest the outbound thread sleeps without a wake-up (a safety net for a lost wake-up)."""
 
@@ -336,25 +339,26 @@ class Dispatcher:
             self._out.drop("paused")
             return
         try:
-            header, payload = envelope.decode(data, self._out_malformed, verify_crc=False)
+            # split(): decode()'s checks and counts without building an EnvelopeHeader
+            fields, payload = envelope.split(data, self._out_malformed, verify_crc=False)
         except EnvelopeError as exc:
             self._out.drop("malformed")
             log.warning("dispatcher %r: %r carries a malformed envelope: %s", self.name,
                         descriptor.name, str(exc))
             return
-        frame: Frame = (data[: header.header_len + header.payload_len]
+        frame: Frame = (data[: fields[_HEADER_LEN] + fields[_PAYLOAD_LEN]]
                         if self.connector.carries_envelope else payload)
         try:
             self.connector.send(descriptor, frame)
         except LinkDownError as exc:
             self._out.drop("link_down")
             log.debug("dispatcher %r: %r seq %d dropped: %s", self.name, descriptor.name,
-                      header.sequence, str(exc))
+                      fields[_SEQUENCE], str(exc))
             return
         except ConnectorError as exc:
             self._out.drop("send_error")
             log.warning("dispatcher %r: sending %r seq %d failed: %s", self.name,
-                        descriptor.name, header.sequence, str(exc))
+                        descriptor.name, fields[_SEQUENCE], str(exc))
             return
         self._out.forward()
 
@@ -394,8 +398,8 @@ class Dispatcher:
         pub = self._pubs[descriptor.name]
         try:
             if self.connector.carries_envelope:
-                header, _ = envelope.decode(frame, self._in_malformed, verify_crc=True)
-                self._track(descriptor.name, header.sequence)
+                fields, _ = envelope.split(frame, self._in_malformed, verify_crc=True)
+                self._track(descriptor.name, fields[_SEQUENCE])
                 pub.send_copy(frame)
             else:
                 self._publish_wrapped(descriptor, pub, frame)
@@ -420,11 +424,16 @@ class Dispatcher:
         src = memoryview(frame).cast("B")
         size = src.nbytes
         seq = self._in_seq.get(descriptor.name, 0) + 1
-        with pub.loan(HEADER_SIZE + size) as view:
+        sample, view = pub._loan_bytes(HEADER_SIZE + size)  # pub.loan() without the generator
+        try:
             view[HEADER_SIZE:] = src
             crc = zlib.crc32(src) if descriptor.crc else None
             envelope.pack_header(view, codec_id=self._codec_ids[descriptor.name],
                                  payload_len=size, sequence=seq, crc32=crc)
+        except BaseException:
+            pub._discard(sample, view)
+            raise
+        pub._commit(sample, view)
         self._in_seq[descriptor.name] = seq
 
     def _track(self, channel: str, seq: int) -> None:

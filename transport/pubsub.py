@@ -179,25 +179,43 @@ class Publisher:
         (struct channels). If the block raises, the loan is discarded (counted) and nothing is
         sent. The view must not be used after the block.
         """
-        sample = self._loan_raw(size or 0)
-        if self._struct is not None:
-            view: Any = self._struct.from_address(sample.payload_ptr)
-        else:
-            view = (ctypes.c_uint8 * (size or 0)).from_address(sample.payload_ptr)
-            view = memoryview(view).cast("B")
+        if self._struct is None:
+            sample, view = self._loan_bytes(size or 0)
+            try:
+                yield view
+            except BaseException:
+                self._discard(sample, view)
+                raise
+            self._commit(sample, view)
+            return
+        sample = self._loan_raw(0)
         try:
-            yield view
+            yield self._struct.from_address(sample.payload_ptr)
         except BaseException:
             self._discarded += 1
-            if isinstance(view, memoryview):
-                view.release()
             sample.delete()
             raise
-        if isinstance(view, memoryview):
-            view.release()
         self.last_outcome = self._send(sample)
 
     last_outcome: NotifyOutcome | None = None
+
+    # The bytes-channel loan protocol behind :meth:`loan`, also called directly by taktora's
+    # own hot paths (ChannelWriter, Dispatcher) to skip the generator-based context manager
+    # (~3.5 us per send here): ``_loan_bytes`` then exactly one of ``_commit`` (send) or
+    # ``_discard`` (counted in ``loans_discarded``, nothing sent). Same thread rules as loan().
+    def _loan_bytes(self, size: int) -> tuple[Any, memoryview]:
+        sample = self._loan_raw(size)
+        return sample, memoryview((ctypes.c_uint8 * size).from_address(sample.payload_ptr)).cast("B")
+
+    def _commit(self, sample: Any, view: memoryview) -> NotifyOutcome:
+        view.release()
+        outcome = self.last_outcome = self._send(sample)
+        return outcome
+
+    def _discard(self, sample: Any, view: memoryview) -> None:
+        self._discarded += 1
+        view.release()
+        sample.delete()
 
     def loan_send(self, fill: Callable[[Any], object], size: int | None = None) -> NotifyOutcome:
         """Loan, call ``fill(view)`` to write the payload in place, send. See :meth:`loan`."""

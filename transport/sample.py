@@ -18,7 +18,6 @@ closes both holes:
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 from typing import Any
 
@@ -170,8 +169,11 @@ class Sample:
             return
         if self._view is not None:
             # a caller may have exported it further: the memory then lives until that export goes
-            with contextlib.suppress(BufferError):
+            # (try/except rather than contextlib.suppress: this runs once per received sample)
+            try:  # noqa: SIM105
                 self._view.release()
+            except BufferError:
+                pass
             self._view = None
         if self._cell is not None:
             self._cell.alive = False
