@@ -97,6 +97,9 @@ class Bus:
         self.config = config
         self._pysoem = pysoem
         self.master: Any = pysoem.Master()
+        # SOEM calls otherwise hold the GIL while they wait for the frame: the dispatcher and
+        # app threads of this process could not run during a cycle
+        self.master.always_release_gil = True
         self.opened = False
         self.expected_wkc = 0
 
