@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import can
+from polling import WAIT_S, collect, settle, wait_until  # noqa: F401 - re-exported
 from taktora.connectors import (
     ChannelDescriptor,
     ChannelReader,
@@ -16,38 +17,9 @@ from taktora.connectors import (
     Direction,
     Dispatcher,
     HealthEvent,
-    Received,
 )
 from taktora.connectors.can import CanBusConfig, CanConnector, can_routing
 from taktora.transport import Node
-
-WAIT_S = 10.0
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
-
-
-def collect(reader: ChannelReader[Any], count: int, timeout: float = WAIT_S) -> list[Received[Any]]:
-    got: list[Received[Any]] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < count and (left := deadline - time.monotonic()) > 0:
-        item = reader.recv(min(left, 0.2))
-        if item is not None:
-            got.append(item)
-    return got
-
-
-def settle(reader: ChannelReader[Any], quiet_s: float = 0.2) -> list[Received[Any]]:
-    got: list[Received[Any]] = []
-    while (item := reader.recv(quiet_s)) is not None:
-        got.append(item)
-    return got
 
 
 def recv_all(bus: can.BusABC, count: int, timeout: float = WAIT_S) -> list[can.Message]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from polling import WAIT_S, collect, wait_until  # noqa: F401 - re-exported
 from taktora.actors.messages import HealthEvent, HealthState
 from taktora.connectors import ChannelDescriptor, ChannelReader, ChannelWriter
 from taktora.connectors.dispatch import Dispatcher
@@ -18,25 +19,11 @@ from taktora.connectors.model import Direction, Routing
 from taktora.transport import Node
 from taktora.transport.errors import ConnectorError, EthercatError, SdoAbortError
 
-WAIT_S = 10.0  # generous: the suite runs on 2 busy cores
 TIMEOUT_US = 20_000
 
 
-def wait_until(predicate: Any, timeout: float = WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return bool(predicate())
 
 
-def collect(reader: ChannelReader[Any], count: int, timeout: float = WAIT_S) -> list[Any]:
-    got: list[Any] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < count and (left := deadline - time.monotonic()) > 0:
-        got += [r for r in [reader.recv(min(left, 0.2))] if r is not None]
-    return got
 
 DIO = str(Path(__file__).resolve().parents[2] / "examples" / "ethercat" / "dio.toml")
 pytestmark = [pytest.mark.root, pytest.mark.slow]

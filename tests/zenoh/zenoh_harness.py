@@ -11,10 +11,10 @@ import socket
 import time
 from typing import Any
 
+from polling import WAIT_S, collect, wait_until
 from taktora.connectors import ChannelDescriptor, Direction, QoS, Routing
 from zenoh_plain import peer
 
-WAIT_S = 10.0
 ctx = multiprocessing.get_context("spawn")
 
 
@@ -98,23 +98,8 @@ class PlainPeer:
         self.commands.close()
 
 
-def wait_until(predicate: Any, timeout: float = WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())
 
 
-def collect(reader: Any, count: int, timeout: float = WAIT_S) -> list[Any]:
-    got: list[Any] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < count and time.monotonic() < deadline:
-        item = reader.recv(0.1)
-        if item is not None:
-            got.append(item)
-    return got
 
 
 def two_host_app(netns: str, connect: str, results: Any) -> None:
