@@ -86,16 +86,7 @@ def listeners_of(pids: set[int]) -> list[tuple[str, int]]:
     """(address, port) of every listening TCP socket owned by ``pids`` (from /proc)."""
     inodes: set[str] = set()
     for pid in pids:
-        try:
-            for fd in Path(f"/proc/{pid}/fd").iterdir():
-                try:
-                    link = os.readlink(fd)
-                except OSError:
-                    continue
-                if link.startswith("socket:["):
-                    inodes.add(link[8:-1])
-        except OSError:
-            continue
+        inodes |= socket_inodes(pid)
     out = []
     for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
         try:
