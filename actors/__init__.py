@@ -1,98 +1,15 @@
-"""taktora.actors: the executor (items, triggers, chains, graphs) and the control-plane actors."""
+"""taktora.actors: the executor (items, triggers, chains, graphs) and the control-plane actors.
 
-# --- executor ----------------------------------------------------------------------------------
-from taktora.actors.context import Context, Stoppable
-from taktora.actors.executor import Executor, ExecutorStats, ItemStats
-from taktora.actors.graph import Graph
-from taktora.actors.item import (
-    ConditionalItem,
-    Control,
-    ErrorPolicy,
-    FunctionItem,
-    Item,
-    item,
-    wrap_with_condition,
-)
-from taktora.actors.monitor import ExecutionMonitor, ItemTiming, MonitorSnapshot
-from taktora.actors.observer import LoggingObserver, Observer, OpenTelemetryObserver
-from taktora.actors.runner import Runner
-from taktora.actors.thread_attrs import AppliedAttrs, ThreadAttrs
-from taktora.actors.timing import MissedTickPolicy
-from taktora.actors.triggers import (
-    DataTrigger,
-    DeadlineTrigger,
-    FdTrigger,
-    IntervalTrigger,
-    ListenerTrigger,
-    Trigger,
-    TriggerKind,
-    deadline,
-    every,
-    on_data,
-    on_fd,
-    on_listener,
-    on_request,
-    on_response,
-)
-from taktora.transport.errors import (
-    ExecutorError,
-    GraphCycleError,
-    ItemError,
-    ThreadAttributeError,
-)
+Two parts that do not mix: :mod:`taktora.actors.executor` (no Thespian) and
+:mod:`taktora.actors.control` (Thespian actors), with the pure models both use in
+:mod:`taktora.actors.models`. Values (messages, specs, models) import eagerly; the actor
+classes import Thespian, so they load on first access and ``import taktora.actors`` stays free
+of Thespian.
+"""
 
-# --- end executor ------------------------------------------------------------------------------
+import importlib
 
-__all__ = [
-    # executor
-    "AppliedAttrs",
-    "ConditionalItem",
-    "Context",
-    "Control",
-    "DataTrigger",
-    "DeadlineTrigger",
-    "ErrorPolicy",
-    "ExecutionMonitor",
-    "Executor",
-    "ExecutorError",
-    "ExecutorStats",
-    "FdTrigger",
-    "FunctionItem",
-    "Graph",
-    "GraphCycleError",
-    "IntervalTrigger",
-    "Item",
-    "ItemError",
-    "ItemStats",
-    "ItemTiming",
-    "ListenerTrigger",
-    "LoggingObserver",
-    "MissedTickPolicy",
-    "MonitorSnapshot",
-    "Observer",
-    "OpenTelemetryObserver",
-    "Runner",
-    "Stoppable",
-    "ThreadAttributeError",
-    "ThreadAttrs",
-    "Trigger",
-    "TriggerKind",
-    "deadline",
-    "every",
-    "item",
-    "on_data",
-    "on_fd",
-    "on_listener",
-    "on_request",
-    "on_response",
-    "wrap_with_condition",
-    # end executor
-]
-
-# --- control plane (actors) --------------------------------------------------------------------
-# Values (messages, specs) import eagerly; the actor classes import Thespian, so they load on
-# first access (module __getattr__) and `import taktora.actors` stays free of Thespian.
-from taktora.actors.messages import (
+from taktora.actors.control.messages import (
     Ack,
     ChildInfo,
     Configure,
@@ -102,9 +19,7 @@ from taktora.actors.messages import (
     GetHealth,
     GetStats,
     GetTree,
-    HealthEvent,
     HealthReply,
-    HealthState,
     Pause,
     Reconnect,
     Reply,
@@ -114,35 +29,80 @@ from taktora.actors.messages import (
     StatsReply,
     TreeReply,
 )
-from taktora.actors.supervision import (
-    Backoff,
-    ChildSpec,
-    Restart,
-    Strategy,
-    SupervisorSpec,
-)
-from taktora.transport.errors import (
+from taktora.actors.control.supervision import ChildSpec, Restart, Strategy, SupervisorSpec
+from taktora.actors.errors import (
+    ActorConfigError,
     ActorError,
     AttachError,
     ControlError,
     SupervisorError,
 )
+from taktora.actors.executor import (
+    AppliedAttrs,
+    ConditionalItem,
+    Context,
+    Control,
+    DataTrigger,
+    DeadlineTrigger,
+    ErrorPolicy,
+    ExecutionMonitor,
+    Executor,
+    ExecutorConfigError,
+    ExecutorError,
+    ExecutorStats,
+    ExecutorTypeError,
+    FdTrigger,
+    FunctionItem,
+    Graph,
+    GraphCycleError,
+    IntervalTrigger,
+    Item,
+    ItemError,
+    ItemStats,
+    ItemTiming,
+    ListenerTrigger,
+    LoggingObserver,
+    MissedTickPolicy,
+    MonitorSnapshot,
+    Observer,
+    OpenTelemetryObserver,
+    Runner,
+    Stoppable,
+    ThreadAttributeError,
+    ThreadAttrs,
+    Trigger,
+    TriggerKind,
+    deadline,
+    every,
+    item,
+    on_data,
+    on_fd,
+    on_listener,
+    on_request,
+    on_response,
+    wrap_with_condition,
+)
+from taktora.actors.models import (
+    Backoff,
+    HealthEvent,
+    HealthMachine,
+    HealthState,
+    ReconnectPolicy,
+    worst_of,
+)
 
+#: The actor classes (and their private messages), imported on first access: they import Thespian.
 _LAZY = {
-    "TaktoraActor": "taktora.actors.base",
-    "handles": "taktora.actors.base",
-    "Supervisor": "taktora.actors.supervisor",
-    "AddChild": "taktora.actors.supervisor",
-    "HealthMachine": "taktora.actors.health",
-    "HealthMonitor": "taktora.actors.health",
-    "ReportHealth": "taktora.actors.health",
-    "Subscribe": "taktora.actors.health",
-    "Unsubscribe": "taktora.actors.health",
-    "worst_of": "taktora.actors.health",
-    "ReconnectPolicy": "taktora.actors.reconnect",
-    "ReconnectPolicySettings": "taktora.actors.reconnect",
-    "ReconnectPolicyActor": "taktora.actors.reconnect",
-    "ItemHost": "taktora.actors.item_host",
+    "TaktoraActor": "taktora.actors.control.base",
+    "handles": "taktora.actors.control.base",
+    "Supervisor": "taktora.actors.control.supervisor",
+    "AddChild": "taktora.actors.control.supervisor",
+    "HealthMonitor": "taktora.actors.control.health_monitor",
+    "ReportHealth": "taktora.actors.control.health_monitor",
+    "Subscribe": "taktora.actors.control.health_monitor",
+    "Unsubscribe": "taktora.actors.control.health_monitor",
+    "ReconnectPolicyActor": "taktora.actors.control.reconnect_policy",
+    "ItemHost": "taktora.actors.control.item_host",
 }
 
 
@@ -150,54 +110,94 @@ def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'taktora.actors' has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(module), name)
 
 
-__all__ += [
+__all__ = [
     "Ack",
+    "ActorConfigError",
     "ActorError",
     "AddChild",
+    "AppliedAttrs",
     "AttachError",
     "Backoff",
     "ChildInfo",
     "ChildSpec",
+    "ConditionalItem",
     "Configure",
+    "Context",
+    "Control",
     "ControlError",
     "ControlMessage",
+    "DataTrigger",
+    "DeadlineTrigger",
     "ErrorKind",
+    "ErrorPolicy",
     "ErrorReply",
+    "ExecutionMonitor",
+    "Executor",
+    "ExecutorConfigError",
+    "ExecutorError",
+    "ExecutorStats",
+    "ExecutorTypeError",
+    "FdTrigger",
+    "FunctionItem",
     "GetHealth",
     "GetStats",
     "GetTree",
+    "Graph",
+    "GraphCycleError",
     "HealthEvent",
     "HealthMachine",
     "HealthMonitor",
     "HealthReply",
     "HealthState",
+    "IntervalTrigger",
+    "Item",
+    "ItemError",
     "ItemHost",
+    "ItemStats",
+    "ItemTiming",
+    "ListenerTrigger",
+    "LoggingObserver",
+    "MissedTickPolicy",
+    "MonitorSnapshot",
+    "Observer",
+    "OpenTelemetryObserver",
     "Pause",
     "Reconnect",
     "ReconnectPolicy",
     "ReconnectPolicyActor",
-    "ReconnectPolicySettings",
     "Reply",
     "ReportHealth",
     "Restart",
     "Resume",
     "Route",
+    "Runner",
     "Shutdown",
     "StatsReply",
+    "Stoppable",
     "Strategy",
     "Subscribe",
     "Supervisor",
     "SupervisorError",
     "SupervisorSpec",
     "TaktoraActor",
+    "ThreadAttributeError",
+    "ThreadAttrs",
     "TreeReply",
+    "Trigger",
+    "TriggerKind",
     "Unsubscribe",
+    "deadline",
+    "every",
     "handles",
+    "item",
+    "on_data",
+    "on_fd",
+    "on_listener",
+    "on_request",
+    "on_response",
     "worst_of",
+    "wrap_with_condition",
 ]
-# --- end control plane -------------------------------------------------------------------------

@@ -1,8 +1,12 @@
-"""taktora.connectors: the connector framework and one subpackage per protocol."""
+"""taktora.connectors: the connector framework and one subpackage per protocol.
 
-from taktora.actors.health import HealthMachine, worst_of
-from taktora.actors.messages import HealthEvent, HealthState
-from taktora.actors.reconnect import ReconnectPolicy, ReconnectPolicySettings
+The Gateway actor and the ConnectorHost import Thespian and load on first access.
+"""
+
+import importlib
+
+from taktora.actors.models.backoff import Backoff, ReconnectPolicy
+from taktora.actors.models.health import HealthEvent, HealthMachine, HealthState, worst_of
 from taktora.connectors.channel import (
     ChannelReader,
     ChannelWriter,
@@ -26,7 +30,15 @@ from taktora.connectors.codecs import (
     encode_for,
 )
 from taktora.connectors.connector import Connector, Frame, Inbound
-from taktora.connectors.dispatch import Dispatcher, DispatcherStats, StopReport
+from taktora.connectors.errors import CodecError, ConnectorError, DescriptorError, LinkDownError
+from taktora.connectors.gateway import (
+    Dispatcher,
+    DispatcherStats,
+    GatewayConfig,
+    GatewayStopped,
+    InjectCrash,
+    StopReport,
+)
 from taktora.connectors.model import (
     ChannelDescriptor,
     Congestion,
@@ -39,17 +51,26 @@ from taktora.connectors.model import (
     structure,
     unstructure,
 )
+from taktora.connectors.requests import ConnectorRequest
 from taktora.transport.channel import OverflowPolicy
-from taktora.transport.errors import (
-    CodecError,
-    ConnectorError,
-    DescriptorError,
-    LinkDownError,
-)
+
+_LAZY = {
+    "Gateway": "taktora.connectors.gateway.actor",
+    "ConnectorHost": "taktora.connectors.gateway.host",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'taktora.connectors' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "AttrsJsonCodec",
     "AttrsMsgpackCodec",
+    "Backoff",
     "BaseCodec",
     "ChannelDescriptor",
     "ChannelReader",
@@ -60,6 +81,8 @@ __all__ = [
     "Congestion",
     "Connector",
     "ConnectorError",
+    "ConnectorHost",
+    "ConnectorRequest",
     "CtypesCodec",
     "DescriptorError",
     "Direction",
@@ -67,10 +90,14 @@ __all__ = [
     "DispatcherStats",
     "Frame",
     "FrozenMap",
+    "Gateway",
+    "GatewayConfig",
+    "GatewayStopped",
     "HealthEvent",
     "HealthMachine",
     "HealthState",
     "Inbound",
+    "InjectCrash",
     "JsonCodec",
     "LinkDownError",
     "MsgpackCodec",
@@ -80,7 +107,6 @@ __all__ = [
     "ReaderStats",
     "Received",
     "ReconnectPolicy",
-    "ReconnectPolicySettings",
     "Reliability",
     "Routing",
     "StopReport",

@@ -33,11 +33,12 @@ from taktora.connectors.codecs import (
     default_registry,
     encode_for,
 )
+from taktora.connectors.errors import CodecError, ConnectorError
 from taktora.connectors.model import ChannelDescriptor, FrozenMap
 from taktora.transport import envelope
 from taktora.transport.channel import OverflowPolicy
 from taktora.transport.envelope import HEADER_SIZE, EnvelopeCounters, EnvelopeHeader, FrameKind
-from taktora.transport.errors import CodecError, ConnectorError, EnvelopeError
+from taktora.transport.errors import EnvelopeError
 from taktora.transport.node import Node
 
 log = logging.getLogger(__name__)

@@ -32,8 +32,8 @@ import cattrs
 import cattrs.preconf.json
 import cattrs.preconf.msgpack
 import msgpack
+from taktora.connectors.errors import CodecError
 from taktora.transport.envelope import CodecId
-from taktora.transport.errors import CodecError
 
 T = TypeVar("T")
 S = TypeVar("S", bound=ctypes.Structure)

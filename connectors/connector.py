@@ -8,7 +8,7 @@ A back-end subclasses :class:`Connector` and implements five methods::
     receive(timeout)             one inbound frame as (channel name or Routing, bytes), or None
     health()                     HealthState now (Connecting / Up / Degraded / Down)
 
-The framework (:class:`~taktora.connectors.dispatch.Dispatcher`) does the rest: iceoryx2 ports,
+The framework (:class:`~taktora.connectors.gateway.dispatcher.Dispatcher`) does the rest: iceoryx2 ports,
 threads, envelope checks, pause/resume, counters. Health is the connector's *link* state only;
 whether the gateway is paused is a separate mode of the dispatcher (python-can issue #736 mixed
 the two in one enum).
@@ -34,9 +34,11 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 
-from taktora.actors.messages import ConnectorRequest, HealthState, Reply
+from taktora.actors.control.messages import Reply
+from taktora.actors.errors import ControlError
+from taktora.actors.models.health import HealthState
 from taktora.connectors.model import ChannelDescriptor, Routing
-from taktora.transport.errors import ControlError
+from taktora.connectors.requests import ConnectorRequest
 
 Frame = bytes | bytearray | memoryview
 
@@ -48,8 +50,8 @@ the frame."""
 class Connector(abc.ABC):
     """Base class of protocol back-ends. Subclasses implement the abstract methods.
 
-    Errors: ``send`` raises :class:`~taktora.transport.errors.LinkDownError` when the link is
-    down and :class:`~taktora.transport.errors.ConnectorError` for other failures (the
+    Errors: ``send`` raises :class:`~taktora.connectors.errors.LinkDownError` when the link is
+    down and :class:`~taktora.connectors.errors.ConnectorError` for other failures (the
     dispatcher counts both by cause and keeps going); ``receive`` raises ConnectorError for a
     failure (counted, retried after a short pause); ``open`` raises ConnectorError when the
     channels cannot be served (the owner decides whether to retry).
@@ -103,7 +105,7 @@ class Connector(abc.ABC):
 
         Called by the gateway on its actor thread while the dispatcher may be running; blocks the
         actor for as long as it takes (keep it bounded: a connector applies its own timeout).
-        Raise :class:`~taktora.transport.errors.ControlError` (or another ``TaktoraError``) to
+        Raise :class:`~taktora.actors.errors.ControlError` (or another ``TaktoraError``) to
         refuse or report a failure: the gateway answers ``ErrorReply(REJECTED)`` with the
         message and keeps running. Default: every request is refused as not supported.
         """

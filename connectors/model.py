@@ -1,7 +1,7 @@
 """The connector model: routing, direction, QoS and channel descriptors.
 
 Every value here is a frozen, slotted attrs class validated at construction: an invalid value
-raises :class:`~taktora.transport.errors.DescriptorError` naming the class, the field and the
+raises :class:`~taktora.connectors.errors.DescriptorError` naming the class, the field and the
 fix. They hold no sockets, ports or threads, so they pickle, compare, hash and travel in
 configs and control messages. :data:`converter` (cattrs) turns them to and from plain
 dicts (TOML, JSON, msgpack); :func:`structure` reports a bad document with the key path.
@@ -16,9 +16,9 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 import cattrs
+from taktora.connectors.errors import DescriptorError
 from taktora.transport.channel import MAX_BYTES_PAYLOAD, BytesPayload, ChannelSpec, OverflowPolicy
 from taktora.transport.envelope import HEADER_SIZE
-from taktora.transport.errors import DescriptorError
 
 K = TypeVar("K")
 V = TypeVar("V")

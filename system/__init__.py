@@ -7,8 +7,8 @@ from taktora.system.bootstrap import (
     port_listening,
     start_system,
 )
+from taktora.system.errors import ConfigError, SecurityError, SystemError_
 from taktora.system.security import apply_bind_policy, is_loopback
-from taktora.transport.errors import ConfigError, SecurityError, SystemError_
 
 __all__ = [
     "ActorSystemHandle",

@@ -17,7 +17,7 @@ Modes:
     ("host:port" of another system's admin) makes this system a member of that leader's
     convention (multi-host, see ``spec/system.rst``).
 
-Both start a root :class:`~taktora.actors.supervisor.Supervisor` (global name
+Both start a root :class:`~taktora.actors.control.supervisor.Supervisor` (global name
 ``taktora.root``, spec ``root``) to which :meth:`~ActorSystemHandle.start_child` adds children;
 ``taktora status`` shows its tree. :meth:`~ActorSystemHandle.close` (or leaving the ``with``
 block) stops the root's children in reverse order, shuts the Thespian system down and joins the
@@ -39,7 +39,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal
 
-from taktora.actors.messages import (
+from taktora.actors.control.messages import (
     ChildInfo,
     ControlMessage,
     ErrorReply,
@@ -50,9 +50,10 @@ from taktora.actors.messages import (
     Supervised,
     TreeReply,
 )
-from taktora.actors.supervision import ChildSpec, SupervisorSpec
+from taktora.actors.control.supervision import ChildSpec, SupervisorSpec
+from taktora.actors.errors import AttachError, ControlError
 from taktora.system import security
-from taktora.transport.errors import AttachError, ControlError, SystemError_
+from taktora.system.errors import SystemError_
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +288,7 @@ class ActorSystemHandle:
     # ---- supervision -------------------------------------------------------------------------
     def start_child(self, spec: ChildSpec, timeout: float = 30.0) -> Reply:
         """Add ``spec`` under the root supervisor; block until it (and its subtree) is up."""
-        from taktora.actors.supervisor import AddChild
+        from taktora.actors.control.supervisor import AddChild
 
         return self.call(self.root, AddChild(spec=spec), timeout)
 
@@ -396,7 +397,7 @@ def start_system(
     children are up; raises :class:`SystemError_` if something already listens on
     ``admin_port`` or the system does not come up.
     """
-    from taktora.actors.supervisor import Supervisor, WaitIdle
+    from taktora.actors.control.supervisor import Supervisor, WaitIdle
     from thespian.actors import ActorSystem
 
     root_spec = root or SupervisorSpec()

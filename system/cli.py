@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any
 
-from taktora.actors.messages import (
+from taktora.actors.control.messages import (
     ChildInfo,
     ControlMessage,
     ErrorReply,
@@ -38,7 +38,8 @@ from taktora.actors.messages import (
     StatsReply,
     TreeReply,
 )
-from taktora.transport.errors import AttachError, ControlError, TaktoraError
+from taktora.actors.errors import AttachError, ControlError
+from taktora.transport.errors import TaktoraError
 
 Registrar = Callable[[Any], None]
 
@@ -55,7 +56,7 @@ class Attached:
 
         self.timeout = timeout
         self.asys = attach(port, timeout=timeout)
-        from taktora.actors.supervisor import Supervisor
+        from taktora.actors.control.supervisor import Supervisor
 
         self.root = self.asys.createActor(Supervisor, globalName=ROOT_NAME)
 

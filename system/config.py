@@ -16,7 +16,7 @@ Document layout (every table optional except ``gateways``; unknown keys are erro
     [policies]                                    # defaults of every gateway
     shutdown_timeout_s = 5.0
     health_poll_s = 0.1
-    [policies.reconnect]                          # ReconnectPolicySettings
+    [policies.reconnect]                          # Backoff
     initial_s = 0.2
 
     [[gateways]]
@@ -32,7 +32,7 @@ Document layout (every table optional except ``gateways``; unknown keys are erro
 :func:`load` / :func:`loads` check everything before anything starts: TOML syntax, types
 (strict: no string-to-number coercion), each value's validators, then cross-field rules (unique
 gateway names, importable connector classes that accept their settings). A problem raises
-:class:`~taktora.transport.errors.ConfigError` whose message names the key path
+:class:`~taktora.system.errors.ConfigError` whose message names the key path
 (``gateways[0].channels[1].qos.priority``) and the reason; nothing else escapes. Pure
 functions of the document: no threads, no I/O besides reading the file.
 """
@@ -48,12 +48,13 @@ from typing import Any, NoReturn
 
 import attrs
 import cattrs
-from taktora.actors.reconnect import ReconnectPolicySettings
-from taktora.actors.supervision import Backoff, Strategy, SupervisorSpec
+from taktora.actors.control.supervision import Strategy, SupervisorSpec
+from taktora.actors.models.backoff import Backoff
 from taktora.connectors import model
-from taktora.connectors.gateway import GatewayConfig
+from taktora.connectors.gateway.config import GatewayConfig
 from taktora.connectors.model import ChannelDescriptor
-from taktora.transport.errors import ConfigError, TaktoraError
+from taktora.system.errors import ConfigError
+from taktora.transport.errors import TaktoraError
 
 
 def _fail(cls: str, field: str, value: Any, why: str) -> ConfigError:
@@ -99,7 +100,7 @@ class SupervisionConfig:
 class PoliciesConfig:
     """Defaults every gateway inherits unless it sets its own."""
 
-    reconnect: ReconnectPolicySettings = attrs.field(factory=ReconnectPolicySettings)
+    reconnect: Backoff = attrs.field(factory=Backoff)
     shutdown_timeout_s: float = attrs.field(default=5.0, validator=_positive)
     health_poll_s: float = attrs.field(default=0.1, validator=_positive)
 
@@ -112,7 +113,7 @@ class GatewayEntry:
     connector: str
     channels: tuple[ChannelDescriptor, ...]
     settings: dict[str, Any] = attrs.field(factory=dict)
-    reconnect: ReconnectPolicySettings | None = None
+    reconnect: Backoff | None = None
     shutdown_timeout_s: float | None = attrs.field(default=None, validator=_opt_positive)
     health_poll_s: float | None = attrs.field(default=None, validator=_opt_positive)
 

@@ -3,7 +3,7 @@
 The file is loaded and checked completely first (:func:`taktora.system.config.load`); an
 invalid file prints the ConfigError (key path and reason) and exits 2 before any actor,
 thread or socket exists. Then an actor system starts (``--mode inprocess`` by default, or
-``multiprocess`` on ``--port``), a :class:`~taktora.connectors.host.ConnectorHost` starts the
+``multiprocess`` on ``--port``), a :class:`~taktora.connectors.gateway.host.ConnectorHost` starts the
 gateways under the declared supervisor, and every HealthEvent is printed as it arrives, until
 ``--for SECONDS`` passed or SIGINT/SIGTERM. Then the gateways stop in reverse order (each
 bounded by its shutdown timeout; what did not stop in time is printed) and the system closes.
@@ -18,10 +18,11 @@ import threading
 import time
 from typing import Any
 
-from taktora.connectors.gateway import GatewayStopped
-from taktora.connectors.host import ConnectorHost, EventCallback
+from taktora.connectors.gateway.host import ConnectorHost, EventCallback
+from taktora.connectors.gateway.messages import GatewayStopped
 from taktora.system.config import SystemConfig, load
-from taktora.transport.errors import ConfigError, TaktoraError
+from taktora.system.errors import ConfigError
+from taktora.transport.errors import TaktoraError
 
 
 def start_host(handle: Any, config: SystemConfig, *, host_id: str = "connectors",

@@ -25,7 +25,7 @@ import os
 import threading
 from typing import Any
 
-from taktora.transport.errors import SecurityError
+from taktora.system.errors import SecurityError
 
 log = logging.getLogger(__name__)
 

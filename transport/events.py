@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import iceoryx2 as iox
 from taktora.transport.channel import EventSpec
 from taktora.transport.errors import ServiceOpenError, TransportError
-from taktora.transport.node import Node
+
+if TYPE_CHECKING:
+    from taktora.transport.node import Node
 
 
 def _open(node: Node, spec: EventSpec) -> Any:

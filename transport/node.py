@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import attrs
 import iceoryx2 as iox
 from taktora.transport.errors import ServiceOpenError, TransportError
+from taktora.transport.events import Listener, Notifier
 from taktora.transport.isolation import prefix_from_env, validate_prefix
+from taktora.transport.pubsub import Publisher, Subscriber
+from taktora.transport.reqresp import Client, Server
 
 if TYPE_CHECKING:
     from taktora.transport.channel import ChannelSpec, EventSpec, ServiceSpec
-    from taktora.transport.events import Listener, Notifier
-    from taktora.transport.pubsub import Publisher, Subscriber
-    from taktora.transport.reqresp import Client, Server
 
 log = logging.getLogger(__name__)
 
@@ -125,33 +125,21 @@ class Node:
 
     # ---------------------------------------------------------------- factories
     def publisher(self, spec: ChannelSpec) -> Publisher:
-        from taktora.transport.pubsub import Publisher
-
         return self._track(Publisher(self, spec))
 
     def subscriber(self, spec: ChannelSpec) -> Subscriber:
-        from taktora.transport.pubsub import Subscriber
-
         return self._track(Subscriber(self, spec))
 
     def notifier(self, spec: EventSpec) -> Notifier:
-        from taktora.transport.events import Notifier
-
         return self._track(Notifier(self, spec))
 
     def listener(self, spec: EventSpec) -> Listener:
-        from taktora.transport.events import Listener
-
         return self._track(Listener(self, spec))
 
     def client(self, spec: ServiceSpec) -> Client:
-        from taktora.transport.reqresp import Client
-
         return self._track(Client(self, spec))
 
     def server(self, spec: ServiceSpec) -> Server:
-        from taktora.transport.reqresp import Server
-
         return self._track(Server(self, spec))
 
     # ---------------------------------------------------------------- internals

@@ -15,15 +15,17 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import iceoryx2 as iox
 from taktora.transport.channel import BytesPayload, ChannelSpec, OverflowPolicy, StructPayload
 from taktora.transport.errors import LoanError, PayloadError, ServiceOpenError
 from taktora.transport.events import Wakeable
-from taktora.transport.node import Node
 from taktora.transport.sample import Sample
+
+if TYPE_CHECKING:
+    from taktora.transport.node import Node
 
 log = logging.getLogger(__name__)
 

@@ -14,14 +14,16 @@ import itertools
 import random
 import time
 from collections.abc import Iterator
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import iceoryx2 as iox
 from taktora.transport.channel import OverflowPolicy, ServiceSpec
 from taktora.transport.errors import LoanError, PayloadError, RequestError, ServiceOpenError
 from taktora.transport.events import Wakeable
-from taktora.transport.node import Node
 from taktora.transport.sample import Sample
+
+if TYPE_CHECKING:
+    from taktora.transport.node import Node
 
 _memmove = ctypes.memmove
 

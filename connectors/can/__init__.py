@@ -8,7 +8,7 @@ Production (SocketCAN; bit rates are set on the link, ``ip link set can0 type ca
 
     conn = CanConnector([CanBusConfig(name="can0", interface="socketcan", channel="can0",
                                       fd=True)],
-                        reconnect=ReconnectPolicySettings(initial_s=0.1, max_s=5.0))
+                        reconnect=Backoff(initial_s=0.1, max_s=5.0))
     cmd = ChannelDescriptor("drive/cmd", Direction.OUTBOUND, max_payload=8,
                             routing=can_routing("can0", 0x181))
     state = ChannelDescriptor("drive/state", Direction.INBOUND, max_payload=64,

@@ -6,7 +6,7 @@ several. :class:`CanRouting` is the CAN view of a channel's :class:`Routing`
 when the connector opens; :func:`can_routing` builds one.
 
 Everything here is a frozen attrs value with validators: a bad value raises
-:class:`~taktora.transport.errors.ConnectorError` naming the class and the field.
+:class:`~taktora.connectors.errors.ConnectorError` naming the class and the field.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
+from taktora.connectors.errors import ConnectorError
 from taktora.connectors.model import ChannelDescriptor, FrozenMap, Routing, Scalar
-from taktora.transport.errors import ConnectorError
 
 CAN_SFF_MASK = 0x7FF
 """Valid bits of an 11-bit (standard) identifier."""

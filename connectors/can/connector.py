@@ -45,15 +45,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import can
-from taktora.actors.health import HealthMachine, worst_of
-from taktora.actors.messages import HealthEvent, HealthState
-from taktora.actors.reconnect import ReconnectPolicy, ReconnectPolicySettings
+from taktora.actors.models.backoff import Backoff, ReconnectPolicy
+from taktora.actors.models.health import HealthEvent, HealthMachine, HealthState, worst_of
 from taktora.connectors.can.config import FD_LENGTHS, CanBusConfig, CanRouting, routing_of
 from taktora.connectors.can.errorframes import BusState, ErrorFrame, classify
 from taktora.connectors.can.filters import CanFilter, Demux, FilterEntry, compile_filters
 from taktora.connectors.connector import Connector, Frame, Inbound
+from taktora.connectors.errors import ConnectorError, LinkDownError
 from taktora.connectors.model import ChannelDescriptor, Direction, FrozenMap
-from taktora.transport.errors import ConnectorError, LinkDownError
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +113,7 @@ class CanConnector(Connector):
     carries_envelope = False
 
     def __init__(self, buses: Sequence[CanBusConfig], *, name: str = "can",
-                 reconnect: ReconnectPolicySettings | None = None, seed: int | None = None,
+                 reconnect: Backoff | None = None, seed: int | None = None,
                  poll_s: float = 0.05, inline_rx: bool = True,
                  clock: Callable[[], float] = time.monotonic) -> None:
         names = [b.name for b in buses]
@@ -128,7 +127,7 @@ class CanConnector(Connector):
         self.name = name
         self.poll_s = poll_s
         self._clock = clock
-        settings = reconnect or ReconnectPolicySettings()
+        settings = reconnect or Backoff()
         rng = random.Random(seed)
         self._ifaces: dict[str, _Iface] = {
             b.name: _Iface(b, HealthMachine(f"{name}/{b.name}"),

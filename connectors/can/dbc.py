@@ -23,9 +23,9 @@ import cantools
 import cattrs
 from taktora.connectors.can.config import can_routing
 from taktora.connectors.codecs import BaseCodec, Buffer, CodecRegistry
+from taktora.connectors.errors import CodecError, ConnectorError
 from taktora.connectors.model import ChannelDescriptor, Direction, Routing
 from taktora.transport.envelope import CodecId
-from taktora.transport.errors import CodecError, ConnectorError
 
 DBC_CODEC_ID = int(CodecId.USER) + 0xDB
 """Envelope codec id of every ``dbc:*`` codec (in the application range 0x8000..)."""

@@ -2,7 +2,7 @@
 (:mod:`taktora.connectors.ethercat.sim`).
 
 - :class:`Bus` (``bus.py``): bring-up (ARCH_0040), cyclic exchange, SDO access with project
-  errors (:class:`~taktora.transport.errors.BringUpError`, ``SdoAbortError``);
+  errors (:class:`~taktora.connectors.ethercat.errors.BringUpError`, ``SdoAbortError``);
 - :class:`EthercatConnector` (``connector.py``): the connector on a drift-free executor
   interval with working-counter health and bit-slice routing;
 - ``taktora ethercat sim|veth`` (``cli.py``).

@@ -3,7 +3,7 @@
 :class:`Bus` is owned by one thread (the connector's cycle thread, or a test): pysoem is not
 thread-safe and its calls hold the GIL while they block (``state_check`` up to its timeout,
 ``receive_processdata`` up to ``receive_timeout_us``, SDO transfers up to SOEM's mailbox
-timeouts). Errors are project errors: :class:`~taktora.transport.errors.BringUpError` (naming
+timeouts). Errors are project errors: :class:`~taktora.connectors.ethercat.errors.BringUpError` (naming
 the SubDevice, the state it reached and its AL status code), :class:`SdoAbortError` (with the
 ETG abort code) and :class:`EthercatError` for everything else.
 
@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 import attrs
-from taktora.transport.errors import BringUpError, EthercatError, SdoAbortError
+from taktora.connectors.ethercat.errors import BringUpError, EthercatError, SdoAbortError
 
 log = logging.getLogger(__name__)
 

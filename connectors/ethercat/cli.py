@@ -14,6 +14,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from taktora.connectors.ethercat.errors import VethError
+
 
 def cmd_sim(args: Any) -> int:
     from taktora.connectors.ethercat.sim.server import run
@@ -23,7 +25,6 @@ def cmd_sim(args: Any) -> int:
 
 def cmd_veth(args: Any) -> int:
     from taktora.connectors.ethercat.sim import veth
-    from taktora.transport.errors import ConfigError
 
     reason = veth.available()
     if reason:
@@ -38,7 +39,7 @@ def cmd_veth(args: Any) -> int:
             print(f"taktora ethercat veth: no pair {args.name}", file=sys.stderr)
             return 1
         return 0
-    except ConfigError as exc:
+    except VethError as exc:
         print(f"taktora ethercat veth: {exc}", file=sys.stderr)
         return 1
 

@@ -44,24 +44,17 @@ from typing import Any, TypeVar
 
 import attrs
 from taktora.actors import ErrorPolicy, Executor, every, item
-from taktora.actors.context import Context
-from taktora.actors.health import HealthMachine
-from taktora.actors.messages import (
-    Ack,
-    BusState,
-    ConnectorRequest,
-    GetState,
-    HealthState,
-    ReadSdo,
-    Reply,
-    SdoValue,
-    WriteSdo,
-)
+from taktora.actors.control.messages import Ack, Reply
+from taktora.actors.executor.context import Context
+from taktora.actors.models.health import HealthMachine, HealthState
 from taktora.connectors.connector import Connector, Frame, Inbound
+from taktora.connectors.errors import ConnectorError, LinkDownError
 from taktora.connectors.ethercat.bus import OP, Bus, BusConfig
+from taktora.connectors.ethercat.errors import EthercatError
+from taktora.connectors.ethercat.messages import BusState, GetState, ReadSdo, SdoValue, WriteSdo
 from taktora.connectors.ethercat.sim.esc import copy_bits
 from taktora.connectors.model import ChannelDescriptor, Direction
-from taktora.transport.errors import ConnectorError, EthercatError, LinkDownError
+from taktora.connectors.requests import ConnectorRequest
 
 log = logging.getLogger(__name__)
 

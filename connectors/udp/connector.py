@@ -21,11 +21,14 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from taktora.actors.messages import HealthState
+from taktora.actors.control.messages import Ack, Reply
+from taktora.actors.models.health import HealthState
 from taktora.connectors.connector import Connector, Frame, Inbound
+from taktora.connectors.errors import ConnectorError, LinkDownError
 from taktora.connectors.model import ChannelDescriptor, Direction, FrozenMap
+from taktora.connectors.requests import ConnectorRequest
 from taktora.connectors.udp.faults import FaultInjector, Verdict
-from taktora.transport.errors import ConnectorError, LinkDownError
+from taktora.connectors.udp.messages import InjectFault
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +198,26 @@ class UdpConnector(Connector):
     def _count(self, key: str) -> None:
         with self._lock:
             self._counts[key] = self._counts.get(key, 0) + 1
+
+    def handle_request(self, msg: ConnectorRequest) -> Reply:
+        """Serve :class:`InjectFault` (on the gateway's actor thread; never blocks): set the
+        faults it names on :attr:`faults` and answer Ack. Any other request is refused."""
+        if not isinstance(msg, InjectFault):
+            return super().handle_request(msg)
+        faults = self.faults
+        if msg.clear:
+            faults.clear()
+        if msg.drop_every:
+            faults.drop(every=int(msg.drop_every))
+        if msg.corrupt_every:
+            faults.corrupt(every=int(msg.corrupt_every))
+        if msg.delay_ms:
+            faults.delay(msg.delay_ms)
+        if msg.link == "down":
+            faults.link_down()
+        elif msg.link == "up":
+            faults.link_up()
+        return Ack(correlation_id=msg.correlation_id, detail="faults set")
 
     def stats(self) -> Mapping[str, int]:
         """``sent``, ``received``, ``send_errors`` and the fault counts by cause."""

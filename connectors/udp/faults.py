@@ -24,9 +24,9 @@ import random
 import threading
 
 import attrs
+from taktora.connectors.errors import ConnectorError
 from taktora.connectors.model import FrozenMap
 from taktora.transport.envelope import HEADER_SIZE
-from taktora.transport.errors import ConnectorError
 
 
 class Verdict(enum.Enum):

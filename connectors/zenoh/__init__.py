@@ -8,7 +8,7 @@
 - :class:`ZenohSession`: the shared session, peer-count health and reconnect policy.
 
 Both connectors are plain :class:`~taktora.connectors.connector.Connector` s driven by the
-generic :class:`~taktora.connectors.dispatch.Dispatcher` (one dispatcher each).
+generic :class:`~taktora.connectors.gateway.dispatcher.Dispatcher` (one dispatcher each).
 """
 
 from taktora.connectors.zenoh.config import ZenohConfig, publisher_options, zenoh_priority

@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 import zenoh
 from taktora.connectors.model import Congestion, FrozenMap, QoS, Reliability
-from taktora.transport.errors import ConfigError
+from taktora.system.errors import ConfigError
 
 MODES = ("peer", "client", "router")
 _ENDPOINT = re.compile(r"^(tcp|udp|tls|quic|unixsock-stream|ws)/.+$")

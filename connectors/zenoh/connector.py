@@ -28,12 +28,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import zenoh
-from taktora.actors.messages import HealthState
+from taktora.actors.models.health import HealthState
 from taktora.connectors.connector import Connector, Frame, Inbound
+from taktora.connectors.errors import ConnectorError, LinkDownError
 from taktora.connectors.model import ChannelDescriptor, Direction, FrozenMap
 from taktora.connectors.zenoh.config import ZenohConfig, publisher_options
 from taktora.connectors.zenoh.session import ZenohSession
-from taktora.transport.errors import ConnectorError, LinkDownError
 
 log = logging.getLogger(__name__)
 

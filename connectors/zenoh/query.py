@@ -54,13 +54,14 @@ import zenoh
 from taktora.connectors.channel import ChannelReader, ChannelWriter, Received
 from taktora.connectors.codecs import codec_id_for
 from taktora.connectors.connector import Frame, Inbound
+from taktora.connectors.errors import ConnectorError, LinkDownError
 from taktora.connectors.model import ChannelDescriptor, Direction, QoS, Routing
 from taktora.connectors.zenoh.config import ZenohConfig
 from taktora.connectors.zenoh.connector import _Base, key_expr
 from taktora.connectors.zenoh.session import ZenohSession
 from taktora.transport import envelope
 from taktora.transport.envelope import FrameKind
-from taktora.transport.errors import ConnectorError, EnvelopeError, LinkDownError
+from taktora.transport.errors import EnvelopeError
 from taktora.transport.node import Node
 
 log = logging.getLogger(__name__)

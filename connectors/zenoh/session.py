@@ -10,10 +10,10 @@ Threads:
 - the **health thread** (``<name>-health``) polls ``session.info`` every ``health_poll_s``: the
   number of connected peers plus routers decides the state - below ``min_peers`` Degraded,
   none Down, enough Up (Connecting until the first peer is seen). Each change is one
-  :class:`~taktora.actors.messages.HealthEvent` of :attr:`ZenohSession.machine` (subscribe to
+  :class:`~taktora.actors.models.health.HealthEvent` of :attr:`ZenohSession.machine` (subscribe to
   it). When the session stays Down for ``reopen_after_s`` (or cannot be opened at all) the
   thread closes it and opens it again, spacing attempts by the
-  :class:`~taktora.actors.reconnect.ReconnectPolicy`; every attached connector re-declares its
+  :class:`~taktora.actors.models.backoff.ReconnectPolicy`; every attached connector re-declares its
   publishers, subscribers and queryables on the new session. :meth:`reconnect` (the Reconnect
   control message) requests one reopen now.
 
@@ -30,12 +30,11 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 import zenoh
-from taktora.actors.health import HealthMachine
-from taktora.actors.messages import HealthState
-from taktora.actors.reconnect import ReconnectPolicy, ReconnectPolicySettings
+from taktora.actors.models.backoff import Backoff, ReconnectPolicy
+from taktora.actors.models.health import HealthMachine, HealthState
+from taktora.connectors.errors import ConnectorError
 from taktora.connectors.model import FrozenMap
 from taktora.connectors.zenoh.config import ZenohConfig
-from taktora.transport.errors import ConnectorError
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +60,12 @@ class ZenohSession:
     """
 
     def __init__(self, config: ZenohConfig | None = None, *, name: str = "zenoh",
-                 reconnect: ReconnectPolicySettings | None = None) -> None:
+                 reconnect: Backoff | None = None) -> None:
         self.config = config or ZenohConfig()
         self.name = name
         self.machine = HealthMachine(name)
         self.session: zenoh.Session | None = None
-        self._policy = ReconnectPolicy(reconnect or ReconnectPolicySettings(initial_s=0.2, max_s=5.0))
+        self._policy = ReconnectPolicy(reconnect or Backoff(initial_s=0.2, max_s=5.0))
         self._lock = threading.RLock()
         self._attached: list[Declarer] = []
         self._thread: threading.Thread | None = None

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from taktora.actors.base import TaktoraActor, handles
-from taktora.actors.messages import (
+from taktora.actors.control.base import TaktoraActor, handles
+from taktora.actors.control.messages import (
     ChildInfo,
     Configure,
     GetStats,
@@ -18,7 +18,7 @@ from taktora.actors.messages import (
     Shutdown,
     StatsReply,
 )
-from taktora.actors.supervision import SupervisorSpec
+from taktora.actors.control.supervision import SupervisorSpec
 from taktora.system.bootstrap import QUIET_LOGGING, ActorSystemHandle, start_system
 
 MODES = ["inprocess", "multiprocess"]
@@ -54,7 +54,7 @@ class Worker(TaktoraActor):
 
     @handles(Configure)
     def _configure(self, msg: Configure, sender: Any) -> Any:
-        from taktora.transport.errors import ControlError
+        from taktora.actors.errors import ControlError
 
         if "bad" in msg.settings:
             raise ControlError("setting 'bad' is not supported")
@@ -130,7 +130,7 @@ def failing_executor() -> FakeExecutor:
 
 
 def real_executor() -> Any:
-    from taktora.actors.executor import Executor
-    from taktora.actors.monitor import ExecutionMonitor
+    from taktora.actors.executor.execution_monitor import ExecutionMonitor
+    from taktora.actors.executor.executor import Executor
 
     return Executor("itemhost-test", monitor=ExecutionMonitor())

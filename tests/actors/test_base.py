@@ -6,10 +6,10 @@ import pickle
 
 import pytest
 from actorkit import MODES, Worker, node, open_system, wait_for
-from taktora.actors import messages as m
-from taktora.actors.item_host import ItemHost, StartExecutor, StopExecutor
-from taktora.actors.supervision import ChildSpec, SupervisorSpec
-from taktora.transport.errors import ControlError, SupervisorError
+from taktora.actors.control import messages as m
+from taktora.actors.control.item_host import ItemHost, StartExecutor, StopExecutor
+from taktora.actors.control.supervision import ChildSpec, SupervisorSpec
+from taktora.actors.errors import ControlError, SupervisorError
 
 
 @pytest.mark.req("REQ_0300")

@@ -7,25 +7,16 @@ import threading
 
 import pytest
 from actorkit import MODES, open_system
-from taktora.actors.health import (
-    TRANSITIONS,
-    HealthMachine,
+from taktora.actors.control.health_monitor import (
     HealthMonitor,
     ReportHealth,
     Subscribe,
     Unsubscribe,
-    worst_of,
 )
-from taktora.actors.messages import (
-    ErrorKind,
-    ErrorReply,
-    GetHealth,
-    HealthEvent,
-    HealthReply,
-    HealthState,
-)
-from taktora.actors.supervision import ChildSpec
-from taktora.transport.errors import ActorError, ControlError
+from taktora.actors.control.messages import ErrorKind, ErrorReply, GetHealth, HealthReply
+from taktora.actors.control.supervision import ChildSpec
+from taktora.actors.errors import ActorError, ControlError
+from taktora.actors.models.health import TRANSITIONS, HealthEvent, HealthMachine, HealthState, worst_of
 
 C, U, G, D = HealthState.CONNECTING, HealthState.UP, HealthState.DEGRADED, HealthState.DOWN
 

@@ -7,23 +7,22 @@ import time
 
 import pytest
 from actorkit import MODES, open_system
-from taktora.actors.messages import GetStats, Reconnect, Route
-from taktora.actors.reconnect import (
+from taktora.actors.control.messages import GetStats, Reconnect, Route
+from taktora.actors.control.reconnect_policy import (
     AttemptReconnect,
     ConnectionLost,
     ConnectionUp,
     ReconnectGaveUp,
-    ReconnectPolicy,
     ReconnectPolicyActor,
-    ReconnectPolicySettings,
 )
-from taktora.actors.supervision import ChildSpec
-from taktora.transport.errors import ActorError
+from taktora.actors.control.supervision import ChildSpec
+from taktora.actors.errors import ActorError
+from taktora.actors.models.backoff import Backoff, ReconnectPolicy
 
 
 @pytest.mark.req("REQ_0330")
 def test_exponential_backoff_without_jitter():
-    p = ReconnectPolicy(ReconnectPolicySettings(initial_s=0.1, max_s=1.0, multiplier=2,
+    p = ReconnectPolicy(Backoff(initial_s=0.1, max_s=1.0, multiplier=2,
                                                 jitter=0, max_attempts=6))
     assert [p.next_delay() for _ in range(7)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, None]
     assert p.attempts == 6
@@ -33,7 +32,7 @@ def test_exponential_backoff_without_jitter():
 
 @pytest.mark.req("REQ_0330")
 def test_jitter_is_bounded_and_reproducible():
-    s = ReconnectPolicySettings(initial_s=1.0, max_s=8.0, jitter=0.5)
+    s = Backoff(initial_s=1.0, max_s=8.0, jitter=0.5)
     a = ReconnectPolicy(s, rng=random.Random(7))
     b = ReconnectPolicy(s, rng=random.Random(7))
     da = [a.next_delay() for _ in range(5)]
@@ -46,7 +45,7 @@ def test_jitter_is_bounded_and_reproducible():
 @pytest.mark.req("REQ_0330")
 def test_reset_after_stable_period():
     now = [0.0]
-    p = ReconnectPolicy(ReconnectPolicySettings(initial_s=1, jitter=0, reset_after_s=10),
+    p = ReconnectPolicy(Backoff(initial_s=1, jitter=0, reset_after_s=10),
                         clock=lambda: now[0])
     p.next_delay(), p.next_delay()
     p.mark_up()
@@ -60,13 +59,13 @@ def test_reset_after_stable_period():
 @pytest.mark.req("REQ_0330")
 def test_settings_validation_names_the_field():
     with pytest.raises(ActorError, match="initial_s"):
-        ReconnectPolicySettings(initial_s=0)
+        Backoff(initial_s=0)
     with pytest.raises(ActorError, match="jitter"):
-        ReconnectPolicySettings(jitter=2)
+        Backoff(jitter=2)
     with pytest.raises(ActorError, match="max_s"):
-        ReconnectPolicySettings(initial_s=5, max_s=1)
+        Backoff(initial_s=5, max_s=1)
     with pytest.raises(ActorError, match="max_attempts"):
-        ReconnectPolicySettings(max_attempts=0)
+        Backoff(max_attempts=0)
 
 
 @pytest.mark.req("REQ_0331")

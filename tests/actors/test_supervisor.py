@@ -8,8 +8,9 @@ import time
 
 import pytest
 from actorkit import MODES, Worker, node, open_system, wait_for
-from taktora.actors.messages import ErrorKind, ErrorReply, Pause, Resume, Shutdown
-from taktora.actors.supervision import Backoff, ChildSpec, SupervisorSpec
+from taktora.actors.control.messages import ErrorKind, ErrorReply, Pause, Resume, Shutdown
+from taktora.actors.control.supervision import ChildSpec, SupervisorSpec
+from taktora.actors.models.backoff import Backoff
 
 pytestmark = pytest.mark.slow
 
@@ -178,7 +179,7 @@ def test_kill_9_of_a_child_process_is_restarted(admin_port):
 @pytest.mark.parametrize("mode", MODES)
 def test_backoff_delays_restarts(mode, admin_port):
     spec = ChildSpec(id="sup", start=SupervisorSpec(
-        intensity=10, backoff=Backoff(min_s=0.3, max_s=2.0, random_factor=0.0, reset_after_s=30),
+        intensity=10, backoff=Backoff(initial_s=0.3, max_s=2.0, jitter=0.0, reset_after_s=30),
         children=[ChildSpec(id="w", start=Worker)]))
     with open_system(mode, admin_port) as h:
         h.start_child(spec)

@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "actors"))
 
 from _bench import parse_args, ratio, summarize, write
 from actorkit import Worker
-from taktora.actors.messages import Ack, GetStats, Pause, Resume, StatsReply
-from taktora.actors.supervision import ChildSpec, SupervisorSpec
+from taktora.actors.control.messages import Ack, GetStats, Pause, Resume, StatsReply
+from taktora.actors.control.supervision import ChildSpec, SupervisorSpec
 from taktora.system.bootstrap import QUIET_LOGGING, start_system
 from thespian.actors import Actor, ActorSystem
 

@@ -25,10 +25,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench
 from taktora.connectors.channel import ChannelReader, ChannelWriter
-from taktora.connectors.dispatch import Dispatcher
 from taktora.connectors.ethercat.bus import Bus, BusConfig
 from taktora.connectors.ethercat.connector import EthercatConnector, EthercatOptions
 from taktora.connectors.ethercat.sim import SimProcess, veth
+from taktora.connectors.gateway.dispatcher import Dispatcher
 from taktora.connectors.model import ChannelDescriptor, Direction, Routing
 from taktora.transport import Node
 

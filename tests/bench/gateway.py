@@ -28,10 +28,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench
-from taktora.actors.reconnect import ReconnectPolicySettings
+from taktora.actors.models.backoff import Backoff
 from taktora.connectors import ChannelDescriptor, ChannelReader, ChannelWriter, Direction, Routing
-from taktora.connectors.gateway import GatewayConfig
-from taktora.connectors.host import ConnectorHost
+from taktora.connectors.gateway.config import GatewayConfig
+from taktora.connectors.gateway.host import ConnectorHost
 from taktora.system.bootstrap import QUIET_LOGGING, start_system
 from taktora.transport import Node
 
@@ -147,7 +147,7 @@ def channel_raw(n: int) -> dict[str, Any]:
 
 def gateway_udp(n: int) -> dict[str, Any]:
     p_ping, p_pong = free_udp_port(), free_udp_port()
-    fast = ReconnectPolicySettings(initial_s=0.1, max_s=1.0)
+    fast = Backoff(initial_s=0.1, max_s=1.0)
     left = GatewayConfig(name="left", connector="taktora.connectors.udp:UdpConnector",
                          channels=(desc("gw/ping", Direction.OUTBOUND, p_ping),
                                    desc("gw/pong", Direction.INBOUND, p_pong)), reconnect=fast)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import can
 import pytest
 from canrig import collect, inp, out, recv_all, vbus, wait_until
-from taktora.actors.messages import Ack, HealthState, Pause, Resume
-from taktora.actors.reconnect import ReconnectPolicySettings
-from taktora.actors.supervision import SupervisorSpec
+from taktora.actors.control.messages import Ack, Pause, Resume
+from taktora.actors.control.supervision import SupervisorSpec
+from taktora.actors.models.backoff import Backoff
+from taktora.actors.models.health import HealthState
 from taktora.connectors import ChannelReader, ChannelWriter
-from taktora.connectors.gateway import GatewayConfig, GatewayStopped
-from taktora.connectors.host import ConnectorHost
+from taktora.connectors.gateway.config import GatewayConfig
+from taktora.connectors.gateway.host import ConnectorHost
+from taktora.connectors.gateway.messages import GatewayStopped
 from taktora.system.bootstrap import QUIET_LOGGING, start_system
 from taktora.transport import Node
 
@@ -24,7 +26,7 @@ def test_can_connector_under_the_gateway_actor(iox_prefix: str) -> None:
     config = GatewayConfig(name="can-gw", connector="taktora.connectors.can:CanConnector",
                            settings={"buses": (vbus("can0", chan),), "name": "can"},
                            channels=(cmd, state), health_poll_s=0.05,
-                           reconnect=ReconnectPolicySettings(initial_s=0.1, jitter=0.0))
+                           reconnect=Backoff(initial_s=0.1, jitter=0.0))
     try:
         with start_system("inprocess", logging_config=QUIET_LOGGING) as handle, \
                 Node("app", prefix=iox_prefix) as node:

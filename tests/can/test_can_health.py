@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import can
 import pytest
 from canrig import Rig, collect, inp, out, recv_all, settle, vbus, wait_until
-from taktora.connectors import HealthState, ReconnectPolicySettings
+from taktora.connectors import Backoff, HealthState
 from taktora.connectors.can import BusState, classify, error_frame_data, inject
 
 BUS_OFF = 0x040
@@ -111,7 +111,7 @@ def test_error_frames_drive_exact_per_interface_health_and_never_reach_a_channel
 @pytest.mark.parametrize("inline_rx", [True, False], ids=["inline", "rx-thread"])
 def test_bus_off_closes_backs_off_reopens_with_the_filter_and_comes_back_up(
         iox_prefix: str, chan: str, peer: can.BusABC, inline_rx: bool) -> None:
-    backoff = ReconnectPolicySettings(initial_s=0.4, jitter=0.0)
+    backoff = Backoff(initial_s=0.4, jitter=0.0)
     rig = Rig(iox_prefix, [vbus("can0", chan)],
               [inp("rx", "can0", 0x300, mask=0x7F0), out("tx", "can0", 0x400)], reconnect=backoff,
               inline_rx=inline_rx)
@@ -153,7 +153,7 @@ def test_health_aggregates_interfaces_worst_of_with_one_event_per_transition(
         iox_prefix: str) -> None:
     chans = [f"vcan-{iox_prefix}-{i}" for i in range(2)]
     peers = [can.Bus(interface="virtual", channel=c) for c in chans]
-    backoff = ReconnectPolicySettings(initial_s=30.0, jitter=0.0)  # stays down in this test
+    backoff = Backoff(initial_s=30.0, jitter=0.0)  # stays down in this test
     rig = Rig(iox_prefix, [vbus("a", chans[0]), vbus("b", chans[1])],
               [inp("a/in", "a", 0x1), inp("b/in", "b", 0x1)], reconnect=backoff)
     try:

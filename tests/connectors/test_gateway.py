@@ -15,23 +15,22 @@ from typing import Any
 
 import attrs
 import pytest
-from taktora.actors.messages import (
+from taktora.actors.control.messages import (
     Ack,
     Configure,
     ErrorKind,
     ErrorReply,
     GetHealth,
     GetStats,
-    HealthEvent,
     HealthReply,
-    HealthState,
     Pause,
     Reconnect,
     Resume,
     StatsReply,
 )
-from taktora.actors.reconnect import ReconnectPolicySettings
-from taktora.actors.supervision import SupervisorSpec
+from taktora.actors.control.supervision import SupervisorSpec
+from taktora.actors.models.backoff import Backoff
+from taktora.actors.models.health import HealthEvent, HealthState
 from taktora.connectors import (
     ChannelDescriptor,
     ChannelReader,
@@ -43,13 +42,10 @@ from taktora.connectors import (
     Inbound,
     Routing,
 )
-from taktora.connectors.gateway import (
-    GatewayConfig,
-    GatewayStopped,
-    InjectCrash,
-    InjectFault,
-)
-from taktora.connectors.host import ConnectorHost
+from taktora.connectors.gateway.config import GatewayConfig
+from taktora.connectors.gateway.host import ConnectorHost
+from taktora.connectors.gateway.messages import GatewayStopped, InjectCrash
+from taktora.connectors.udp.messages import InjectFault
 from taktora.system.bootstrap import QUIET_LOGGING, ActorSystemHandle, start_system
 from taktora.transport import Node, isolation
 
@@ -57,7 +53,7 @@ from .helpers import collect, wait_until
 
 C, U, G, D = HealthState.CONNECTING, HealthState.UP, HealthState.DEGRADED, HealthState.DOWN
 UDP = "taktora.connectors.udp:UdpConnector"
-FAST = ReconnectPolicySettings(initial_s=0.1, max_s=0.4, jitter=0.0)
+FAST = Backoff(initial_s=0.1, max_s=0.4, jitter=0.0)
 
 
 def free_udp_port() -> int:
@@ -179,7 +175,7 @@ def test_health_is_answered_and_subscribers_get_each_transition(host_inproc: Con
     assert {k: v.state for k, v in health.items() if isinstance(v, HealthReply)} == {
         "left": U, "right": U}
     # a run-time subscriber (this thread's endpoint) gets the current state, then transitions
-    from taktora.actors.health import Subscribe
+    from taktora.actors.control.health_monitor import Subscribe
 
     handle = host_inproc.handle
     assert isinstance(host_inproc.control("left", Subscribe(subscriber=handle.endpoint())), Ack)

@@ -9,15 +9,16 @@ from typing import Any
 
 import pytest
 from polling import WAIT_S, collect, wait_until  # noqa: F401 - re-exported
-from taktora.actors.messages import HealthEvent, HealthState
+from taktora.actors.models.health import HealthEvent, HealthState
 from taktora.connectors import ChannelDescriptor, ChannelReader, ChannelWriter
-from taktora.connectors.dispatch import Dispatcher
+from taktora.connectors.errors import ConnectorError
 from taktora.connectors.ethercat.bus import BusConfig
 from taktora.connectors.ethercat.connector import EthercatConnector, EthercatOptions
+from taktora.connectors.ethercat.errors import EthercatError, SdoAbortError
 from taktora.connectors.ethercat.sim import SimProcess, veth
+from taktora.connectors.gateway.dispatcher import Dispatcher
 from taktora.connectors.model import Direction, Routing
 from taktora.transport import Node
-from taktora.transport.errors import ConnectorError, EthercatError, SdoAbortError
 
 TIMEOUT_US = 20_000
 

@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from taktora.actors.messages import Ack, HealthState, Pause, Resume
-from taktora.actors.reconnect import ReconnectPolicySettings
-from taktora.actors.supervision import SupervisorSpec
+from taktora.actors.control.messages import Ack, Pause, Resume
+from taktora.actors.control.supervision import SupervisorSpec
+from taktora.actors.models.backoff import Backoff
+from taktora.actors.models.health import HealthState
 from taktora.connectors import ChannelReader, ChannelWriter
 from taktora.connectors.ethercat import BusConfig, EthercatOptions
 from taktora.connectors.ethercat.sim import SimProcess
-from taktora.connectors.gateway import GatewayConfig, GatewayStopped
-from taktora.connectors.host import ConnectorHost
+from taktora.connectors.gateway.config import GatewayConfig
+from taktora.connectors.gateway.host import ConnectorHost
+from taktora.connectors.gateway.messages import GatewayStopped
 from taktora.connectors.model import Direction
 from taktora.system.bootstrap import QUIET_LOGGING, start_system
 from taktora.transport import Node
@@ -34,7 +36,7 @@ def test_ethercat_connector_under_the_gateway_actor(pair, iox_prefix):
                               reconnect_s=0.2)
     config = GatewayConfig(name="ec-gw", connector="taktora.connectors.ethercat:EthercatConnector",
                            settings={"name": "ec", "options": options}, channels=(do, di),
-                           health_poll_s=0.05, reconnect=ReconnectPolicySettings(initial_s=0.1, jitter=0.0))
+                           health_poll_s=0.05, reconnect=Backoff(initial_s=0.1, jitter=0.0))
     with SimProcess(sim_end, [DIO]) as sim, \
             start_system("inprocess", logging_config=QUIET_LOGGING) as handle, \
             Node("app", prefix=iox_prefix) as node:

@@ -14,33 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from taktora.actors.messages import (
-    Ack,
-    BusState,
-    ConnectorRequest,
-    ErrorKind,
-    ErrorReply,
-    GetState,
-    GetStats,
-    HealthEvent,
-    HealthState,
-    ReadSdo,
-    SdoValue,
-    StatsReply,
-    WriteSdo,
-)
-from taktora.actors.reconnect import ReconnectPolicySettings
-from taktora.actors.supervision import SupervisorSpec
+from taktora.actors.control.messages import Ack, ErrorKind, ErrorReply, GetStats, StatsReply
+from taktora.actors.control.supervision import SupervisorSpec
+from taktora.actors.errors import ControlError
+from taktora.actors.models.backoff import Backoff
+from taktora.actors.models.health import HealthEvent, HealthState
 from taktora.connectors import ChannelReader, ChannelWriter
 from taktora.connectors.ethercat import BusConfig, EthercatOptions
+from taktora.connectors.ethercat.messages import BusState, GetState, ReadSdo, SdoValue, WriteSdo
 from taktora.connectors.ethercat.sim import SimProcess
-from taktora.connectors.gateway import GatewayConfig, GatewayStopped
-from taktora.connectors.host import ConnectorHost
+from taktora.connectors.gateway.config import GatewayConfig
+from taktora.connectors.gateway.host import ConnectorHost
+from taktora.connectors.gateway.messages import GatewayStopped
 from taktora.connectors.model import Direction
+from taktora.connectors.requests import ConnectorRequest
 from taktora.connectors.udp import UdpConnector
 from taktora.system.bootstrap import QUIET_LOGGING, ActorSystemHandle, start_system
 from taktora.transport import Node, isolation
-from taktora.transport.errors import ControlError
 
 from .test_connector import chan, until
 
@@ -56,7 +46,7 @@ def gateway_config(master: str) -> GatewayConfig:
                               reconnect_s=0.2)
     return GatewayConfig(name="ec-gw", connector="taktora.connectors.ethercat:EthercatConnector",
                          settings={"name": "ec", "options": options}, channels=(do, di),
-                         health_poll_s=0.05, reconnect=ReconnectPolicySettings(initial_s=0.1, jitter=0.0))
+                         health_poll_s=0.05, reconnect=Backoff(initial_s=0.1, jitter=0.0))
 
 
 def wait_event(host: ConnectorHost, want: list[HealthState],

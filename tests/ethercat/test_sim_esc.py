@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from taktora.connectors.errors import DescriptorError
 from taktora.connectors.ethercat.sim import builtin_dio, from_dict, load_description
 from taktora.connectors.ethercat.sim.coe import SdoAbort
 from taktora.connectors.ethercat.sim.esc import (
@@ -40,7 +41,6 @@ from taktora.connectors.ethercat.sim.sii import (
     categories,
     crc8,
 )
-from taktora.transport.errors import DescriptorError
 
 from .frames import frame, logical, one, results, run
 

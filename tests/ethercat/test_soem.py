@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from taktora.connectors.ethercat.bus import Bus, BusConfig, ExpectedSubDevice, PdoAssignment
+from taktora.connectors.ethercat.errors import BringUpError, SdoAbortError
 from taktora.connectors.ethercat.sim import SimProcess
-from taktora.transport.errors import BringUpError, SdoAbortError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "ethercat"
 DIO, SERVO = str(EXAMPLES / "dio.toml"), str(EXAMPLES / "servo.toml")

@@ -13,9 +13,9 @@ from taktora.actors import (
     GraphCycleError,
     every,
     item,
-    signal_slot,
     wrap_with_condition,
 )
+from taktora.actors.executor import signal_slot
 
 
 def _once(log: list[str], name: str, result: Control | None = None, triggers=()):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 from taktora.actors import Executor, MissedTickPolicy, every, item
-from taktora.actors.timing import IntervalSchedule
+from taktora.actors.executor.timing import IntervalSchedule
 
 P = 1_000_000  # 1 ms in ns
 

@@ -23,7 +23,7 @@ from taktora.actors import (
     on_request,
     on_response,
 )
-from taktora.transport.errors import ExecutorError
+from taktora.actors.executor.errors import ExecutorError
 
 
 @pytest.mark.req("REQ_0201")

@@ -9,9 +9,9 @@ import os
 import sys
 from typing import Any
 
-from taktora.actors.base import TaktoraActor, handles
-from taktora.actors.messages import Ack, GetStats, Pause, Resume, StatsReply
-from taktora.actors.supervision import ChildSpec, SupervisorSpec
+from taktora.actors.control.base import TaktoraActor, handles
+from taktora.actors.control.messages import Ack, GetStats, Pause, Resume, StatsReply
+from taktora.actors.control.supervision import ChildSpec, SupervisorSpec
 
 
 class Gateway(TaktoraActor):
@@ -38,7 +38,7 @@ def main() -> None:
     port = int(sys.argv[1])
     spec = ChildSpec(id="line1", start=SupervisorSpec(strategy="rest_for_one", children=[
         ChildSpec(id="gw", start=sysserve.Gateway),
-        ChildSpec(id="hm", start="taktora.actors.health:HealthMonitor",
+        ChildSpec(id="hm", start="taktora.actors.control.health_monitor:HealthMonitor",
                   args={"sources": ["gw"]})]))
     with start_system("multiprocess", admin_port=port, logging_config=QUIET_LOGGING) as h:
         h.start_child(spec)

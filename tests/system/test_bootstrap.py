@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from sysserve import Gateway
-from taktora.actors.messages import GetStats, Pause, StatsReply
-from taktora.actors.reconnect import ReconnectPolicyActor
-from taktora.actors.supervision import ChildSpec
+from taktora.actors.control.messages import GetStats, Pause, StatsReply
+from taktora.actors.control.reconnect_policy import ReconnectPolicyActor
+from taktora.actors.control.supervision import ChildSpec
 from taktora.system import security
 from taktora.system.bootstrap import QUIET_LOGGING, port_listening, start_system
-from taktora.transport.errors import SecurityError, SystemError_
+from taktora.system.errors import SecurityError, SystemError_
 
 
 def descendants(pid: int) -> set[int]:
@@ -128,7 +128,7 @@ def test_inprocess_ask_from_many_threads_and_timers_on_time():
         # a timer fires although no caller is inside the actor system (control thread pumps)
         h.start_child(ChildSpec(id="rp", start=ReconnectPolicyActor,
                                 args={"settings": {"initial_s": 0.2, "jitter": 0.0}}))
-        from taktora.actors.reconnect import AttemptReconnect, ConnectionLost
+        from taktora.actors.control.reconnect_policy import AttemptReconnect, ConnectionLost
 
         h.control("rp", ConnectionLost())
         t0 = time.monotonic()

@@ -14,11 +14,11 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from taktora.actors.supervision import Strategy
+from taktora.actors.control.supervision import Strategy
 from taktora.connectors import Direction
-from taktora.connectors.gateway import GatewayConfig
+from taktora.connectors.gateway.config import GatewayConfig
 from taktora.system.config import SystemConfig, load, loads, structure
-from taktora.transport.errors import ConfigError
+from taktora.system.errors import ConfigError
 
 FUZZ = int(os.environ.get("TAKTORA_FUZZ_EXAMPLES", "100"))  # `make bench` may raise it
 EXAMPLES = sorted(Path(__file__).resolve().parents[2].joinpath("examples").glob("*.toml"))

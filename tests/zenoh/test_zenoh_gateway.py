@@ -8,12 +8,14 @@ import time
 from typing import Any
 
 import pytest
-from taktora.actors.messages import GetStats, HealthState, StatsReply
-from taktora.actors.reconnect import ReconnectPolicySettings
-from taktora.actors.supervision import SupervisorSpec
+from taktora.actors.control.messages import GetStats, StatsReply
+from taktora.actors.control.supervision import SupervisorSpec
+from taktora.actors.models.backoff import Backoff
+from taktora.actors.models.health import HealthState
 from taktora.connectors import ChannelReader, ChannelWriter, Direction
-from taktora.connectors.gateway import GatewayConfig, GatewayStopped
-from taktora.connectors.host import ConnectorHost
+from taktora.connectors.gateway.config import GatewayConfig
+from taktora.connectors.gateway.host import ConnectorHost
+from taktora.connectors.gateway.messages import GatewayStopped
 from taktora.connectors.zenoh import ZenohConfig
 from taktora.system.bootstrap import QUIET_LOGGING, start_system
 from taktora.transport import Node
@@ -44,7 +46,7 @@ def test_zenoh_connector_under_the_gateway_actor(iox_prefix: str) -> None:
     config = GatewayConfig(name="zgw", connector="taktora.connectors.zenoh:ZenohConnector",
                            settings={"session": ZenohConfig(listen=(ep,)), "name": "zenoh-gw"},
                            channels=(out, inn), health_poll_s=0.05,
-                           reconnect=ReconnectPolicySettings(initial_s=0.1, max_s=0.4, jitter=0.0))
+                           reconnect=Backoff(initial_s=0.1, max_s=0.4, jitter=0.0))
     peer = PlainPeer(connect=ep)
     try:
         with start_system("inprocess", logging_config=QUIET_LOGGING) as handle:

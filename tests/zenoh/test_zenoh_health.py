@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 import pytest
-from taktora.actors.messages import HealthEvent
-from taktora.actors.reconnect import ReconnectPolicySettings
+from taktora.actors.models.backoff import Backoff
+from taktora.actors.models.health import HealthEvent
 from taktora.connectors import ChannelReader, ChannelWriter, Direction, Dispatcher, HealthState
 from taktora.connectors.zenoh import ZenohConfig, ZenohConnector, ZenohSession
 from taktora.transport import Node
@@ -81,7 +81,7 @@ def test_client_mode_through_a_router_that_goes_away_and_comes_back(iox_prefix: 
     router = PlainPeer(mode="router", listen=ep)
     cfg = ZenohConfig(mode="client", connect=(ep,), reopen_after_s=0.3,
                       extra={"connect/timeout_ms": "500"})
-    session = ZenohSession(cfg, name="cz", reconnect=ReconnectPolicySettings(initial_s=0.1, max_s=0.5))
+    session = ZenohSession(cfg, name="cz", reconnect=Backoff(initial_s=0.1, max_s=0.5))
     out = zchan("echo/in", Direction.OUTBOUND, "echo/in")
     back = zchan("echo/out", Direction.INBOUND, "echo/out")
     disp = Dispatcher(iox_prefix, ZenohConnector(session), [out, back], name="gw-c").start()

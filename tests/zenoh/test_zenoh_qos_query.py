@@ -32,8 +32,8 @@ from taktora.connectors.zenoh import (
     publisher_options,
     query_channels,
 )
+from taktora.system.errors import ConfigError
 from taktora.transport import FrameKind, Node
-from taktora.transport.errors import ConfigError
 from zenoh_harness import PlainPeer, collect, endpoint, wait_until, zchan
 from zenoh_plain import config as plain_config
 

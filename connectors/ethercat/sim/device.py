@@ -5,7 +5,7 @@ dictionary (objects with typed sub-entries), the RxPDOs (outputs, master to devi
 (inputs, device to master) with their default assignment, the mailbox and process-data
 SyncManager addresses and an optional behaviour (``loopback`` pairs of objects, ``cia402``).
 Everything here is pure data; loading runs on the caller's thread and raises
-:class:`~taktora.transport.errors.DescriptorError` naming the offending field.
+:class:`~taktora.connectors.errors.DescriptorError` naming the offending field.
 
 Example (``examples/ethercat/dio.toml``)::
 
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from taktora.transport.errors import DescriptorError
+from taktora.connectors.errors import DescriptorError
 
 #: CoE data types: name -> (ETG data type code, bit size; 0 = variable length).
 DTYPES: dict[str, tuple[int, int]] = {

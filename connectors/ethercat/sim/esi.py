@@ -7,7 +7,7 @@ attribute is assigned by default) and the objects those entries map (RxPDO objec
 TxPDO objects read-only; values start at 0), plus the simple-typed objects of
 ``Profile/Dictionary/Objects`` (with their default data). Behaviours are not part of an ESI
 file: the inputs keep their values unless a tool sets them. Pure function on the caller's
-thread; errors are :class:`~taktora.transport.errors.DescriptorError`.
+thread; errors are :class:`~taktora.connectors.errors.DescriptorError`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from taktora.connectors.errors import DescriptorError
 from taktora.connectors.ethercat.sim.device import DeviceDescription, from_dict
-from taktora.transport.errors import DescriptorError
 
 #: ESI (IEC 61131) type names -> CoE type names used by the descriptions
 TYPES = {"BOOL": "BOOL", "BIT": "BOOL", "BIT1": "BOOL", "BIT2": "BIT2", "BIT3": "BIT3", "BIT4": "BIT4",

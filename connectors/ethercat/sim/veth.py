@@ -1,6 +1,6 @@
 """veth pairs for the software SubDevice (root): ``NAME`` for the MainDevice, ``NAMEs`` for the
 simulator. Runs ``ip`` on the caller's thread (blocks until it returns); failures raise
-:class:`~taktora.transport.errors.ConfigError` with ip's message."""
+:class:`~taktora.connectors.ethercat.errors.VethError` with ip's message."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 
-from taktora.transport.errors import ConfigError
+from taktora.connectors.ethercat.errors import VethError
 
 MAX_NAME = 14  # IFNAMSIZ - 1, minus the "s" of the simulator's end
 
@@ -30,24 +30,24 @@ def available() -> str | None:
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     ip = shutil.which("ip")
     if ip is None:
-        raise ConfigError("the 'ip' command (iproute2) is missing")
+        raise VethError("the 'ip' command (iproute2) is missing")
     done = subprocess.run([ip, *args], capture_output=True, text=True, check=False)
     if check and done.returncode:
-        raise ConfigError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+        raise VethError(f"ip {' '.join(args)}: {done.stderr.strip()}")
     return done
 
 
 def up(name: str) -> tuple[str, str]:
     """Create and raise the pair ``name`` <-> ``name``s; returns (master end, simulator end)."""
     if not name or len(name) > MAX_NAME or "/" in name or " " in name:
-        raise ConfigError(f"veth name {name!r}: 1..{MAX_NAME} characters, no '/' or spaces")
+        raise VethError(f"veth name {name!r}: 1..{MAX_NAME} characters, no '/' or spaces")
     peer = sim_end(name)
     _ip("link", "add", name, "type", "veth", "peer", "name", peer)
     try:
         for dev in (name, peer):
             _ip("link", "set", dev, "mtu", "1500")
             _ip("link", "set", dev, "up")
-    except ConfigError:
+    except VethError:
         down(name)
         raise
     return name, peer

@@ -1,19 +1,19 @@
 """The ``Gateway`` actor: one connector, its dispatcher threads, health and reconnects.
 
-A gateway is a :class:`~taktora.actors.base.TaktoraActor` configured by a
+A gateway is a :class:`~taktora.actors.control.base.TaktoraActor` configured by a
 :class:`GatewayConfig` in ``args["config"]`` (normally from a supervisor's ``ChildSpec``).
 Everything with threads, sockets or iceoryx2 nodes is built in :meth:`Gateway.on_start`,
 inside the actor (actors are forked on multi-process bases):
 
 - the **connector**, imported from ``config.connector`` (``"module:Class"``) and built with
   ``config.settings`` as keyword arguments;
-- a :class:`~taktora.connectors.dispatch.Dispatcher` per connection: its two threads move the
+- a :class:`~taktora.connectors.gateway.dispatcher.Dispatcher` per connection: its two threads move the
   data between iceoryx2 and the connector. Data never passes through the actor mailbox;
-- a :class:`~taktora.actors.health.HealthMachine` (Connecting / Up / Degraded / Down): every
+- a :class:`~taktora.actors.models.health.HealthMachine` (Connecting / Up / Degraded / Down): every
   transition is one :class:`HealthEvent`, sent to every subscriber (actor addresses from
   ``args["subscribers"]``, which survive restarts, plus those added at run time with
-  :class:`~taktora.actors.health.Subscribe`, which do not);
-- a :class:`~taktora.actors.reconnect.ReconnectPolicy`: when the link goes down the gateway
+  :class:`~taktora.actors.control.health_monitor.Subscribe`, which do not);
+- a :class:`~taktora.actors.models.backoff.ReconnectPolicy`: when the link goes down the gateway
   stops the dispatcher, closes the connector, goes Down and arms the ``reconnect`` timer
   (the base's timers carry a generation token: a re-armed or cancelled timer's stale wakeup
   is dropped); when it fires: Connecting, reopen, Up (or Down again and the next backoff).
@@ -32,8 +32,8 @@ answer :class:`GatewayStopped`; the actor stays, Down, until its supervisor stop
 restart brings the gateway back), any :class:`ConnectorRequest` (handed to the connector's
 ``handle_request`` hook, which returns the typed reply, e.g. an EtherCAT ``ReadSdo`` ->
 ``SdoValue``; a refusal or a protocol failure, such as an SDO abort, becomes ``ErrorReply``
-REJECTED naming it), :class:`InjectFault` (test and demo hook for connectors with a ``faults``
-injector), :class:`InjectCrash` (raises: a crash the supervisor restarts). Anything else gets
+REJECTED naming it; UDP's fault injection is such a request), :class:`InjectCrash` (raises:
+a crash the supervisor restarts). Anything else gets
 ``ErrorReply`` and the gateway keeps running.
 
 Shutdown (ARCH_0530): the dispatcher's threads are stopped first (outbound, then inbound,
@@ -50,25 +50,19 @@ the gateway (it reconnects); a bad config or an unimportable connector class cra
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import time
 from collections.abc import Mapping
 from typing import Any
 
-import attrs
-from taktora.actors.base import TaktoraActor, handles
-from taktora.actors.health import HealthMachine, Subscribe, Unsubscribe
-from taktora.actors.messages import (
+from taktora.actors.control.base import TaktoraActor, handles
+from taktora.actors.control.health_monitor import Subscribe, Unsubscribe
+from taktora.actors.control.messages import (
     Ack,
-    ConnectorRequest,
-    ControlMessage,
     GetHealth,
     GetStats,
-    HealthEvent,
     HealthReply,
-    HealthState,
     Pause,
     Reconnect,
     Reply,
@@ -76,168 +70,20 @@ from taktora.actors.messages import (
     Shutdown,
     StatsReply,
 )
-from taktora.actors.reconnect import ReconnectPolicy, ReconnectPolicySettings
-from taktora.connectors.connector import Connector
-from taktora.connectors.dispatch import Dispatcher, DispatcherStats, StopReport
-from taktora.connectors.model import ChannelDescriptor
+from taktora.actors.errors import ControlError
+from taktora.actors.models.backoff import ReconnectPolicy
+from taktora.actors.models.health import HealthEvent, HealthMachine, HealthState
+from taktora.connectors.errors import ConnectorError
+from taktora.connectors.gateway.config import GatewayConfig
+from taktora.connectors.gateway.dispatcher import Dispatcher, DispatcherStats, StopReport
+from taktora.connectors.gateway.messages import GatewayStopped, InjectCrash
+from taktora.connectors.requests import ConnectorRequest
 from taktora.transport import isolation
-from taktora.transport.errors import ConnectorError, ControlError, TaktoraError
+from taktora.transport.errors import TaktoraError
 
 log = logging.getLogger(__name__)
 
 C, U, G, D = HealthState.CONNECTING, HealthState.UP, HealthState.DEGRADED, HealthState.DOWN
-
-
-# --- configuration ------------------------------------------------------------------------------
-def _fail(field: str, value: Any, why: str) -> ConnectorError:
-    return ConnectorError(f"GatewayConfig.{field}={value!r}: {why}")
-
-
-def _positive(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise _fail(attribute.name, value, "must be a number > 0")
-
-
-def _name(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, str) or not value or "/" in value or value.strip() != value:
-        raise _fail(attribute.name, value, "must be a non-empty id without '/' or spaces")
-
-
-def _class_path(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not (isinstance(value, str) and value.count(":") == 1 and all(value.split(":"))):
-        raise _fail(attribute.name, value, "must name a Connector class as 'module:Class'")
-
-
-def _settings(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) and k.isidentifier()
-                                                 for k in value):
-        raise _fail(attribute.name, value, "must be a mapping of keyword-argument names")
-
-
-def _channels(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, tuple) or not value:
-        raise _fail(attribute.name, value, "must be a non-empty tuple of ChannelDescriptor")
-    names = []
-    for d in value:
-        if not isinstance(d, ChannelDescriptor):
-            raise _fail(attribute.name, d, "items must be ChannelDescriptor values")
-        names.append((d.name, d.direction))
-    dupes = sorted({n for n, _ in names if names.count((n, _)) > 1})
-    if dupes:
-        raise _fail(attribute.name, dupes, "channel names must be unique per direction")
-
-
-def _reconnect(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, ReconnectPolicySettings):
-        raise _fail(attribute.name, value, "must be a ReconnectPolicySettings")
-
-
-def _opt_prefix(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None:
-        try:
-            isolation.validate_prefix(value)
-        except Exception as exc:
-            raise _fail(attribute.name, value, str(exc)) from None
-
-
-def _to_channels(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
-
-
-@attrs.frozen(kw_only=True)
-class GatewayConfig:
-    """Everything a gateway needs; frozen, validated (ConnectorError naming the field), picklable.
-
-    ``connector``: ``"module:Class"`` of a :class:`Connector` subclass, built as
-    ``Class(**settings)``. ``channels``: the descriptors it serves. ``reconnect``: the backoff.
-    ``shutdown_timeout_s``: bound of an orderly stop (ARCH_0530). ``health_poll_s``: how often
-    the link is checked. ``poll_s``: the dispatcher's receive poll. ``iox_prefix``: the
-    iceoryx2 prefix of the applications it serves (None: ``TAKTORA_IOX_PREFIX`` inside the
-    actor).
-    """
-
-    name: str = attrs.field(validator=_name)
-    connector: str = attrs.field(validator=_class_path)
-    channels: tuple[ChannelDescriptor, ...] = attrs.field(converter=_to_channels,
-                                                          validator=_channels)
-    settings: Mapping[str, Any] = attrs.field(factory=dict, validator=_settings)
-    reconnect: ReconnectPolicySettings = attrs.field(factory=ReconnectPolicySettings,
-                                                     validator=_reconnect)
-    shutdown_timeout_s: float = attrs.field(default=5.0, validator=_positive)
-    health_poll_s: float = attrs.field(default=0.1, validator=_positive)
-    poll_s: float = attrs.field(default=0.05, validator=_positive)
-    iox_prefix: str | None = attrs.field(default=None, validator=_opt_prefix)
-
-    def connector_class(self) -> type[Connector]:
-        """Import the connector class; ConnectorError naming the config if that fails."""
-        module, _, name = self.connector.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError) as exc:
-            raise ConnectorError(f"gateway {self.name!r}: cannot import connector "
-                                 f"{self.connector!r}: {exc}") from exc
-        if not (isinstance(cls, type) and issubclass(cls, Connector)):
-            raise ConnectorError(f"gateway {self.name!r}: {self.connector!r} is not a "
-                                 "Connector subclass")
-        return cls
-
-    def build_connector(self) -> Connector:
-        """``Class(**settings)``; ConnectorError naming the gateway if the settings do not fit."""
-        cls = self.connector_class()
-        try:
-            return cls(**dict(self.settings))
-        except TypeError as exc:
-            raise ConnectorError(f"gateway {self.name!r}: settings {dict(self.settings)!r} do "
-                                 f"not fit {self.connector}: {exc}") from exc
-
-
-# --- gateway messages -------------------------------------------------------------------------
-def _link(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value not in ("", "up", "down"):
-        raise ControlError(f"invalid message field {attribute.name!r}: expected '', 'up' or "
-                           f"'down', got {value!r}")
-
-
-def _nonneg(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ControlError(f"invalid message field {attribute.name!r}: expected a number >= 0")
-
-
-@attrs.frozen(kw_only=True)
-class InjectFault(ControlMessage):
-    """Set faults on the connector's ``faults`` injector (the UDP FaultInjector's API).
-
-    ``link`` "down"/"up" cuts or restores the link; ``drop_every`` / ``corrupt_every`` /
-    ``delay_ms`` set those faults; ``clear`` turns everything off first. Ack, or ErrorReply
-    REJECTED when the connector has no fault injector.
-    """
-
-    link: str = attrs.field(default="", validator=_link)
-    drop_every: int = attrs.field(default=0, validator=_nonneg)
-    corrupt_every: int = attrs.field(default=0, validator=_nonneg)
-    delay_ms: float = attrs.field(default=0.0, validator=_nonneg)
-    clear: bool = False
-
-
-@attrs.frozen(kw_only=True)
-class InjectCrash(ControlMessage):
-    """Make the gateway's handler raise (a crash its supervisor restarts). Test/demo hook."""
-
-    reason: str = "injected crash"
-
-
-@attrs.frozen(kw_only=True)
-class GatewayStopped(Reply):
-    """Answer to :class:`Shutdown`: what stopped within the timeout and what did not."""
-
-    stopped: tuple[str, ...] = ()
-    not_stopped: tuple[str, ...] = ()
-    elapsed_s: float = 0.0
-    timeout_s: float = 0.0
-
-    @property
-    def clean(self) -> bool:
-        return not self.not_stopped
 
 
 def flatten_stats(stats: DispatcherStats) -> dict[str, int]:
@@ -499,26 +345,6 @@ class Gateway(TaktoraActor):
             raise ControlError(f"gateway {self.config.name!r}: connector answered "
                                f"{type(msg).__name__} with {type(reply).__name__}, not a Reply")
         return reply
-
-    @handles(InjectFault)
-    def _inject(self, msg: InjectFault, sender: Any) -> Ack:
-        faults = getattr(self.connector, "faults", None)
-        if faults is None:
-            raise ControlError(f"gateway {self.config.name!r}: connector "
-                               f"{type(self.connector).__name__} has no fault injector")
-        if msg.clear:
-            faults.clear()
-        if msg.drop_every:
-            faults.drop(every=int(msg.drop_every))
-        if msg.corrupt_every:
-            faults.corrupt(every=int(msg.corrupt_every))
-        if msg.delay_ms:
-            faults.delay(msg.delay_ms)
-        if msg.link == "down":
-            faults.link_down()
-        elif msg.link == "up":
-            faults.link_up()
-        return self.ack(msg, "faults set")
 
     @handles(InjectCrash)
     def _crash(self, msg: InjectCrash, sender: Any) -> None:

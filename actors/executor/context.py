@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from taktora.actors.triggers import Trigger, TriggerKind
+from taktora.actors.executor.triggers import Trigger, TriggerKind
 
 
 class Stoppable:

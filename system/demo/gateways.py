@@ -1,7 +1,7 @@
 """Section 2 of ``make demo``: supervised UDP gateways, faults, crashes and restarts, live.
 
 An actor system (in-process, or multi-process with ``--mode multiprocess``) is started and a
-:class:`~taktora.connectors.host.ConnectorHost` runs the gateways of ``examples/demo.toml``:
+:class:`~taktora.connectors.gateway.host.ConnectorHost` runs the gateways of ``examples/demo.toml``:
 ``left`` and ``right``, two UDP gateways facing each other on loopback. The app (this process)
 has two threads of its own:
 
@@ -38,9 +38,11 @@ from typing import Any
 import attrs
 from rich.console import Console
 from rich.table import Table
-from taktora.actors.messages import HealthEvent, HealthReply
+from taktora.actors.control.messages import HealthReply
+from taktora.actors.models.health import HealthEvent
 from taktora.connectors import ChannelDescriptor, ChannelReader, ChannelWriter, Direction
-from taktora.connectors.gateway import InjectCrash, InjectFault
+from taktora.connectors.gateway.messages import InjectCrash
+from taktora.connectors.udp.messages import InjectFault
 from taktora.system.bootstrap import QUIET_LOGGING, start_system
 from taktora.system.cli import render_tree
 from taktora.system.config import load
@@ -50,7 +52,7 @@ from taktora.transport import Node, isolation
 log = logging.getLogger("taktora.demo")
 
 PERIOD_S = 0.005
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "demo.toml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "demo.toml"
 
 CAUSES = {
     "steady": "none expected",
@@ -142,7 +144,7 @@ def run_demo(*, quick: bool = False, mode: str = "inprocess", port: int | None =
              config_path: str | None = None) -> int:
     """Run section 2; returns 0 if both gateways recovered and the tail arrived."""
     console = Console(width=110, highlight=False)
-    for noisy in ("taktora.actors.base", "taktora.actors.supervisor", "taktora.connectors"):
+    for noisy in ("taktora.actors.control.base", "taktora.actors.control.supervisor", "taktora.connectors"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
     config = load(config_path or DEFAULT_CONFIG)
     prefix = isolation.unique_prefix("tkgwdemo")

@@ -1,38 +1,27 @@
-"""``make demo``: taktora end to end - zero-copy pub/sub, then supervised UDP gateways.
+"""Section 1 of ``make demo``: what taktora's zero-copy publish/subscribe costs.
 
-Section 1 (latency, ``--latency`` runs only this): two processes exchange 64 B to 4 MiB
-payloads through taktora's zero-copy iceoryx2 publish/subscribe, and a table shows what it
-cost. This process publishes ~200 messages per payload size (64 B, 4 KiB, 64 KiB,
-1 MiB, 4 MiB), paced about 1 ms apart, writing each payload straight into loaned shared memory
-(``Publisher.loan``). A subscriber process started with multiprocessing spawn sleeps in
-``Subscriber.wait``, reads each payload in place (a read-only zero-copy view), checks every
-byte against the expected pattern and measures the one-way latency from the sample's
-``TransportHeader`` timestamp (CLOCK_MONOTONIC, system-wide) to the moment it holds the sample.
-Lost samples come from the subscriber's sequence-gap counters (``SubscriberStats.lost``). A
-last row sends 1 MiB through ``multiprocessing.Pipe`` for comparison: its latency grows with
-the size, the shared-memory one does not.
+Two processes exchange 64 B to 4 MiB payloads through taktora's zero-copy iceoryx2
+publish/subscribe, and a table shows what it cost. This process publishes ~200 messages per
+payload size (64 B, 4 KiB, 64 KiB, 1 MiB, 4 MiB), paced about 1 ms apart, writing each
+payload straight into loaned shared memory (``Publisher.loan``). A subscriber process started
+with multiprocessing spawn sleeps in ``Subscriber.wait``, reads each payload in place (a
+read-only zero-copy view), checks every byte against the expected pattern and measures the
+one-way latency from the sample's ``TransportHeader`` timestamp (CLOCK_MONOTONIC, system-wide)
+to the moment it holds the sample. Lost samples come from the subscriber's sequence-gap
+counters (``SubscriberStats.lost``). A last row sends 1 MiB through ``multiprocessing.Pipe``
+for comparison: its latency grows with the size, the shared-memory one does not.
 
 Columns: payload size, messages received, p50/p99 one-way latency in microseconds, MB/s moved
 by the paced stream (payload bytes / wall time of the run; pacing caps it, it is not a
 maximum), samples lost. Everything runs under a fresh iceoryx2 prefix that is removed at the
-end. ``--quick`` sends fewer messages.
-
-Section 2 (gateways, :mod:`taktora.system.gateway_demo`): an actor system started from
-``examples/demo.toml`` supervises two UDP gateways facing each other on loopback; an app
-publishes and receives through iceoryx2 while the demo cuts the link, corrupts frames, crashes
-a gateway (and, with ``--mode multiprocess``, kills one with ``kill -9``). Live health
-transitions, the restarts and the message counts (sent, received, every loss by cause) are
-shown. Exits 1 if a payload was wrong, a message of section 1 is missing, or the gateways did
-not recover.
+end. ``quick`` sends fewer messages.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import multiprocessing as mp
 import os
-import sys
 import time
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
@@ -233,27 +222,3 @@ def run_latency(quick: bool) -> int:
         log.error("%s %s: sent %d, received %d, lost %d, bad %d", r.transport, _label(r.size),
                   r.sent, r.received, r.lost, r.bad)
     return 1 if failed else 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the demo sections; 0 if everything arrived intact and the gateways recovered."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--quick", action="store_true", help="fewer messages, shorter phases")
-    ap.add_argument("--latency", action="store_true", help="only the latency table")
-    ap.add_argument("--mode", choices=("inprocess", "multiprocess"), default="inprocess",
-                    help="actor system base of the gateway section")
-    ap.add_argument("--port", type=int, default=None, help="admin port (multiprocess)")
-    ap.add_argument("--config", default=None, help="system file (default examples/demo.toml)")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    status = run_latency(args.quick)
-    if args.latency:
-        return status
-    from taktora.system import gateway_demo
-
-    return status or gateway_demo.run_demo(quick=args.quick, mode=args.mode, port=args.port,
-                                           config_path=args.config)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,7 @@ never to ``__main__``. Requests derive from :class:`ControlMessage` and carry a 
 answer, so a caller that receives an unrelated message can tell it apart (Thespian's ``ask``
 returns the *next* message, not necessarily the reply).
 
-Invalid field values fail at construction with :class:`~taktora.transport.errors.ControlError`
+Invalid field values fail at construction with :class:`~taktora.actors.errors.ControlError`
 naming the field. Nothing here imports Thespian: the actor addresses some messages carry are
 typed ``Any``.
 """
@@ -17,12 +17,12 @@ from __future__ import annotations
 import enum
 import itertools
 import os
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
-from taktora.transport.errors import ControlError
+from taktora.actors.errors import ControlError
+from taktora.actors.models.health import HealthEvent, HealthState
 
 _counter = itertools.count(1)
 
@@ -176,43 +176,6 @@ class ErrorReply(Reply):
     detail: str = attrs.field(default="", validator=_str_field)
 
 
-class HealthState(enum.Enum):
-    """The four externally visible health states (ARCH_0012), ordered best to worst."""
-
-    UP = "up"
-    CONNECTING = "connecting"
-    DEGRADED = "degraded"
-    DOWN = "down"
-
-    @property
-    def severity(self) -> int:
-        """0 (best, Up) .. 3 (worst, Down); used by ``worst_of``."""
-        return _SEVERITY[self]
-
-
-_SEVERITY = {
-    HealthState.UP: 0,
-    HealthState.CONNECTING: 1,
-    HealthState.DEGRADED: 2,
-    HealthState.DOWN: 3,
-}
-
-
-@attrs.frozen(kw_only=True)
-class HealthEvent:
-    """One health transition of one source. ``previous`` is None for the initial state."""
-
-    state: HealthState = attrs.field(validator=_instance(HealthState))
-    previous: HealthState | None = attrs.field(validator=_instance(HealthState, optional=True))
-    reason: str = attrs.field(default="", validator=_str_field)
-    source: str = attrs.field(default="", validator=_str_field)
-    timestamp_ns: int = attrs.field(factory=time.time_ns)
-
-    @timestamp_ns.validator
-    def _check_ts(self, attribute: attrs.Attribute[Any], value: Any) -> None:
-        _check(isinstance(value, int) and value >= 0, attribute.name, "expected an int >= 0")
-
-
 @attrs.frozen(kw_only=True)
 class HealthReply(Reply):
     """Current health of ``source`` (the aggregate when several sources are monitored)."""
@@ -308,98 +271,3 @@ class TreeUpdate:
 
     child_id: str
     tree: ChildInfo
-
-
-# --- requests a gateway hands to its connector ------------------------------------------------
-def _int_range(low: int, high: int) -> Any:
-    def check(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        _check(isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
-               attribute.name, f"expected an int in {low}..{high:#x}, got {value!r}")
-
-    return check
-
-
-def _to_bytes(value: Any) -> Any:
-    return bytes(value) if isinstance(value, bytearray | memoryview) else value
-
-
-def _bytes_field(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    _check(isinstance(value, bytes), attribute.name, f"expected bytes, got {type(value).__name__}")
-
-
-def _nonempty_bytes(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    _bytes_field(inst, attribute, value)
-    _check(len(value) > 0, attribute.name, "expected at least one byte")
-
-
-def _to_ints(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list | tuple) else value
-
-
-def _int_tuple(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    _check(isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
-                                            for v in value),
-           attribute.name, "expected a tuple of ints >= 0")
-
-
-@attrs.frozen(kw_only=True)
-class ConnectorRequest(ControlMessage):
-    """Base of requests a gateway does not interpret itself: it hands them to its connector's
-    :meth:`~taktora.connectors.connector.Connector.handle_request` and sends back the typed
-    reply that returns. A connector that does not serve the request (the default) or fails to
-    carry it out answers ``ErrorReply(REJECTED)`` naming the reason; the gateway keeps running.
-    """
-
-
-@attrs.frozen(kw_only=True)
-class ReadSdo(ConnectorRequest):
-    """Upload (read) object ``index:subindex`` of ``subdevice`` (0-based bus position) over CoE
-    on a live EtherCAT bus; answered with :class:`SdoValue` (an abort: ErrorReply naming the
-    ETG abort code)."""
-
-    subdevice: int = attrs.field(validator=_int_range(0, 0xFFFF))
-    index: int = attrs.field(validator=_int_range(0, 0xFFFF))
-    subindex: int = attrs.field(default=0, validator=_int_range(0, 0xFF))
-
-
-@attrs.frozen(kw_only=True)
-class WriteSdo(ConnectorRequest):
-    """Download (write) ``data`` (little-endian object bytes) to ``index:subindex`` of
-    ``subdevice``; answered with :class:`Ack` (an abort: ErrorReply naming the abort code)."""
-
-    subdevice: int = attrs.field(validator=_int_range(0, 0xFFFF))
-    index: int = attrs.field(validator=_int_range(0, 0xFFFF))
-    subindex: int = attrs.field(default=0, validator=_int_range(0, 0xFF))
-    data: bytes = attrs.field(converter=_to_bytes, validator=_nonempty_bytes)
-
-
-@attrs.frozen(kw_only=True)
-class GetState(ConnectorRequest):
-    """Read the AL state of every SubDevice from the bus; answered with :class:`BusState`."""
-
-
-@attrs.frozen(kw_only=True)
-class SdoValue(Reply):
-    """The value :class:`ReadSdo` read (raw little-endian object bytes)."""
-
-    data: bytes = attrs.field(converter=_to_bytes, validator=_bytes_field)
-
-
-@attrs.frozen(kw_only=True)
-class BusState(Reply):
-    """Answer to :class:`GetState`: per SubDevice (bus position order) its AL state as read
-    from register 0x0130 (1 INIT, 2 PRE-OP, 3 BOOT, 4 SAFE-OP, 8 OP; bit 0x10 = error flag)
-    and its AL status code (0 = no error; ETG.1000.6 codes otherwise)."""
-
-    states: tuple[int, ...] = attrs.field(converter=_to_ints, validator=_int_tuple)
-    al_status_codes: tuple[int, ...] = attrs.field(converter=_to_ints, validator=_int_tuple)
-
-    @al_status_codes.validator
-    def _same_length(self, attribute: attrs.Attribute[Any], value: Any) -> None:
-        _check(len(value) == len(self.states), attribute.name,
-               f"expected one code per SubDevice ({len(self.states)}), got {len(value)}")
-
-    @property
-    def all_op(self) -> bool:
-        """True when there is at least one SubDevice and every one is in OP without error."""
-        return bool(self.states) and all(s == 0x08 for s in self.states)

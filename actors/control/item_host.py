@@ -1,6 +1,6 @@
 """``ItemHost``: runs an executor (and its items) in a background thread of an actor.
 
-Configured through ``args`` (from its :class:`~taktora.actors.supervision.ChildSpec`):
+Configured through ``args`` (from its :class:`~taktora.actors.control.supervision.ChildSpec`):
 
 - ``factory``: ``"module:function"`` returning an object with the executor API
   (``run()``, ``stoppable().stop()``, ``monitor_snapshot()``, optionally ``close()``),
@@ -26,9 +26,10 @@ import threading
 from typing import Any
 
 import attrs
-from taktora.actors.base import TaktoraActor, handles
-from taktora.actors.messages import Ack, ControlMessage, GetStats, Pause, Resume, StatsReply
-from taktora.transport.errors import ActorError, ControlError, TaktoraError
+from taktora.actors.control.base import TaktoraActor, handles
+from taktora.actors.control.messages import Ack, ControlMessage, GetStats, Pause, Resume, StatsReply
+from taktora.actors.errors import ActorError, ControlError
+from taktora.transport.errors import TaktoraError
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from taktora.actors.context import Context
-    from taktora.actors.triggers import Trigger
+    from taktora.actors.executor.context import Context
+    from taktora.actors.executor.triggers import Trigger
 
 
 class Control(enum.Enum):
@@ -29,7 +29,7 @@ class ErrorPolicy(enum.Enum):
     """What the executor does when an item's ``execute`` raises.
 
     - ``PROPAGATE``: stop the executor; ``run()`` (and ``Runner.stop/join``) raises
-      :class:`~taktora.transport.errors.ItemError` with the original as ``__cause__``.
+      :class:`~taktora.actors.executor.errors.ItemError` with the original as ``__cause__``.
     - ``LOG_AND_CONTINUE``: log the traceback (logger ``taktora.actors.executor``), count it,
       keep running.
     - ``COUNT_AND_SKIP``: count it (``Executor.stats()``), skip the rest of this run, keep

@@ -12,8 +12,8 @@ A cycle is rejected by :meth:`Graph.edge` as soon as it is formed, with
 
 from __future__ import annotations
 
-from taktora.actors.item import Item
-from taktora.transport.errors import ExecutorError, GraphCycleError
+from taktora.actors.executor.errors import ExecutorError, GraphCycleError
+from taktora.actors.executor.item import Item
 
 
 class Graph:

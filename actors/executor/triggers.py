@@ -11,7 +11,7 @@ Kinds:
 - :func:`on_request` / :func:`on_response` - the same for request/response ports (named apart
   so the firing kind is visible in :attr:`Context.trigger`).
 - :func:`every` - an interval on absolute times ``start + k * period`` (see
-  :mod:`taktora.actors.timing`).
+  :mod:`taktora.actors.executor.timing`).
 - :func:`deadline` - a channel that must deliver within ``timeout``; the item runs on data and
   on every missed deadline.
 - :func:`on_fd` - a raw file descriptor or anything with ``fileno()`` (level-triggered: the item
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
-from taktora.actors.timing import MissedTickPolicy
+from taktora.actors.executor.timing import MissedTickPolicy
 
 
 class TriggerKind(enum.Enum):

@@ -19,7 +19,7 @@ import enum
 import os
 import time
 
-from taktora.transport.errors import ExecutorError
+from taktora.actors.executor.errors import ExecutorError
 
 NS = 1_000_000_000
 

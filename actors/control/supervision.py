@@ -11,8 +11,9 @@ The vocabulary and defaults are Erlang/OTP's:
   an abnormal exit), ``temporary`` (never restarted, removed from the supervisor);
 - ``shutdown_s``: how long a child gets to stop before it is killed.
 
-Optional :class:`Backoff` delays each restart exponentially per child (Akka's backoff
-supervisor knobs: min, max, random factor, reset after a stable period).
+Optional :class:`~taktora.actors.models.backoff.Backoff` delays each restart exponentially per
+child (the same backoff type the reconnect policy uses: initial, max, multiplier, jitter, reset
+after a stable period).
 
 Everything validates at construction and raises :class:`SupervisorError` naming the field.
 Pure data: no Thespian import; ``start`` may name an actor class as ``"module:Class"``.
@@ -21,12 +22,12 @@ Pure data: no Thespian import; ``start`` may name an actor class as ``"module:Cl
 from __future__ import annotations
 
 import enum
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
-from taktora.transport.errors import SupervisorError
+from taktora.actors.errors import SupervisorError
+from taktora.actors.models.backoff import Backoff
 
 
 class Strategy(enum.Enum):
@@ -76,34 +77,6 @@ def _to_strategy(value: Any) -> Strategy:
 
 
 @attrs.frozen(kw_only=True)
-class Backoff:
-    """Delay before restarting a child: ``min(max_s, min_s * 2**(n-1)) * (1 + random_factor*U)``.
-
-    ``n`` counts the child's consecutive restarts; it starts again at 1 once the child stayed
-    up for ``reset_after_s`` (None: ``max_s``). ``U`` is uniform in [0, 1).
-    """
-
-    min_s: float = attrs.field(default=0.1, validator=_positive_number)
-    max_s: float = attrs.field(default=10.0, validator=_positive_number)
-    random_factor: float = attrs.field(default=0.2)
-    reset_after_s: float | None = attrs.field(default=None)
-
-    @random_factor.validator
-    def _check_rf(self, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-            _fail(attribute.name, f"expected 0 <= x <= 1, got {value!r}")
-
-    @reset_after_s.validator
-    def _check_reset(self, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value is not None:
-            _positive_number(self, attribute, value)
-
-    def __attrs_post_init__(self) -> None:
-        if self.max_s < self.min_s:
-            _fail("max_s", f"{self.max_s} is below min_s {self.min_s}")
-
-
-@attrs.frozen(kw_only=True)
 class ChildSpec:
     """One child: ``id`` unique within its supervisor, what to ``start`` and how to restart it.
 
@@ -142,26 +115,6 @@ class ChildSpec:
         """True when this child is a nested supervisor."""
         return isinstance(self.start, SupervisorSpec)
 
-    def resolve(self) -> type:
-        """The actor class to create (imports ``"module:Class"``).
-
-        Raises :class:`SupervisorError` if the module or class cannot be found.
-        """
-        if isinstance(self.start, SupervisorSpec):
-            from taktora.actors.supervisor import Supervisor
-
-            return Supervisor
-        if isinstance(self.start, type):
-            return self.start
-        module, _, name = self.start.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError) as exc:
-            raise SupervisorError(
-                f"child {self.id!r}: cannot import {self.start!r}: {exc}") from exc
-        if not isinstance(cls, type):
-            raise SupervisorError(f"child {self.id!r}: {self.start!r} is not a class")
-        return cls
 
 
 def _children_converter(value: Any) -> tuple[ChildSpec, ...]:

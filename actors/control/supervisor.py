@@ -1,6 +1,6 @@
 """The ``Supervisor`` actor: OTP supervision semantics on Thespian.
 
-A supervisor receives its :class:`~taktora.actors.supervision.SupervisorSpec` in
+A supervisor receives its :class:`~taktora.actors.control.supervision.SupervisorSpec` in
 ``args["spec"]`` and then:
 
 - starts its children in list order, one at a time: the next child is created only after the
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import importlib
 import logging
 import os
 import random
@@ -36,8 +37,8 @@ import time
 from typing import Any
 
 import attrs
-from taktora.actors.base import TaktoraActor, handles
-from taktora.actors.messages import (
+from taktora.actors.control.base import TaktoraActor, handles
+from taktora.actors.control.messages import (
     ChildCrashed,
     ChildInfo,
     ChildStarted,
@@ -54,8 +55,8 @@ from taktora.actors.messages import (
     TreeReply,
     TreeUpdate,
 )
-from taktora.actors.supervision import ChildSpec, Restart, Strategy, SupervisorSpec
-from taktora.transport.errors import ControlError, SupervisorError
+from taktora.actors.control.supervision import ChildSpec, Restart, Strategy, SupervisorSpec
+from taktora.actors.errors import ControlError, SupervisorError
 from thespian.actors import ActorExitRequest
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,27 @@ class AddChild(ControlMessage):
 @attrs.frozen(kw_only=True)
 class WaitIdle(ControlMessage):
     """Ack once the supervisor has no start/stop/backoff operation in progress."""
+
+
+def resolve_child(spec: ChildSpec) -> type:
+    """The actor class a child spec starts: :class:`Supervisor` for a nested supervisor spec,
+    the class itself, or the class a ``"module:Class"`` string names (imported here, on the
+    supervisor's actor thread).
+
+    Raises :class:`SupervisorError` if the module or class cannot be found.
+    """
+    if isinstance(spec.start, SupervisorSpec):
+        return Supervisor
+    if isinstance(spec.start, type):
+        return spec.start
+    module, _, name = spec.start.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise SupervisorError(f"child {spec.id!r}: cannot import {spec.start!r}: {exc}") from exc
+    if not isinstance(cls, type):
+        raise SupervisorError(f"child {spec.id!r}: {spec.start!r} is not a class")
+    return cls
 
 
 class _Child:
@@ -336,8 +358,7 @@ class Supervisor(TaktoraActor):
         if child.up_since is not None and now - child.up_since >= reset_after:
             child.consecutive = 0
         child.consecutive += 1
-        base = min(b.max_s, b.min_s * 2 ** (child.consecutive - 1))
-        return float(base * (1.0 + b.random_factor * self.rng.random()))
+        return b.delay(child.consecutive, self.rng)
 
     def _begin_exit(self) -> None:
         self.exiting = True
@@ -395,7 +416,7 @@ class Supervisor(TaktoraActor):
         if child is None or child.address is not None:
             return
         try:
-            cls = child.spec.resolve()
+            cls = resolve_child(child.spec)
         except SupervisorError as exc:
             log.error("supervisor %s: %s", self.name, exc)
             self.events.append(f"exit:{child_id}:{exc}")

@@ -40,16 +40,11 @@ import attrs
 import iceoryx2 as iox
 from taktora.connectors.codecs import CodecRegistry, codec_id_for
 from taktora.connectors.connector import Connector, Frame
+from taktora.connectors.errors import ConnectorError, LinkDownError
 from taktora.connectors.model import ChannelDescriptor, Direction, FrozenMap, Routing
 from taktora.transport import envelope
 from taktora.transport.envelope import HEADER_SIZE, EnvelopeCounters
-from taktora.transport.errors import (
-    ConnectorError,
-    EnvelopeError,
-    LinkDownError,
-    PayloadError,
-    TransportError,
-)
+from taktora.transport.errors import EnvelopeError, PayloadError, TransportError
 from taktora.transport.node import Node
 from taktora.transport.pubsub import Publisher, Subscriber
 

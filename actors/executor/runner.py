@@ -6,8 +6,8 @@ import logging
 import threading
 from types import TracebackType
 
-from taktora.actors.executor import Executor
-from taktora.transport.errors import ExecutorError
+from taktora.actors.executor.errors import ExecutorError
+from taktora.actors.executor.executor import Executor
 
 log = logging.getLogger("taktora.actors.runner")
 

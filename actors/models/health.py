@@ -1,4 +1,5 @@
-"""Health: the four-state machine of ARCH_0012, worst-of aggregation, and the monitor actor.
+"""Health as a pure model: the four states and the transition table of ARCH_0012, the event one
+transition emits, worst-of aggregation, and the thread-safe :class:`HealthMachine`.
 
 Transitions (anything else raises :class:`ActorError`)::
 
@@ -15,31 +16,57 @@ Transitions (anything else raises :class:`ActorError`)::
 A machine starts in Connecting (its first event has ``previous=None``). Reporting the state
 the machine is already in is not a transition: nothing is emitted.
 
-:class:`HealthMachine` is plain Python (no actors) and thread-safe. :class:`HealthMonitor` is
-the actor that keeps one machine per source, answers :class:`GetHealth` with the worst-of
-aggregate and forwards every :class:`HealthEvent` to its subscribers.
+Nothing here imports Thespian: connectors and the gateway use the machine directly, and the
+:class:`~taktora.actors.control.health_monitor.HealthMonitor` actor keeps one per source.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import attrs
-from taktora.actors.base import TaktoraActor, handles
-from taktora.actors.messages import (
-    Ack,
-    ControlMessage,
-    GetHealth,
-    GetStats,
-    HealthEvent,
-    HealthReply,
-    HealthState,
-    StatsReply,
-)
-from taktora.transport.errors import ActorError, ControlError
+from taktora.actors.errors import ActorError, ControlError
+from taktora.transport.validators import Checks
+
+_v = Checks(ControlError)
+
+
+class HealthState(enum.Enum):
+    """The four externally visible health states (ARCH_0012), ordered best to worst."""
+
+    UP = "up"
+    CONNECTING = "connecting"
+    DEGRADED = "degraded"
+    DOWN = "down"
+
+    @property
+    def severity(self) -> int:
+        """0 (best, Up) .. 3 (worst, Down); used by ``worst_of``."""
+        return _SEVERITY[self]
+
+
+_SEVERITY = {
+    HealthState.UP: 0,
+    HealthState.CONNECTING: 1,
+    HealthState.DEGRADED: 2,
+    HealthState.DOWN: 3,
+}
+
+
+@attrs.frozen(kw_only=True)
+class HealthEvent:
+    """One health transition of one source. ``previous`` is None for the initial state."""
+
+    state: HealthState = attrs.field(validator=_v.instance(HealthState))
+    previous: HealthState | None = attrs.field(validator=_v.optional(_v.instance(HealthState)))
+    reason: str = attrs.field(default="", validator=_v.string())
+    source: str = attrs.field(default="", validator=_v.string())
+    timestamp_ns: int = attrs.field(factory=time.time_ns, validator=_v.non_negative_int())
+
 
 log = logging.getLogger(__name__)
 
@@ -149,93 +176,3 @@ class HealthMachine:
         except Exception:
             self.subscriber_errors += 1
             log.exception("health subscriber %r raised on %r", cb, event)
-
-
-# --- the actor --------------------------------------------------------------------------------
-def _state(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, HealthState):
-        raise ControlError(f"invalid message field {attribute.name!r}: expected a HealthState")
-
-
-@attrs.frozen(kw_only=True)
-class ReportHealth(ControlMessage):
-    """A source reports its new state (Ack, or ErrorReply REJECTED for an illegal transition)."""
-
-    source: str
-    state: HealthState = attrs.field(validator=_state)
-    reason: str = ""
-
-
-@attrs.frozen(kw_only=True)
-class Subscribe(ControlMessage):
-    """Send every HealthEvent to ``subscriber`` (an actor address; default: the sender)."""
-
-    subscriber: Any = None
-
-
-@attrs.frozen(kw_only=True)
-class Unsubscribe(ControlMessage):
-    """Stop sending events to ``subscriber`` (default: the sender)."""
-
-    subscriber: Any = None
-
-
-class HealthMonitor(TaktoraActor):
-    """Keeps one :class:`HealthMachine` per source and tells subscribers every event.
-
-    ``args["sources"]`` (optional) pre-creates sources in Connecting. Runs on its actor thread;
-    subscribers receive :class:`HealthEvent` messages in transition order.
-    """
-
-    def on_start(self) -> None:
-        self.machines: dict[str, HealthMachine] = {}
-        self.subscribers: list[Any] = []
-        for source in self.args.get("sources", ()):
-            self._machine(str(source))
-
-    def _machine(self, source: str) -> HealthMachine:
-        m = self.machines.get(source)
-        if m is None:
-            m = HealthMachine(source)
-            m.subscribe(self._fan_out)
-            self.machines[source] = m
-        return m
-
-    def _fan_out(self, event: HealthEvent) -> None:
-        for sub in self.subscribers:
-            self.send(sub, event)
-
-    @handles(ReportHealth)
-    def _report(self, msg: ReportHealth, sender: Any) -> Ack:
-        try:
-            self._machine(msg.source).transition(msg.state, msg.reason)
-        except ActorError as exc:
-            raise ControlError(str(exc)) from exc
-        return self.ack(msg)
-
-    @handles(Subscribe)
-    def _subscribe(self, msg: Subscribe, sender: Any) -> Ack:
-        who = sender if msg.subscriber is None else msg.subscriber
-        if not any(who == s for s in self.subscribers):
-            self.subscribers.append(who)
-        return self.ack(msg)
-
-    @handles(Unsubscribe)
-    def _unsubscribe(self, msg: Unsubscribe, sender: Any) -> Ack:
-        who = sender if msg.subscriber is None else msg.subscriber
-        self.subscribers = [s for s in self.subscribers if s != who]
-        return self.ack(msg)
-
-    @handles(GetHealth)
-    def _get(self, msg: GetHealth, sender: Any) -> HealthReply:
-        states = {k: m.state for k, m in self.machines.items()}
-        last = max((m.last_event for m in self.machines.values()),
-                   key=lambda e: e.timestamp_ns, default=None)
-        return HealthReply(correlation_id=msg.correlation_id, source=self.name,
-                           state=worst_of(states.values()) if states else C,
-                           sources=states, last_event=last)
-
-    @handles(GetStats)
-    def _stats(self, msg: GetStats, sender: Any) -> StatsReply:
-        return StatsReply(correlation_id=msg.correlation_id, source=self.name, stats={
-            "sources": len(self.machines), "subscribers": len(self.subscribers)})

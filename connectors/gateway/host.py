@@ -3,7 +3,7 @@
 The host runs inside an application that owns an :class:`~taktora.system.bootstrap.
 ActorSystemHandle` (in-process or multi-process). :meth:`ConnectorHost.start` adds one
 supervisor child (``host_id``, restart ``transient``) under the system's root; its children
-are one :class:`~taktora.connectors.gateway.Gateway` per :class:`GatewayConfig`, in list
+are one :class:`~taktora.connectors.gateway.actor.Gateway` per :class:`GatewayConfig`, in list
 order, each ``transient`` (restarted after a crash or a ``kill -9``, not after an orderly
 shutdown).
 
@@ -28,21 +28,24 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from taktora.actors.messages import (
+from taktora.actors.control.messages import (
     ControlMessage,
     ErrorReply,
     GetHealth,
     GetStats,
-    HealthEvent,
     HealthReply,
     Reply,
     Shutdown,
     StatsReply,
 )
-from taktora.actors.supervision import ChildSpec, Restart, SupervisorSpec
-from taktora.connectors.gateway import Gateway, GatewayConfig, GatewayStopped
+from taktora.actors.control.supervision import ChildSpec, Restart, SupervisorSpec
+from taktora.actors.errors import ControlError
+from taktora.actors.models.health import HealthEvent
+from taktora.connectors.errors import ConnectorError
+from taktora.connectors.gateway.actor import Gateway
+from taktora.connectors.gateway.config import GatewayConfig
+from taktora.connectors.gateway.messages import GatewayStopped
 from taktora.transport import isolation
-from taktora.transport.errors import ConnectorError, ControlError
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from taktora.actors.item import Control, Item, item
-from taktora.actors.triggers import FdTrigger, Trigger, on_fd
+from taktora.actors.executor.item import Control, Item, item
+from taktora.actors.executor.triggers import FdTrigger, Trigger, on_fd
 
 if TYPE_CHECKING:
-    from taktora.actors.context import Context
+    from taktora.actors.executor.context import Context
 
 
 class Slot:

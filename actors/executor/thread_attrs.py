@@ -18,7 +18,7 @@ import threading
 from typing import Any
 
 import attrs
-from taktora.transport.errors import ThreadAttributeError
+from taktora.actors.executor.errors import ThreadAttributeError
 
 log = logging.getLogger("taktora.actors.thread_attrs")
 

@@ -4,7 +4,7 @@ What it adds:
 
 - dispatch by message class: methods marked ``@handles(SomeMessage)`` are found through the
   class's MRO (a subclass handler wins, a handler for a base class catches subclasses);
-- replies: a handler returns a :class:`~taktora.actors.messages.Reply` (or None) and the base
+- replies: a handler returns a :class:`~taktora.actors.control.messages.Reply` (or None) and the base
   sends it to the sender; helpers build replies carrying the request's correlation id;
 - lifecycle: ``on_start`` runs before the first message is handled, ``on_stop`` when the actor
   receives ``ActorExitRequest``;
@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import attrs
-from taktora.actors.messages import (
+from taktora.actors.control.messages import (
     Ack,
     ChildCrashed,
     ChildStarted,
@@ -43,7 +43,7 @@ from taktora.actors.messages import (
     Route,
     Supervised,
 )
-from taktora.transport.errors import ControlError
+from taktora.actors.errors import ControlError
 from thespian.actors import (
     Actor,
     ActorExitRequest,

@@ -33,16 +33,17 @@ from queue import SimpleQueue
 from types import FrameType
 from typing import Any
 
-import attrs
 import iceoryx2 as iox
-from taktora.actors.context import Context, Stoppable
-from taktora.actors.graph import Graph
-from taktora.actors.item import Control, ErrorPolicy, Item
-from taktora.actors.monitor import ExecutionMonitor, ItemRecord, MonitorSnapshot
-from taktora.actors.observer import Observer
-from taktora.actors.thread_attrs import ThreadAttrs
-from taktora.actors.timing import IntervalSchedule, TimerFd, spin_until
-from taktora.actors.triggers import (
+from taktora.actors.executor.context import Context, Stoppable
+from taktora.actors.executor.errors import ExecutorError, ItemError
+from taktora.actors.executor.execution_monitor import ExecutionMonitor, ItemRecord, MonitorSnapshot
+from taktora.actors.executor.graph import Graph
+from taktora.actors.executor.item import Control, ErrorPolicy, Item
+from taktora.actors.executor.observer import Observer
+from taktora.actors.executor.stats import ExecutorStats, ItemStats
+from taktora.actors.executor.thread_attrs import ThreadAttrs
+from taktora.actors.executor.timing import IntervalSchedule, TimerFd, spin_until
+from taktora.actors.executor.triggers import (
     DataTrigger,
     DeadlineTrigger,
     FdTrigger,
@@ -51,52 +52,12 @@ from taktora.actors.triggers import (
     Trigger,
     TriggerKind,
 )
-from taktora.transport.errors import ExecutorError, ItemError
 
 log = logging.getLogger("taktora.actors.executor")
 
 _clock = time.monotonic_ns
 _CONTINUE = Control.CONTINUE
 _STOP = Control.STOP
-
-
-# --- statistics ------------------------------------------------------------------------------
-def _non_negative(inst: Any, attribute: attrs.Attribute[int], value: int) -> None:
-    if value < 0:
-        raise ValueError(f"{type(inst).__name__}.{attribute.name} must be >= 0, got {value}")
-
-
-@attrs.frozen
-class ItemStats:
-    """Counters of one item: runs, STOP returns, errors by policy, deadline misses, missed
-    interval ticks."""
-
-    name: str
-    runs: int = attrs.field(validator=_non_negative)
-    stops: int = attrs.field(validator=_non_negative)
-    errors: int = attrs.field(validator=_non_negative)
-    logged_errors: int = attrs.field(validator=_non_negative)
-    skipped_errors: int = attrs.field(validator=_non_negative)
-    deadline_misses: int = attrs.field(validator=_non_negative)
-    missed_ticks: int = attrs.field(validator=_non_negative)
-
-
-@attrs.frozen
-class ExecutorStats:
-    """Counters of an executor at one moment (see :meth:`Executor.stats`)."""
-
-    name: str
-    wakes: int = attrs.field(validator=_non_negative)
-    items: tuple[ItemStats, ...]
-    observer_errors: int = attrs.field(validator=_non_negative)
-    on_stop_errors: int = attrs.field(validator=_non_negative)
-
-    def item(self, name: str) -> ItemStats:
-        """The counters of the item called ``name``."""
-        for it in self.items:
-            if it.name == name:
-                return it
-        raise KeyError(f"no item {name!r}; items: {[i.name for i in self.items]}")
 
 
 # --- per-item runtime ------------------------------------------------------------------------
