@@ -39,6 +39,7 @@ bench: $(STAMP)
 	TAKTORA_FUZZ_EXAMPLES=5000 $(BIN)/python -m pytest -q -p no:randomly \
 		tests/transport/test_envelope.py tests/connectors/test_fuzz.py tests/system/test_config.py
 
+# ruff, mypy --strict, and import-linter (the layering contracts in pyproject.toml).
 # mypy cannot follow setuptools' editable import hook: give it a taktora/ tree of symlinks.
 TYPECHECK := build/typecheck
 lint: $(STAMP)
@@ -46,6 +47,7 @@ lint: $(STAMP)
 	@mkdir -p $(TYPECHECK)/taktora
 	@for p in transport actors connectors system; do ln -sfn "$(CURDIR)/$$p" $(TYPECHECK)/taktora/$$p; done
 	MYPYPATH=$(TYPECHECK) $(BIN)/mypy -p taktora.transport -p taktora.actors -p taktora.connectors -p taktora.system
+	$(BIN)/lint-imports --no-cache
 
 docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -q -b html spec spec/_build/html

@@ -19,6 +19,7 @@ import cattrs
 from taktora.connectors.errors import DescriptorError
 from taktora.transport.channel import MAX_BYTES_PAYLOAD, BytesPayload, ChannelSpec, OverflowPolicy
 from taktora.transport.envelope import HEADER_SIZE
+from taktora.transport.validators import AssignChecks
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -73,46 +74,12 @@ class FrozenMap(Mapping[K, V], Generic[K, V]):
         return (FrozenMap, (self._map,))
 
 
-def _fail(inst: Any, field: str, value: object, why: str) -> DescriptorError:
-    return DescriptorError(f"{type(inst).__name__}.{field}={value!r}: {why}")
-
-
-def _check(pattern: re.Pattern[str], why: str) -> Any:
-    def check(inst: Any, attribute: attrs.Attribute[str], value: str) -> None:
-        if not isinstance(value, str) or not pattern.match(value):
-            raise _fail(inst, attribute.name, value, why)
-
-    return check
-
-
-def _is(kind: type) -> Any:
-    def check(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise _fail(inst, attribute.name, value, f"must be a {kind.__name__}")
-
-    return check
-
-
-def _int_range(low: int, high: int) -> Any:
-    def check(inst: Any, attribute: attrs.Attribute[int], value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise _fail(inst, attribute.name, value, f"must be an integer in {low}..{high}")
-
-    return check
-
-
-def _options(inst: Any, attribute: attrs.Attribute[Any], value: FrozenMap[str, Scalar]) -> None:
-    for key, item in value.items():
-        if not isinstance(key, str) or not key:
-            raise _fail(inst, attribute.name, key, "option keys must be non-empty strings")
-        if not isinstance(item, str | int | float | bool):
-            raise _fail(inst, f"{attribute.name}[{key!r}]", item,
-                        "option values must be str, int, float or bool")
+_v = AssignChecks(DescriptorError)
 
 
 def _to_options(value: Mapping[str, Scalar] | None) -> FrozenMap[str, Scalar]:
     if value is not None and not isinstance(value, Mapping):
-        raise DescriptorError(f"Routing.options={value!r}: must be a mapping of str to scalar")
+        raise DescriptorError(f"Routing.options={value!r}: expected a mapping of str to scalar")
     return FrozenMap.of(value)
 
 
@@ -156,11 +123,13 @@ class Routing:
 
     kind: str = attrs.field(
         default="local",
-        validator=_check(_KIND, "use 1-32 characters of [a-z0-9_-], starting with a letter"),
+        validator=_v.matches(_KIND, "1-32 characters of [a-z0-9_-], starting with a letter"),
     )
-    address: str = attrs.field(default="", validator=_is(str))
+    address: str = attrs.field(default="", validator=_v.string())
     options: FrozenMap[str, Scalar] = attrs.field(
-        factory=FrozenMap, converter=_to_options, validator=_options
+        factory=FrozenMap, converter=_to_options,
+        validator=_v.mapping_of(lambda v: isinstance(v, str | int | float | bool),
+                                "a str, int, float or bool"),
     )
 
     def option(self, key: str, default: T) -> Scalar | T:
@@ -176,10 +145,11 @@ class QoS:
     asks the protocol not to batch the message.
     """
 
-    reliability: Reliability = attrs.field(default=Reliability.RELIABLE, validator=_is(Reliability))
-    priority: int = attrs.field(default=5, validator=_int_range(1, 7))
-    congestion: Congestion = attrs.field(default=Congestion.DROP, validator=_is(Congestion))
-    express: bool = attrs.field(default=False, validator=_is(bool))
+    reliability: Reliability = attrs.field(default=Reliability.RELIABLE,
+                                           validator=_v.instance(Reliability))
+    priority: int = attrs.field(default=5, validator=_v.int_range(1, 7))
+    congestion: Congestion = attrs.field(default=Congestion.DROP, validator=_v.instance(Congestion))
+    express: bool = attrs.field(default=False, validator=_v.instance(bool))
 
 
 @attrs.frozen
@@ -197,24 +167,24 @@ class ChannelDescriptor:
     """
 
     name: str = attrs.field(
-        validator=_check(_CHANNEL, "use 1-191 characters of [A-Za-z0-9_/:-], not starting "
-                                   "with a separator (the '.out'/'.in' suffix is added)")
+        validator=_v.matches(_CHANNEL, "1-191 characters of [A-Za-z0-9_/:-], not starting "
+                                       "with a separator (the '.out'/'.in' suffix is added)")
     )
-    direction: Direction = attrs.field(validator=_is(Direction))
+    direction: Direction = attrs.field(validator=_v.instance(Direction))
     codec: str = attrs.field(
         default="raw",
-        validator=_check(_CODEC, "a codec name such as 'json', 'msgpack', 'raw', "
-                                 "'ctypes:Pose.v1' or 'cattrs-json:mod.Class'"),
+        validator=_v.matches(_CODEC, "a codec name such as 'json', 'msgpack', 'raw', "
+                                     "'ctypes:Pose.v1' or 'cattrs-json:mod.Class'"),
     )
-    max_payload: int = attrs.field(default=1024, validator=_int_range(1, MAX_BYTES_PAYLOAD))
-    growable: bool = attrs.field(default=False, validator=_is(bool))
-    qos: QoS = attrs.field(factory=QoS, validator=_is(QoS))
-    routing: Routing = attrs.field(factory=Routing, validator=_is(Routing))
-    buffer_size: int = attrs.field(default=16, validator=_int_range(1, 1 << 16))
+    max_payload: int = attrs.field(default=1024, validator=_v.int_range(1, MAX_BYTES_PAYLOAD))
+    growable: bool = attrs.field(default=False, validator=_v.instance(bool))
+    qos: QoS = attrs.field(factory=QoS, validator=_v.instance(QoS))
+    routing: Routing = attrs.field(factory=Routing, validator=_v.instance(Routing))
+    buffer_size: int = attrs.field(default=16, validator=_v.int_range(1, 1 << 16))
     overflow: OverflowPolicy = attrs.field(
-        default=OverflowPolicy.DROP_OLDEST, validator=_is(OverflowPolicy)
+        default=OverflowPolicy.DROP_OLDEST, validator=_v.instance(OverflowPolicy)
     )
-    crc: bool = attrs.field(default=True, validator=_is(bool))
+    crc: bool = attrs.field(default=True, validator=_v.instance(bool))
 
     @property
     def service_name(self) -> str:

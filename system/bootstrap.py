@@ -51,9 +51,11 @@ from taktora.actors.control.messages import (
     TreeReply,
 )
 from taktora.actors.control.supervision import ChildSpec, SupervisorSpec
+from taktora.actors.control.supervisor import AddChild, Supervisor, WaitIdle
 from taktora.actors.errors import AttachError, ControlError
 from taktora.system import security
 from taktora.system.errors import SystemError_
+from thespian.actors import ActorSystem
 
 log = logging.getLogger(__name__)
 
@@ -288,8 +290,6 @@ class ActorSystemHandle:
     # ---- supervision -------------------------------------------------------------------------
     def start_child(self, spec: ChildSpec, timeout: float = 30.0) -> Reply:
         """Add ``spec`` under the root supervisor; block until it (and its subtree) is up."""
-        from taktora.actors.control.supervisor import AddChild
-
         return self.call(self.root, AddChild(spec=spec), timeout)
 
     def tree(self, timeout: float = 5.0) -> ChildInfo:
@@ -397,9 +397,6 @@ def start_system(
     children are up; raises :class:`SystemError_` if something already listens on
     ``admin_port`` or the system does not come up.
     """
-    from taktora.actors.control.supervisor import Supervisor, WaitIdle
-    from thespian.actors import ActorSystem
-
     root_spec = root or SupervisorSpec()
     if mode == "inprocess":
         asys = ActorSystem("simpleSystemBase", logDefs=False, transientUnique=True)
@@ -445,8 +442,6 @@ def attach(admin_port: int, host: str = security.LOOPBACK, timeout: float = 5.0)
     if not port_listening(admin_port, host, timeout=min(timeout, 2.0)):
         raise AttachError(f"nothing listens on {host}:{admin_port}: start the system first "
                           f"(taktora never starts an empty one to attach to)")
-    from thespian.actors import ActorSystem
-
     security.apply_bind_policy(host if security.is_loopback(host) else None)
     asys = ActorSystem("multiprocTCPBase", {"Admin Port": admin_port}, logDefs=QUIET_LOGGING,
                        transientUnique=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any
@@ -38,7 +39,11 @@ from taktora.actors.control.messages import (
     StatsReply,
     TreeReply,
 )
+from taktora.actors.control.supervisor import Supervisor
 from taktora.actors.errors import AttachError, ControlError
+from taktora.connectors.ethercat.cli import register as register_ethercat
+from taktora.system.bootstrap import ROOT_NAME, attach, detach
+from taktora.system.run import register as register_run
 from taktora.transport.errors import TaktoraError
 
 Registrar = Callable[[Any], None]
@@ -52,17 +57,11 @@ class Attached:
     """A CLI's connection to a running system. Never shuts the system down."""
 
     def __init__(self, port: int, timeout: float) -> None:
-        from taktora.system.bootstrap import ROOT_NAME, attach
-
         self.timeout = timeout
         self.asys = attach(port, timeout=timeout)
-        from taktora.actors.control.supervisor import Supervisor
-
         self.root = self.asys.createActor(Supervisor, globalName=ROOT_NAME)
 
     def ask(self, target: Any, msg: ControlMessage, cid: str | None = None) -> Reply:
-        import time
-
         want = cid or msg.correlation_id
         deadline = time.monotonic() + self.timeout
         self.asys.tell(target, msg)
@@ -83,8 +82,6 @@ class Attached:
         return reply.tree
 
     def close(self) -> None:
-        from taktora.system.bootstrap import detach
-
         detach(self.asys)
 
 
@@ -212,20 +209,8 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_control)
 
 
-def _register_run(subparsers: Any) -> None:
-    from taktora.system.run import register as register_run
-
-    register_run(subparsers)
-
-
-def _register_ethercat(subparsers: Any) -> None:
-    from taktora.connectors.ethercat.cli import register as register_ethercat
-
-    register_ethercat(subparsers)
-
-
 #: Every module contributing subcommands; append your ``register`` here.
-REGISTRARS: list[Registrar] = [register, _register_run, _register_ethercat]
+REGISTRARS: list[Registrar] = [register, register_run, register_ethercat]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,25 +1,25 @@
 """System configuration: a TOML file declaring the supervision tree, gateways, channels and
-policies, structured by cattrs into frozen attrs values.
+policies, structured by cattrs straight into the runtime's own frozen attrs types.
 
 Document layout (every table optional except ``gateways``; unknown keys are errors)::
 
-    name = "demo"                                 # the system's name
+    name = "demo"                                 # the system's name (1-64 of [A-Za-z0-9_.-])
 
-    [supervision]                                 # the gateways' supervisor
+    [supervision]                                 # the gateways' supervisor: a SupervisorSpec
     strategy = "one_for_one"                      # one_for_one | one_for_all | rest_for_one
-    intensity = 3                                 # restarts allowed within period_s
+    intensity = 1                                 # restarts allowed within period_s
     period_s = 5.0
-    [supervision.backoff]                         # optional restart backoff
-    min_s = 0.1
+    [supervision.backoff]                         # optional restart backoff: a Backoff
+    initial_s = 0.1
     max_s = 2.0
 
-    [policies]                                    # defaults of every gateway
+    [policies]                                    # defaults of every [[gateways]] table's keys
     shutdown_timeout_s = 5.0
     health_poll_s = 0.1
-    [policies.reconnect]                          # Backoff
+    [policies.reconnect]                          # a Backoff
     initial_s = 0.2
 
-    [[gateways]]
+    [[gateways]]                                  # a GatewayConfig
     name = "left"
     connector = "taktora.connectors.udp:UdpConnector"
     settings = { name = "udp-left" }              # keyword arguments of the connector class
@@ -29,12 +29,21 @@ Document layout (every table optional except ``gateways``; unknown keys are erro
     codec = "json"
     routing = { kind = "udp", address = "127.0.0.1:47101" }
 
+One type per idea: ``[supervision]`` is a
+:class:`~taktora.actors.control.supervision.SupervisorSpec` (its children are the gateways, so
+it declares none), each ``[[gateways]]`` table is a
+:class:`~taktora.connectors.gateway.config.GatewayConfig`, and ``[policies]`` holds default
+values of the gateway keys in :data:`POLICY_KEYS`: a gateway table that does not set one of
+them takes the policy's value (a whole ``reconnect`` table replaces the policy's, it is not
+merged key by key). Defaults are those of the types themselves, documented there.
+
 :func:`load` / :func:`loads` check everything before anything starts: TOML syntax, types
 (strict: no string-to-number coercion), each value's validators, then cross-field rules (unique
 gateway names, importable connector classes that accept their settings). A problem raises
 :class:`~taktora.system.errors.ConfigError` whose message names the key path
-(``gateways[0].channels[1].qos.priority``) and the reason; nothing else escapes. Pure
-functions of the document: no threads, no I/O besides reading the file.
+(``gateways[0].channels[1].qos.priority``; a bad inherited policy is named under
+``policies``) and the reason; nothing else escapes. Pure functions of the document: no
+threads, no I/O besides reading the file.
 """
 
 from __future__ import annotations
@@ -48,94 +57,31 @@ from typing import Any, NoReturn
 
 import attrs
 import cattrs
-from taktora.actors.control.supervision import Strategy, SupervisorSpec
-from taktora.actors.models.backoff import Backoff
+from taktora.actors.control.supervision import ChildSpec, SupervisorSpec
 from taktora.connectors import model
 from taktora.connectors.gateway.config import GatewayConfig
-from taktora.connectors.model import ChannelDescriptor
 from taktora.system.errors import ConfigError
 from taktora.transport.errors import TaktoraError
+from taktora.transport.validators import Checks
 
+_v = Checks(ConfigError)
 
-def _fail(cls: str, field: str, value: Any, why: str) -> ConfigError:
-    return ConfigError(f"{cls}.{field}={value!r}: {why}")
-
-
-def _positive(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise _fail(type(inst).__name__, attribute.name, value, "must be a number > 0")
-
-
-def _opt_positive(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None:
-        _positive(inst, attribute, value)
-
-
-def _nonneg_int(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _fail(type(inst).__name__, attribute.name, value, "must be an integer >= 0")
-
-
-def _ident(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", value):
-        raise _fail(type(inst).__name__, attribute.name, value,
-                    "use 1-64 characters of [A-Za-z0-9_.-]")
-
-
-@attrs.frozen(kw_only=True)
-class SupervisionConfig:
-    """The gateways' supervisor: strategy, restart intensity per period, optional backoff."""
-
-    strategy: Strategy = Strategy.ONE_FOR_ONE
-    intensity: int = attrs.field(default=3, validator=_nonneg_int)
-    period_s: float = attrs.field(default=5.0, validator=_positive)
-    backoff: Backoff | None = None
-
-    def spec(self) -> SupervisorSpec:
-        return SupervisorSpec(strategy=self.strategy, intensity=self.intensity,
-                              period_s=self.period_s, backoff=self.backoff)
-
-
-@attrs.frozen(kw_only=True)
-class PoliciesConfig:
-    """Defaults every gateway inherits unless it sets its own."""
-
-    reconnect: Backoff = attrs.field(factory=Backoff)
-    shutdown_timeout_s: float = attrs.field(default=5.0, validator=_positive)
-    health_poll_s: float = attrs.field(default=0.1, validator=_positive)
-
-
-@attrs.frozen(kw_only=True)
-class GatewayEntry:
-    """One gateway as declared; :meth:`SystemConfig.gateway_configs` merges the policies."""
-
-    name: str = attrs.field(validator=_ident)
-    connector: str
-    channels: tuple[ChannelDescriptor, ...]
-    settings: dict[str, Any] = attrs.field(factory=dict)
-    reconnect: Backoff | None = None
-    shutdown_timeout_s: float | None = attrs.field(default=None, validator=_opt_positive)
-    health_poll_s: float | None = attrs.field(default=None, validator=_opt_positive)
+#: Gateway keys a ``[policies]`` table may give a default for.
+POLICY_KEYS = frozenset({"reconnect", "shutdown_timeout_s", "health_poll_s", "poll_s"})
 
 
 @attrs.frozen(kw_only=True)
 class SystemConfig:
-    """A whole system file."""
+    """A whole system file: its name, the gateways' supervisor, the gateways."""
 
-    name: str = attrs.field(default="taktora", validator=_ident)
-    supervision: SupervisionConfig = attrs.field(factory=SupervisionConfig)
-    policies: PoliciesConfig = attrs.field(factory=PoliciesConfig)
-    gateways: tuple[GatewayEntry, ...] = ()
+    name: str = attrs.field(default="taktora", validator=_v.identifier())
+    supervision: SupervisorSpec = attrs.field(factory=SupervisorSpec)
+    gateways: tuple[GatewayConfig, ...] = ()
 
     def gateway_configs(self, iox_prefix: str | None = None) -> list[GatewayConfig]:
-        """One :class:`GatewayConfig` per gateway, policies merged in."""
-        p = self.policies
-        return [GatewayConfig(
-            name=g.name, connector=g.connector, channels=g.channels, settings=dict(g.settings),
-            reconnect=g.reconnect or p.reconnect,
-            shutdown_timeout_s=g.shutdown_timeout_s or p.shutdown_timeout_s,
-            health_poll_s=g.health_poll_s or p.health_poll_s, iox_prefix=iox_prefix,
-        ) for g in self.gateways]
+        """The gateways, each serving applications under ``iox_prefix`` (None: the
+        ``TAKTORA_IOX_PREFIX`` of the process that runs it)."""
+        return [attrs.evolve(g, iox_prefix=iox_prefix) for g in self.gateways]
 
 
 # --- strict structuring -----------------------------------------------------------------------
@@ -166,12 +112,19 @@ def _settings_hook(value: Any, _type: Any) -> dict[str, Any]:
     return dict(value)
 
 
-converter.register_structure_hook_func(lambda t: t == dict[str, Any], _settings_hook)
+def _no_children(value: Any, _type: Any) -> ChildSpec:
+    raise TypeError("the gateways' supervisor declares no children: its children are the "
+                    "[[gateways]] tables")
+
+
+converter.register_structure_hook_func(lambda t: t in (dict[str, Any], Mapping[str, Any]),
+                                       _settings_hook)
+converter.register_structure_hook(ChildSpec, _no_children)
 
 _FIELD_PATTERNS = (
-    re.compile(r"^\w+\.(\w+)="),                          # Class.field=value: why
-    re.compile(r"^invalid [\w ]+? (?:setting|field) '(\w+)'"),  # ActorError/SupervisorError
-    re.compile(r"^invalid message field '(\w+)'"),
+    re.compile(r"^\w+\.(\w+)="),                             # Class.field=value: why
+    re.compile(r"^invalid [\w ]+? (?:setting|field) '([\w\[\].]+)': ?"),  # transport.validators
+    re.compile(r"^invalid message field '(\w+)': ?"),
 )
 
 
@@ -188,7 +141,9 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
         return f"unknown key(s) {sorted(exc.extra_fields)}"
     if isinstance(exc, TaktoraError | TypeError):
-        return str(exc)
+        text = str(exc)
+        m = _FIELD_PATTERNS[1].match(text)  # the key path names the field: keep the reason
+        return text[m.end():] if m else text
     if isinstance(exc, KeyError):
         return f"required key {exc.args[0] if exc.args else ''} is missing"
     return f"{type(exc).__name__}: {exc}"
@@ -215,21 +170,65 @@ def _problems(exc: BaseException) -> list[tuple[str, str]]:
 
 
 def _raise(problems: list[tuple[str, str]]) -> NoReturn:
-    detail = "; ".join(f"{key}: {why}" for key, why in problems)
+    unique = list(dict.fromkeys(problems))
+    detail = "; ".join(f"{key}: {why}" for key, why in unique)
     err = ConfigError(f"invalid system config: {detail}")
-    err.problems = problems  # type: ignore[attr-defined]
+    err.problems = unique  # type: ignore[attr-defined]
     raise err
+
+
+def _apply_policies(document: Mapping[str, Any]) -> tuple[dict[str, Any], list[set[str]]]:
+    """The document with ``[policies]`` folded into every gateway table that does not set the
+    key itself, and per gateway the keys it inherited (to name errors under ``policies``)."""
+    doc = dict(document)
+    policies = doc.pop("policies", {})
+    if not isinstance(policies, Mapping):
+        _raise([("policies", f"expected a table, got {type(policies).__name__}")])
+    unknown = sorted(str(k) for k in policies if k not in POLICY_KEYS)
+    if unknown:
+        _raise([(f"policies.{k}", f"not a gateway policy; a policy sets one of "
+                                  f"{sorted(POLICY_KEYS)}") for k in unknown])
+    inherited: list[set[str]] = []
+    gateways = doc.get("gateways")
+    if policies and isinstance(gateways, list):
+        merged = []
+        for g in gateways:
+            if isinstance(g, Mapping):
+                keys = {k for k in policies if k not in g}
+                merged.append({**{k: policies[k] for k in keys}, **g})
+                inherited.append(keys)
+            else:
+                merged.append(g)
+                inherited.append(set())
+        doc["gateways"] = merged
+    return doc, inherited
+
+
+_GATEWAY_KEY = re.compile(r"^gateways\[(\d+)\]\.(\w+)")
+
+
+def _blame_policies(problems: list[tuple[str, str]], inherited: list[set[str]]
+                    ) -> list[tuple[str, str]]:
+    out = []
+    for key, why in problems:
+        m = _GATEWAY_KEY.match(key)
+        if m and int(m.group(1)) < len(inherited) and m.group(2) in inherited[int(m.group(1))]:
+            out.append(("policies" + key[m.start(2) - 1:], why))
+        else:
+            out.append((key, why))
+    return out
 
 
 def structure(document: Any) -> SystemConfig:
     """Build a :class:`SystemConfig` from a parsed document; ConfigError with key paths."""
     if not isinstance(document, Mapping):
         _raise([("<document>", f"expected a table, got {type(document).__name__}")])
+    doc, inherited = _apply_policies(document)
     try:
-        config = converter.structure(document, SystemConfig)
+        config = converter.structure(doc, SystemConfig)
     except cattrs.BaseValidationError as exc:
-        _raise(_problems(exc))
-    except (TaktoraError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        _raise(_blame_policies(_problems(exc), inherited))
+    except (TaktoraError, TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
         field = _field_of(exc)
         _raise([(field or "<document>", _reason(exc))])
     _check(config)
@@ -241,6 +240,8 @@ def _check(config: SystemConfig) -> None:
     problems: list[tuple[str, str]] = []
     if not config.gateways:
         problems.append(("gateways", "declare at least one [[gateways]] table"))
+    if config.supervision.children:
+        problems.append(("supervision.children", "the gateways are the supervisor's children"))
     seen: dict[str, int] = {}
     for i, g in enumerate(config.gateways):
         where = f"gateways[{i}]"
@@ -248,24 +249,8 @@ def _check(config: SystemConfig) -> None:
             problems.append((f"{where}.name", f"duplicate gateway name {g.name!r} "
                                               f"(also gateways[{seen[g.name]}])"))
         seen.setdefault(g.name, i)
-        if not g.channels:
-            problems.append((f"{where}.channels", "declare at least one channel"))
-        keys: dict[tuple[str, Any], int] = {}
-        for j, c in enumerate(g.channels):
-            if (c.name, c.direction) in keys:
-                problems.append((f"{where}.channels[{j}].name",
-                                 f"duplicate {c.direction.value} channel {c.name!r}"))
-            keys.setdefault((c.name, c.direction), j)
         try:
-            GatewayConfig(name=g.name, connector=g.connector, channels=g.channels,
-                          settings=g.settings)
-        except TaktoraError as exc:
-            field = _field_of(exc)
-            problems.append((f"{where}.{field}" if field else where, str(exc)))
-            continue
-        try:
-            cls = GatewayConfig(name=g.name, connector=g.connector, channels=g.channels
-                                ).connector_class()
+            cls = g.connector_class()
         except TaktoraError as exc:
             problems.append((f"{where}.connector", str(exc)))
             continue

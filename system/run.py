@@ -18,29 +18,17 @@ import threading
 import time
 from typing import Any
 
-from taktora.connectors.gateway.host import ConnectorHost, EventCallback
 from taktora.connectors.gateway.messages import GatewayStopped
-from taktora.system.config import SystemConfig, load
+from taktora.system.bootstrap import start_system
+from taktora.system.config import load
 from taktora.system.errors import ConfigError
+from taktora.system.launch import start_host
 from taktora.transport.errors import TaktoraError
-
-
-def start_host(handle: Any, config: SystemConfig, *, host_id: str = "connectors",
-               iox_prefix: str | None = None,
-               on_event: EventCallback | None = None) -> ConnectorHost:
-    """A started :class:`ConnectorHost` running ``config``'s gateways under ``handle``
-    (``on_event`` is registered before the gateways start, so it sees their first events)."""
-    host = ConnectorHost(handle, config.gateway_configs(iox_prefix),
-                         supervision=config.supervision.spec(), host_id=host_id)
-    if on_event is not None:
-        host.on_event(on_event)
-    return host.start()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Load, start, print health events, stop. Blocks the calling (main) thread."""
     from rich.console import Console
-    from taktora.system.bootstrap import start_system
 
     out, err = Console(highlight=False), Console(stderr=True, highlight=False)
     try:

@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 from taktora.transport.errors import ChannelConfigError
+from taktora.transport.validators import AssignChecks
 
 _SERVICE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./:-]{0,200}$")
 _VERSIONED = re.compile(r"[./:@_-]v\d+$")
@@ -39,45 +40,10 @@ class OverflowPolicy(enum.Enum):
     BLOCK = "block"
 
 
-def _fail(cls: str, field: str, value: object, why: str) -> ChannelConfigError:
-    return ChannelConfigError(f"{cls}.{field}={value!r}: {why}")
+_v = AssignChecks(ChannelConfigError)
 
-
-def _positive(max_value: int | None = None) -> Any:
-    def check(inst: Any, attribute: attrs.Attribute[int], value: int) -> None:
-        name = type(inst).__name__
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _fail(name, attribute.name, value, "must be an integer")
-        if value < 1:
-            raise _fail(name, attribute.name, value, "must be at least 1")
-        if max_value is not None and value > max_value:
-            raise _fail(name, attribute.name, value, f"must be at most {max_value}")
-
-    return check
-
-
-def _non_negative(inst: Any, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _fail(type(inst).__name__, attribute.name, value, "must be an integer >= 0")
-
-
-def _instance_of(kind: type | tuple[type, ...]) -> Any:
-    def check(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise _fail(type(inst).__name__, attribute.name, value, f"must be a {names}")
-
-    return check
-
-
-def _service_name(inst: Any, attribute: attrs.Attribute[str], value: str) -> None:
-    if not isinstance(value, str) or not _SERVICE_NAME.match(value):
-        raise _fail(
-            type(inst).__name__,
-            attribute.name,
-            value,
-            "use 1-200 characters of [A-Za-z0-9_./:-], not starting with a separator",
-        )
+_service_name = _v.matches(
+    _SERVICE_NAME, "1-200 characters of [A-Za-z0-9_./:-], not starting with a separator")
 
 
 @attrs.frozen
@@ -88,41 +54,32 @@ class BytesPayload:
     (power-of-two growth); without it, such a send raises PayloadError.
     """
 
-    max_size: int = attrs.field(validator=_positive(MAX_BYTES_PAYLOAD))
-    growable: bool = attrs.field(default=False, validator=_instance_of(bool))
+    max_size: int = attrs.field(validator=_v.int_range(1, MAX_BYTES_PAYLOAD))
+    growable: bool = attrs.field(default=False, validator=_v.instance(bool))
 
     @property
     def type_name(self) -> str:
         return "u8"
 
 
-def _struct_type(inst: Any, attribute: attrs.Attribute[type], value: type) -> None:
-    if not (isinstance(value, type) and issubclass(value, ctypes.Structure)):
-        raise _fail("StructPayload", attribute.name, value, "must be a ctypes.Structure subclass")
-    getter = getattr(value, "type_name", None)
-    if getter is None or not callable(getter):
-        raise _fail(
-            "StructPayload",
-            attribute.name,
-            value,
-            "define a static type_name() returning a versioned name such as 'myapp::Pose.v1' "
-            "(iceoryx2 compares name, size and alignment only, never the fields)",
-        )
-    name = getter()
-    if not isinstance(name, str) or not _VERSIONED.search(name):
-        raise _fail(
-            "StructPayload",
-            attribute.name,
-            name,
-            "type_name() must end in a version such as '.v1' so that layout changes are noticed",
-        )
+def _has_versioned_name(struct: type) -> bool:
+    name = struct.type_name()  # type: ignore[attr-defined]  # checked before this runs
+    return isinstance(name, str) and bool(_VERSIONED.search(name))
 
 
 @attrs.frozen
 class StructPayload:
     """A fixed-size payload: one instance of a ctypes Structure with a versioned type name."""
 
-    struct: type[ctypes.Structure] = attrs.field(validator=_struct_type)
+    struct: type[ctypes.Structure] = attrs.field(validator=attrs.validators.and_(
+        _v.predicate(lambda v: isinstance(v, type) and issubclass(v, ctypes.Structure),
+                     "a ctypes.Structure subclass"),
+        _v.predicate(lambda v: callable(getattr(v, "type_name", None)),
+                     "a static type_name() returning a versioned name such as 'myapp::Pose.v1' "
+                     "(iceoryx2 compares name, size and alignment only, never the fields)"),
+        _v.predicate(_has_versioned_name, "a type_name() that ends in a version such as '.v1' "
+                                          "so that layout changes are noticed"),
+    ))
 
     @property
     def type_name(self) -> str:
@@ -137,11 +94,6 @@ class StructPayload:
 Payload = BytesPayload | StructPayload
 
 
-def _payload(inst: Any, attribute: attrs.Attribute[Payload], value: Payload) -> None:
-    if not isinstance(value, BytesPayload | StructPayload):
-        raise _fail(type(inst).__name__, attribute.name, value, "must be BytesPayload or StructPayload")
-
-
 @attrs.frozen
 class ChannelSpec:
     """A publish-subscribe channel; every publisher and subscriber of it must agree on it.
@@ -152,21 +104,19 @@ class ChannelSpec:
     """
 
     name: str = attrs.field(validator=_service_name)
-    payload: Payload = attrs.field(validator=_payload)
-    history: int = attrs.field(default=0, validator=_non_negative)
-    buffer_size: int = attrs.field(default=8, validator=_positive(1 << 16))
-    max_publishers: int = attrs.field(default=4, validator=_positive(1024))
-    max_subscribers: int = attrs.field(default=8, validator=_positive(1024))
-    max_borrowed: int = attrs.field(default=4, validator=_positive(1 << 16))
+    payload: Payload = attrs.field(validator=_v.instance((BytesPayload, StructPayload)))
+    history: int = attrs.field(default=0, validator=_v.non_negative_int())
+    buffer_size: int = attrs.field(default=8, validator=_v.int_range(1, 1 << 16))
+    max_publishers: int = attrs.field(default=4, validator=_v.int_range(1, 1024))
+    max_subscribers: int = attrs.field(default=8, validator=_v.int_range(1, 1024))
+    max_borrowed: int = attrs.field(default=4, validator=_v.int_range(1, 1 << 16))
     overflow: OverflowPolicy = attrs.field(
-        default=OverflowPolicy.DROP_OLDEST, validator=_instance_of(OverflowPolicy)
+        default=OverflowPolicy.DROP_OLDEST, validator=_v.instance(OverflowPolicy)
     )
 
     def __attrs_post_init__(self) -> None:
         if self.history > self.buffer_size:
-            raise _fail(
-                "ChannelSpec", "history", self.history, f"must not exceed buffer_size={self.buffer_size}"
-            )
+            raise _v.fail(self, "history", f"at most buffer_size={self.buffer_size}", self.history)
 
     @property
     def event_name(self) -> str:
@@ -179,9 +129,9 @@ class EventSpec:
     """An event service: notifiers wake listeners with an event id below ``max_event_id``."""
 
     name: str = attrs.field(validator=_service_name)
-    max_notifiers: int = attrs.field(default=16, validator=_positive(1024))
-    max_listeners: int = attrs.field(default=16, validator=_positive(1024))
-    max_event_id: int = attrs.field(default=255, validator=_positive(1 << 16))
+    max_notifiers: int = attrs.field(default=16, validator=_v.int_range(1, 1024))
+    max_listeners: int = attrs.field(default=16, validator=_v.int_range(1, 1024))
+    max_event_id: int = attrs.field(default=255, validator=_v.int_range(1, 1 << 16))
 
 
 @attrs.frozen
@@ -194,14 +144,14 @@ class ServiceSpec:
     """
 
     name: str = attrs.field(validator=_service_name)
-    request: BytesPayload = attrs.field(validator=_instance_of(BytesPayload))
-    response: BytesPayload = attrs.field(validator=_instance_of(BytesPayload))
-    max_clients: int = attrs.field(default=8, validator=_positive(1024))
-    max_servers: int = attrs.field(default=2, validator=_positive(1024))
-    max_active_requests: int = attrs.field(default=8, validator=_positive(1 << 12))
-    response_buffer: int = attrs.field(default=16, validator=_positive(1 << 16))
+    request: BytesPayload = attrs.field(validator=_v.instance(BytesPayload))
+    response: BytesPayload = attrs.field(validator=_v.instance(BytesPayload))
+    max_clients: int = attrs.field(default=8, validator=_v.int_range(1, 1024))
+    max_servers: int = attrs.field(default=2, validator=_v.int_range(1, 1024))
+    max_active_requests: int = attrs.field(default=8, validator=_v.int_range(1, 1 << 12))
+    response_buffer: int = attrs.field(default=16, validator=_v.int_range(1, 1 << 16))
     overflow: OverflowPolicy = attrs.field(
-        default=OverflowPolicy.BLOCK, validator=_instance_of(OverflowPolicy)
+        default=OverflowPolicy.BLOCK, validator=_v.instance(OverflowPolicy)
     )
 
     @property

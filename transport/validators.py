@@ -20,6 +20,9 @@ Numbers are never bools (``True`` is not a period) and are finite unless ``finit
 NaN and infinity pass ``> 0`` in IEEE arithmetic or break the loops they configure, so every
 number check rejects them by default.
 
+Where a layer's messages read ``<Class>.<field>=<value>: ...`` instead (the transport's channel
+descriptions, the connector model), bind :class:`AssignChecks`: the same factories, that form.
+
 The validators run on the thread that constructs the instance and raise only the bound error.
 """
 
@@ -34,7 +37,7 @@ import attrs
 
 Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}")
 
 
 def _owner(inst: Any) -> str:
@@ -136,6 +139,13 @@ class Checks:
 
         return validate
 
+    def int_range(self, low: int, high: int) -> Validator:
+        """An int (never a bool) in ``low`` .. ``high`` inclusive; the message reads
+        ``an int in low..high``."""
+        return self.predicate(
+            lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high,
+            f"an int in {low}..{high}")
+
     def positive_int(self) -> Validator:
         """An int >= 1."""
         return self.integer(ge=1)
@@ -151,11 +161,17 @@ class Checks:
             return self.predicate(lambda v: isinstance(v, str) and bool(v), "a non-empty str")
         return self.wrap(attrs.validators.instance_of(str), "a str")
 
+    def matches(self, pattern: str | re.Pattern[str], expected: str) -> Validator:
+        """A str that ``pattern`` matches in full (``re.fullmatch``); ``expected`` describes
+        the form for the message."""
+        return self.wrap(attrs.validators.and_(attrs.validators.instance_of(str),
+                                               attrs.validators.matches_re(pattern)), expected)
+
     def identifier(self) -> Validator:
-        """A name made of letters, digits, ``_ . -``, not starting with a digit or a sign."""
+        """A name of 1-64 letters, digits, ``_ . -`` that does not start with ``.`` or ``-``."""
         return self.wrap(attrs.validators.and_(attrs.validators.instance_of(str),
                                                attrs.validators.matches_re(_IDENTIFIER)),
-                         "a name of letters, digits, '_', '.', '-' (not starting with a digit)")
+                         "1-64 characters of [A-Za-z0-9_.-], not starting with '.' or '-'")
 
     def one_of(self, choices: Iterable[Any]) -> Validator:
         """One of ``choices`` (the message lists them)."""
@@ -184,6 +200,35 @@ class Checks:
         """A mapping whose keys are all str."""
         return self.predicate(lambda v: isinstance(v, Mapping) and all(isinstance(k, str) for k in v),
                               "a mapping with str keys")
+
+    def mapping_of(self, test: Callable[[Any], bool], what: str) -> Validator:
+        """A mapping with non-empty str keys whose every value passes ``test`` (``what``
+        describes a value); a bad value is reported in the field ``name['key']``."""
+
+        def validate(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+            if not isinstance(value, Mapping):
+                raise self.fail(inst, attribute.name, f"a mapping of str to {what}", value)
+            for key, item in value.items():
+                if not isinstance(key, str) or not key:
+                    raise self.fail(inst, attribute.name, "non-empty str keys", key)
+                if not test(item):
+                    raise self.fail(inst, f"{attribute.name}[{key!r}]", what, item)
+
+        return validate
+
+
+class AssignChecks(Checks):
+    """:class:`Checks` whose messages read ``<Class>.<field>=<value>: expected ...``.
+
+    The transport's channel descriptions and the connector model report errors in this form
+    (``QoS.priority=9: expected an int in 1..7``); callers match on it and ``system.config``
+    takes the field name from it. Only :meth:`fail` differs; :meth:`problem` (a reason without
+    a single value) keeps the ``invalid <Class> field`` form.
+    """
+
+    def fail(self, inst: Any, field: str, expected: str, value: Any) -> Exception:
+        """The error for ``value`` in ``field`` of ``inst``, as ``Class.field=value: ...``."""
+        return self.error(f"{_owner(inst)}.{field}={value!r}: expected {expected}")
 
 
 def to_tuple(value: Any) -> Any:

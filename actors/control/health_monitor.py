@@ -23,13 +23,10 @@ from taktora.actors.control.messages import (
 )
 from taktora.actors.errors import ActorError, ControlError
 from taktora.actors.models.health import HealthEvent, HealthMachine, HealthState, worst_of
+from taktora.transport.validators import Checks
 
 log = logging.getLogger(__name__)
-
-
-def _state(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, HealthState):
-        raise ControlError(f"invalid message field {attribute.name!r}: expected a HealthState")
+_v = Checks(ControlError)
 
 
 @attrs.frozen(kw_only=True)
@@ -37,7 +34,7 @@ class ReportHealth(ControlMessage):
     """A source reports its new state (Ack, or ErrorReply REJECTED for an illegal transition)."""
 
     source: str
-    state: HealthState = attrs.field(validator=_state)
+    state: HealthState = attrs.field(validator=_v.instance(HealthState))
     reason: str = ""
 
 

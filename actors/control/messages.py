@@ -23,6 +23,9 @@ from typing import Any
 import attrs
 from taktora.actors.errors import ControlError
 from taktora.actors.models.health import HealthEvent, HealthState
+from taktora.transport.validators import Checks, to_tuple
+
+_v = Checks(ControlError)
 
 _counter = itertools.count(1)
 
@@ -35,52 +38,12 @@ def new_correlation_id() -> str:
     return f"{os.getpid():x}-{next(_counter):x}"
 
 
-def _check(cond: bool, field: str, why: str) -> None:
-    if not cond:
-        raise ControlError(f"invalid message field {field!r}: {why}")
-
-
-def _str_field(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    _check(isinstance(value, str), attribute.name, f"expected str, got {type(value).__name__}")
-
-
-def _nonempty_str(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    _check(isinstance(value, str) and bool(value), attribute.name, "expected a non-empty str")
-
-
-def _str_key_mapping(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    _check(isinstance(value, Mapping), attribute.name, "expected a mapping")
-    _check(all(isinstance(k, str) for k in value), attribute.name, "keys must be str")
-
-
-def _instance(kind: type, optional: bool = False) -> Any:
-    def check(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if optional and value is None:
-            return
-        _check(isinstance(value, kind), attribute.name,
-               f"expected {kind.__name__}, got {type(value).__name__}")
-
-    return check
-
-
-def _path(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    _check(
-        isinstance(value, tuple) and all(isinstance(p, str) and p for p in value),
-        attribute.name,
-        "expected a tuple of non-empty child ids",
-    )
-
-
-def _to_path(value: Any) -> tuple[str, ...]:
-    return tuple(value) if isinstance(value, list | tuple) else value
-
-
 # --- requests ---------------------------------------------------------------------------------
 @attrs.frozen(kw_only=True)
 class ControlMessage:
     """Base of every request; ``correlation_id`` is filled in automatically."""
 
-    correlation_id: str = attrs.field(factory=new_correlation_id, validator=_nonempty_str)
+    correlation_id: str = attrs.field(factory=new_correlation_id, validator=_v.string(nonempty=True))
 
 
 @attrs.frozen(kw_only=True)
@@ -117,7 +80,7 @@ class GetTree(ControlMessage):
 class Configure(ControlMessage):
     """Apply settings (string keys, picklable values); answered with :class:`Ack`."""
 
-    settings: Mapping[str, Any] = attrs.field(factory=dict, validator=_str_key_mapping)
+    settings: Mapping[str, Any] = attrs.field(factory=dict, validator=_v.str_keys())
 
 
 @attrs.frozen(kw_only=True)
@@ -133,13 +96,10 @@ class Route(ControlMessage):
     "the actor that receives this".
     """
 
-    path: tuple[str, ...] = attrs.field(converter=_to_path, validator=_path)
-    message: ControlMessage = attrs.field()
+    path: tuple[str, ...] = attrs.field(
+        converter=to_tuple, validator=_v.tuple_of(_v.string(nonempty=True), "non-empty child ids"))
+    message: ControlMessage = attrs.field(validator=_v.instance(ControlMessage))
     reply_to: Any = None
-
-    @message.validator
-    def _check_message(self, attribute: attrs.Attribute[Any], value: Any) -> None:
-        _check(isinstance(value, ControlMessage), attribute.name, "expected a ControlMessage")
 
 
 # --- replies ----------------------------------------------------------------------------------
@@ -147,14 +107,14 @@ class Route(ControlMessage):
 class Reply:
     """Base of every reply; ``correlation_id`` is the id of the request it answers."""
 
-    correlation_id: str = attrs.field(validator=_str_field)
+    correlation_id: str = attrs.field(validator=_v.string())
 
 
 @attrs.frozen(kw_only=True)
 class Ack(Reply):
     """The request was carried out."""
 
-    detail: str = attrs.field(default="", validator=_str_field)
+    detail: str = attrs.field(default="", validator=_v.string())
 
 
 class ErrorKind(enum.Enum):
@@ -171,17 +131,17 @@ class ErrorKind(enum.Enum):
 class ErrorReply(Reply):
     """The request failed; ``message_type`` names the request class, ``detail`` the reason."""
 
-    kind: ErrorKind = attrs.field(validator=_instance(ErrorKind))
-    message_type: str = attrs.field(validator=_str_field)
-    detail: str = attrs.field(default="", validator=_str_field)
+    kind: ErrorKind = attrs.field(validator=_v.instance(ErrorKind))
+    message_type: str = attrs.field(validator=_v.string())
+    detail: str = attrs.field(default="", validator=_v.string())
 
 
 @attrs.frozen(kw_only=True)
 class HealthReply(Reply):
     """Current health of ``source`` (the aggregate when several sources are monitored)."""
 
-    source: str = attrs.field(validator=_str_field)
-    state: HealthState = attrs.field(validator=_instance(HealthState))
+    source: str = attrs.field(validator=_v.string())
+    state: HealthState = attrs.field(validator=_v.instance(HealthState))
     sources: Mapping[str, HealthState] = attrs.field(factory=dict)
     last_event: HealthEvent | None = None
 
@@ -190,8 +150,8 @@ class HealthReply(Reply):
 class StatsReply(Reply):
     """Counters of ``source`` (string keys; numbers or short strings)."""
 
-    source: str = attrs.field(validator=_str_field)
-    stats: Mapping[str, Any] = attrs.field(factory=dict, validator=_str_key_mapping)
+    source: str = attrs.field(validator=_v.string())
+    stats: Mapping[str, Any] = attrs.field(factory=dict, validator=_v.str_keys())
 
 
 @attrs.frozen(kw_only=True)
@@ -202,8 +162,8 @@ class ChildInfo:
     ``strategy`` are set for supervisors; ``events`` is the supervisor's recent start/stop log.
     """
 
-    id: str = attrs.field(validator=_str_field)
-    state: str = attrs.field(validator=_str_field)
+    id: str = attrs.field(validator=_v.string())
+    state: str = attrs.field(validator=_v.string())
     restarts: int = 0
     kind: str = "worker"
     restart: str = "permanent"
@@ -237,8 +197,8 @@ class Supervised:
     """First message a supervisor sends a child it created: who supervises it, its id, args."""
 
     supervisor: Any
-    child_id: str = attrs.field(validator=_nonempty_str)
-    args: Mapping[str, Any] = attrs.field(factory=dict, validator=_str_key_mapping)
+    child_id: str = attrs.field(validator=_v.string(nonempty=True))
+    args: Mapping[str, Any] = attrs.field(factory=dict, validator=_v.str_keys())
 
 
 @attrs.frozen(kw_only=True)

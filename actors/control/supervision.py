@@ -28,6 +28,13 @@ from typing import Any
 import attrs
 from taktora.actors.errors import SupervisorError
 from taktora.actors.models.backoff import Backoff
+from taktora.transport.validators import Checks, to_tuple
+
+_v = Checks(SupervisorError)
+
+#: Upper bound of ``shutdown_s`` and ``period_s``: a day. Longer is a configuration mistake (a
+#: nested supervisor's ``shutdown_s`` sums its children's, so the bound is generous).
+MAX_SUPERVISION_S = 86_400.0
 
 
 class Strategy(enum.Enum):
@@ -46,34 +53,27 @@ class Restart(enum.Enum):
     TEMPORARY = "temporary"
 
 
-def _fail(field: str, why: str) -> None:
-    raise SupervisorError(f"invalid supervision spec field {field!r}: {why}")
-
-
-def _positive_number(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        _fail(attribute.name, f"expected a number > 0, got {value!r}")
-
-
-def _to_enum(kind: type[enum.Enum], field: str, value: Any) -> Any:
-    if isinstance(value, kind):
-        return value
+def _member(kind: type[enum.Enum], value: Any) -> Any:
     try:
         return kind(value)
     except ValueError:
-        choices = ", ".join(str(m.value) for m in kind)
-        raise SupervisorError(f"invalid supervision spec field {field!r}: {value!r} is not one "
-                              f"of {choices}") from None
+        return value  # left for the one_of validator, which names the choices
 
 
-def _to_restart(value: Any) -> Restart:
-    result: Restart = _to_enum(Restart, "restart", value)
-    return result
+def _to_restart(value: Any) -> Any:
+    """Converter: ``"permanent"`` -> ``Restart.PERMANENT``; anything else unchanged."""
+    return _member(Restart, value)
 
 
-def _to_strategy(value: Any) -> Strategy:
-    result: Strategy = _to_enum(Strategy, "strategy", value)
-    return result
+def _to_strategy(value: Any) -> Any:
+    """Converter: ``"one_for_one"`` -> ``Strategy.ONE_FOR_ONE``; anything else unchanged."""
+    return _member(Strategy, value)
+
+
+def _is_start(value: Any) -> bool:
+    if isinstance(value, SupervisorSpec | type):
+        return True
+    return isinstance(value, str) and value.count(":") == 1 and all(value.split(":"))
 
 
 @attrs.frozen(kw_only=True)
@@ -82,33 +82,19 @@ class ChildSpec:
 
     ``start`` is a ``TaktoraActor`` subclass, a ``"module:Class"`` string naming one, or a
     :class:`SupervisorSpec` (a nested supervisor). ``args`` reach the child as ``self.args``
-    before its ``on_start``; they must pickle on multi-process bases.
+    before its ``on_start``; they must pickle on multi-process bases. ``shutdown_s``: how long
+    the child gets to stop before it is killed, > 0 and at most a day (``MAX_SUPERVISION_S``).
     """
 
-    id: str = attrs.field()
-    start: type | str | SupervisorSpec = attrs.field()
-    args: Mapping[str, Any] = attrs.field(factory=dict)
-    restart: Restart = attrs.field(default=Restart.PERMANENT, converter=_to_restart)
-    shutdown_s: float = attrs.field(default=5.0, validator=_positive_number)
-
-    @id.validator
-    def _check_id(self, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if not isinstance(value, str) or not value or "/" in value or value.strip() != value:
-            _fail(attribute.name, f"expected a non-empty id without '/' or spaces, got {value!r}")
-
-    @start.validator
-    def _check_start(self, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if isinstance(value, SupervisorSpec | type):
-            return
-        if isinstance(value, str) and value.count(":") == 1 and all(value.split(":")):
-            return
-        _fail(attribute.name, f"expected an actor class, 'module:Class' or a SupervisorSpec, "
-                              f"got {value!r}")
-
-    @args.validator
-    def _check_args(self, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-            _fail(attribute.name, "expected a mapping with str keys")
+    id: str = attrs.field(validator=_v.predicate(
+        lambda v: isinstance(v, str) and bool(v) and "/" not in v and v.strip() == v,
+        "a non-empty id without '/' or surrounding spaces"))
+    start: type | str | SupervisorSpec = attrs.field(validator=_v.predicate(
+        _is_start, "an actor class, 'module:Class' or a SupervisorSpec"))
+    args: Mapping[str, Any] = attrs.field(factory=dict, validator=_v.str_keys())
+    restart: Restart = attrs.field(default=Restart.PERMANENT, converter=_to_restart,
+                                   validator=_v.one_of(Restart))
+    shutdown_s: float = attrs.field(default=5.0, validator=_v.number(gt=0, le=MAX_SUPERVISION_S))
 
     @property
     def is_supervisor(self) -> bool:
@@ -116,40 +102,27 @@ class ChildSpec:
         return isinstance(self.start, SupervisorSpec)
 
 
-
-def _children_converter(value: Any) -> tuple[ChildSpec, ...]:
-    if isinstance(value, ChildSpec) or not isinstance(value, list | tuple):
-        _fail("children", "expected a sequence of ChildSpec")
-    return tuple(value)
+def _unique_ids(inst: Any, attribute: attrs.Attribute[Any], value: tuple[ChildSpec, ...]) -> None:
+    seen: set[str] = set()
+    for child in value:
+        if child.id in seen:
+            raise _v.problem(inst, attribute.name, f"duplicate child id {child.id!r}")
+        seen.add(child.id)
 
 
 @attrs.frozen(kw_only=True)
 class SupervisorSpec:
-    """A supervisor: strategy, restart intensity per period, optional backoff, children."""
+    """A supervisor: strategy, restart intensity per period, optional backoff, children.
 
-    strategy: Strategy = attrs.field(default=Strategy.ONE_FOR_ONE,
-                                     converter=_to_strategy)
-    intensity: int = attrs.field(default=1)
-    period_s: float = attrs.field(default=5.0, validator=_positive_number)
-    backoff: Backoff | None = attrs.field(default=None)
-    children: tuple[ChildSpec, ...] = attrs.field(default=(), converter=_children_converter)
+    ``period_s`` is > 0 and at most a day (``MAX_SUPERVISION_S``); ``children`` is a list or
+    tuple of :class:`ChildSpec` with unique ids.
+    """
 
-    @intensity.validator
-    def _check_intensity(self, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            _fail(attribute.name, f"expected an int >= 0, got {value!r}")
-
-    @backoff.validator
-    def _check_backoff(self, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value is not None and not isinstance(value, Backoff):
-            _fail(attribute.name, f"expected a Backoff or None, got {value!r}")
-
-    @children.validator
-    def _check_children(self, attribute: attrs.Attribute[Any], value: Any) -> None:
-        seen: set[str] = set()
-        for child in value:
-            if not isinstance(child, ChildSpec):
-                _fail(attribute.name, f"expected ChildSpec items, got {child!r}")
-            if child.id in seen:
-                _fail(attribute.name, f"duplicate child id {child.id!r}")
-            seen.add(child.id)
+    strategy: Strategy = attrs.field(default=Strategy.ONE_FOR_ONE, converter=_to_strategy,
+                                     validator=_v.one_of(Strategy))
+    intensity: int = attrs.field(default=1, validator=_v.non_negative_int())
+    period_s: float = attrs.field(default=5.0, validator=_v.number(gt=0, le=MAX_SUPERVISION_S))
+    backoff: Backoff | None = attrs.field(default=None, validator=_v.optional(_v.instance(Backoff)))
+    children: tuple[ChildSpec, ...] = attrs.field(
+        default=(), converter=to_tuple,
+        validator=attrs.validators.and_(_v.tuple_of(_v.instance(ChildSpec), "ChildSpec"), _unique_ids))

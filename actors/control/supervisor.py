@@ -57,9 +57,11 @@ from taktora.actors.control.messages import (
 )
 from taktora.actors.control.supervision import ChildSpec, Restart, Strategy, SupervisorSpec
 from taktora.actors.errors import ControlError, SupervisorError
+from taktora.transport.validators import Checks
 from thespian.actors import ActorExitRequest
 
 log = logging.getLogger(__name__)
+_v = Checks(ControlError)
 
 EVENT_LOG_LEN = 200
 
@@ -68,12 +70,7 @@ EVENT_LOG_LEN = 200
 class AddChild(ControlMessage):
     """Append a child to a running supervisor and start it (Ack once it is up)."""
 
-    spec: ChildSpec = attrs.field()
-
-    @spec.validator
-    def _check_spec(self, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if not isinstance(value, ChildSpec):
-            raise ControlError(f"invalid message field {attribute.name!r}: expected a ChildSpec")
+    spec: ChildSpec = attrs.field(validator=_v.instance(ChildSpec))
 
 
 @attrs.frozen(kw_only=True)

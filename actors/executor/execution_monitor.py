@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any
 
 import attrs
 from hdrh.histogram import HdrHistogram
+from taktora.actors.executor.errors import ExecutorConfigError
+from taktora.transport.validators import Checks
 
 _MAX_US = 60_000_000
 
-
-def _non_negative(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value < 0:
-        raise ValueError(f"{type(inst).__name__}.{attribute.name} must be >= 0, got {value!r}")
+_v = Checks(ExecutorConfigError)
 
 
 @attrs.frozen
@@ -29,15 +27,15 @@ class ItemTiming:
     """One item's figures at snapshot time (latencies in microseconds)."""
 
     name: str
-    runs: int = attrs.field(validator=_non_negative)
-    failures: int = attrs.field(validator=_non_negative)
+    runs: int = attrs.field(validator=_v.non_negative_int())
+    failures: int = attrs.field(validator=_v.non_negative_int())
     budget_us: float | None
-    budget_misses: int = attrs.field(validator=_non_negative)
-    deadline_misses: int = attrs.field(validator=_non_negative)
-    missed_ticks: int = attrs.field(validator=_non_negative)
-    p50_us: float = attrs.field(validator=_non_negative)
-    p99_us: float = attrs.field(validator=_non_negative)
-    max_us: float = attrs.field(validator=_non_negative)
+    budget_misses: int = attrs.field(validator=_v.non_negative_int())
+    deadline_misses: int = attrs.field(validator=_v.non_negative_int())
+    missed_ticks: int = attrs.field(validator=_v.non_negative_int())
+    p50_us: float = attrs.field(validator=_v.non_negative())
+    p99_us: float = attrs.field(validator=_v.non_negative())
+    max_us: float = attrs.field(validator=_v.non_negative())
 
 
 @attrs.frozen

@@ -18,6 +18,10 @@ too: the handlers are installed in the main thread (by ``run()`` when it runs th
 ``Runner.start()`` / :meth:`install_signal_handlers`), and ``signal.set_wakeup_fd`` wakes the
 WaitSet wherever it runs (iceoryx2's own signal handling is disabled: in a worker thread it
 swallows SIGINT).
+
+The parts live beside this module: :mod:`.jobs` (what a trigger starts: an item, a chain, a
+graph), :mod:`.bindings` (one per WaitSet attachment: what to consume and what to run),
+:mod:`.pool` (the worker threads) and :mod:`.signal_hub` (the process-wide signal handlers).
 """
 
 from __future__ import annotations
@@ -25,24 +29,41 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from queue import SimpleQueue
-from types import FrameType
 from typing import Any
 
 import iceoryx2 as iox
+from taktora.actors.executor.bindings import (
+    Binding,
+    DeadlineDataBinding,
+    DeadlineTimerBinding,
+    FdBinding,
+    IntervalBinding,
+    ListenerBinding,
+    PortBinding,
+    RunTimerBinding,
+    SignalBinding,
+    StopBinding,
+)
 from taktora.actors.executor.context import Context, Stoppable
-from taktora.actors.executor.errors import ExecutorError, ItemError
-from taktora.actors.executor.execution_monitor import ExecutionMonitor, ItemRecord, MonitorSnapshot
+from taktora.actors.executor.errors import (
+    ExecutorConfigError,
+    ExecutorError,
+    ExecutorTypeError,
+    ItemError,
+)
+from taktora.actors.executor.execution_monitor import ExecutionMonitor, MonitorSnapshot
 from taktora.actors.executor.graph import Graph
 from taktora.actors.executor.item import Control, ErrorPolicy, Item
+from taktora.actors.executor.jobs import ChainJob, GraphJob, Job, Step
 from taktora.actors.executor.observer import Observer
-from taktora.actors.executor.stats import ExecutorStats, ItemStats
+from taktora.actors.executor.pool import Pool
+from taktora.actors.executor.signal_hub import HUB
+from taktora.actors.executor.stats import ExecutorStats
 from taktora.actors.executor.thread_attrs import ThreadAttrs
-from taktora.actors.executor.timing import IntervalSchedule, TimerFd, spin_until
+from taktora.actors.executor.timing import TimerFd
 from taktora.actors.executor.triggers import (
     DataTrigger,
     DeadlineTrigger,
@@ -56,516 +77,11 @@ from taktora.actors.executor.triggers import (
 log = logging.getLogger("taktora.actors.executor")
 
 _clock = time.monotonic_ns
-_CONTINUE = Control.CONTINUE
+_ALL_HANDLED = iox.WaitSetRunResult.AllEventsHandled
+_INTERRUPT = iox.WaitSetRunResult.Interrupt
 _STOP = Control.STOP
 
 
-# --- per-item runtime ------------------------------------------------------------------------
-class _Step:
-    """One item with its pre-allocated context, counters and monitor record."""
-
-    __slots__ = ("ctx", "deadline_misses", "errors", "item", "logged_errors", "missed_ticks",
-                 "name", "policy", "record", "runs", "skipped_errors", "stops")
-
-    def __init__(self, item: Item, ctx: Context, record: ItemRecord | None) -> None:
-        self.item = item
-        self.name = item.item_name()
-        self.policy = item.error_policy
-        self.ctx = ctx
-        self.record = record
-        self.runs = 0
-        self.stops = 0
-        self.errors = 0
-        self.logged_errors = 0
-        self.skipped_errors = 0
-        self.deadline_misses = 0
-        self.missed_ticks = 0
-
-    def fill(self, trigger: Trigger, kind: TriggerKind, source: Any, now_ns: int,
-             scheduled_ns: int, missed: bool) -> None:
-        ctx = self.ctx
-        ctx.trigger = trigger
-        ctx.kind = kind
-        ctx.source = source
-        ctx.now_ns = now_ns
-        ctx.scheduled_ns = scheduled_ns
-        ctx.missed_deadline = missed
-
-    def stats(self) -> ItemStats:
-        return ItemStats(self.name, self.runs, self.stops, self.errors, self.logged_errors,
-                         self.skipped_errors, self.deadline_misses, self.missed_ticks)
-
-
-class _Job:
-    """What a trigger starts: a single item, a chain or a graph (subclasses)."""
-
-    __slots__ = ("executor", "head", "pending")
-
-    inline = False  # True: always run in the executor thread (graphs schedule the pool)
-
-    def __init__(self, executor: Executor, head: _Step) -> None:
-        self.executor = executor
-        self.head = head
-        self.pending = False
-
-    def fill(self, trigger: Trigger, kind: TriggerKind, source: Any, now_ns: int,
-             scheduled_ns: int, missed: bool) -> None:
-        self.head.fill(trigger, kind, source, now_ns, scheduled_ns, missed)
-
-    def run(self) -> None:
-        self.executor._run_step(self.head)
-
-    def run_in_pool(self) -> None:
-        try:
-            self.run()
-        finally:
-            self.pending = False
-
-
-class _ChainJob(_Job):
-    __slots__ = ("steps",)
-
-    def __init__(self, executor: Executor, steps: Sequence[_Step]) -> None:
-        super().__init__(executor, steps[0])
-        self.steps = tuple(steps)
-
-    def fill(self, trigger: Trigger, kind: TriggerKind, source: Any, now_ns: int,
-             scheduled_ns: int, missed: bool) -> None:
-        for step in self.steps:
-            step.fill(trigger, kind, source, now_ns, scheduled_ns, missed)
-
-    def run(self) -> None:
-        run_step = self.executor._run_step
-        for step in self.steps:
-            if not run_step(step):
-                return
-
-
-class _VertexTask:
-    """A graph vertex as a pool task (pre-allocated, one per vertex)."""
-
-    __slots__ = ("graph", "index", "pending")
-
-    def __init__(self, graph: _GraphJob, index: int) -> None:
-        self.graph = graph
-        self.index = index
-        self.pending = False
-
-    def run_in_pool(self) -> None:
-        self.graph._run_vertex(self.index)
-
-
-class _GraphJob(_Job):
-    """A DAG run: counters are reset at the start of each run, never re-allocated."""
-
-    __slots__ = ("counters", "in_degree", "lock", "ready", "roots", "steps", "successors",
-                 "tasks")
-
-    inline = True
-
-    def __init__(self, executor: Executor, graph: Graph, steps: Sequence[_Step]) -> None:
-        roots = graph.roots()
-        super().__init__(executor, steps[roots[0]])
-        self.steps = tuple(steps)
-        self.successors = tuple(tuple(s) for s in graph.successors)
-        self.in_degree = tuple(graph.in_degrees())
-        self.counters = list(self.in_degree)
-        self.roots = tuple(roots)
-        self.ready = [0] * len(steps)  # a stack for the sequential walk
-        self.tasks = tuple(_VertexTask(self, i) for i in range(len(steps)))
-        self.lock = threading.Lock()
-
-    def fill(self, trigger: Trigger, kind: TriggerKind, source: Any, now_ns: int,
-             scheduled_ns: int, missed: bool) -> None:
-        for step in self.steps:
-            step.fill(trigger, kind, source, now_ns, scheduled_ns, missed)
-
-    def run(self) -> None:
-        counters = self.counters
-        counters[:] = self.in_degree
-        ex = self.executor
-        pool = ex._pool
-        if pool is not None:
-            for r in self.roots:
-                pool.submit(self.tasks[r])
-            pool.wait_idle()
-            return
-        ready = self.ready
-        top = 0
-        for r in self.roots:
-            ready[top] = r
-            top += 1
-        run_step = ex._run_step
-        steps = self.steps
-        successors = self.successors
-        while top:
-            top -= 1
-            i = ready[top]
-            if run_step(steps[i]):
-                for c in successors[i]:
-                    counters[c] -= 1
-                    if counters[c] == 0:
-                        ready[top] = c
-                        top += 1
-
-    def _run_vertex(self, i: int) -> None:
-        """Pool worker: run vertex ``i`` and submit the successors it made ready."""
-        ex = self.executor
-        if not ex._run_step(self.steps[i]):
-            return
-        pool = ex._pool
-        assert pool is not None
-        counters = self.counters
-        for c in self.successors[i]:
-            with self.lock:
-                counters[c] -= 1
-                now_ready = counters[c] == 0
-            if now_ready:
-                pool.submit(self.tasks[c])
-
-
-# --- WaitSet bindings: one per attachment, each knows how to consume and what to run -------------
-class _Binding:
-    __slots__ = ("executor", "job", "trigger")
-
-    def __init__(self, executor: Executor, job: _Job | None, trigger: Trigger | None) -> None:
-        self.executor = executor
-        self.job = job
-        self.trigger = trigger
-
-    def fire(self, now_ns: int) -> None:
-        raise NotImplementedError
-
-
-class _PortBinding(_Binding):
-    __slots__ = ("kind", "port")
-
-    def __init__(self, executor: Executor, job: _Job, trigger: DataTrigger, port: Any) -> None:
-        super().__init__(executor, job, trigger)
-        self.port = port
-        self.kind = trigger.kind
-
-    def fire(self, now_ns: int) -> None:
-        self.port.consume_wakeups()
-        job = self.job
-        assert job is not None and self.trigger is not None
-        self.executor._dispatch(job, self.trigger, self.kind, self.port, now_ns, now_ns, False)
-
-
-class _ListenerBinding(_Binding):
-    __slots__ = ("listener",)
-
-    def __init__(self, executor: Executor, job: _Job, trigger: ListenerTrigger) -> None:
-        super().__init__(executor, job, trigger)
-        self.listener = trigger.listener
-
-    def fire(self, now_ns: int) -> None:
-        self.listener.try_wait()
-        job = self.job
-        assert job is not None and self.trigger is not None
-        self.executor._dispatch(job, self.trigger, TriggerKind.LISTENER, self.listener, now_ns,
-                                now_ns, False)
-
-
-class _FdBinding(_Binding):
-    __slots__ = ("consume", "fd", "source")
-
-    def __init__(self, executor: Executor, job: _Job, trigger: FdTrigger) -> None:
-        super().__init__(executor, job, trigger)
-        self.fd = trigger.fileno()
-        self.source = trigger.source
-        self.consume = trigger.consume
-
-    def fire(self, now_ns: int) -> None:
-        if self.consume is not None:
-            self.consume(self.fd)
-        job = self.job
-        assert job is not None and self.trigger is not None
-        self.executor._dispatch(job, self.trigger, TriggerKind.FD, self.source, now_ns, now_ns,
-                                False)
-
-
-class _IntervalBinding(_Binding):
-    __slots__ = ("schedule", "spin_ns", "timer")
-
-    def __init__(self, executor: Executor, job: _Job, trigger: IntervalTrigger,
-                 timer: TimerFd) -> None:
-        super().__init__(executor, job, trigger)
-        period = round(trigger.period * 1e9)
-        start = (round(trigger.start * 1e9) if trigger.start is not None
-                 else _clock() + period)
-        self.schedule = IntervalSchedule(period, start, trigger.policy)
-        self.spin_ns = round(trigger.spin * 1e9)
-        self.timer = timer
-        timer.arm(start - self.spin_ns)
-
-    def fire(self, now_ns: int) -> None:
-        timer = self.timer
-        timer.clear()
-        sched = self.schedule
-        if self.spin_ns:
-            target = sched.next_ns
-            if now_ns < target:
-                spin_until(target)
-                now_ns = _clock()
-        runs = sched.fire(now_ns)
-        if runs:
-            job = self.job
-            trigger = self.trigger
-            assert job is not None and trigger is not None
-            job.head.missed_ticks = sched.missed
-            rec = job.head.record
-            if rec is not None:
-                rec.missed_ticks = sched.missed
-            dispatch = self.executor._dispatch
-            for i in range(runs):
-                dispatch(job, trigger, TriggerKind.INTERVAL, None, now_ns, sched.burst_time(i),
-                         False)
-        timer.arm(sched.next_ns - self.spin_ns)
-
-
-class _DeadlineDataBinding(_Binding):
-    __slots__ = ("port", "timer_side")
-
-    def __init__(self, executor: Executor, job: _Job, trigger: DeadlineTrigger,
-                 timer_side: _DeadlineTimerBinding) -> None:
-        super().__init__(executor, job, trigger)
-        self.port = trigger.port
-        self.timer_side = timer_side
-
-    def fire(self, now_ns: int) -> None:
-        self.port.consume_wakeups()
-        self.timer_side.rearm(now_ns)
-        job = self.job
-        assert job is not None and self.trigger is not None
-        self.executor._dispatch(job, self.trigger, TriggerKind.DEADLINE, self.port, now_ns,
-                                now_ns, False)
-
-
-class _DeadlineTimerBinding(_Binding):
-    __slots__ = ("due_ns", "port", "timeout_ns", "timer")
-
-    def __init__(self, executor: Executor, job: _Job, trigger: DeadlineTrigger,
-                 timer: TimerFd) -> None:
-        super().__init__(executor, job, trigger)
-        self.port = trigger.port
-        self.timer = timer
-        self.timeout_ns = round(trigger.timeout * 1e9)
-        self.due_ns = 0
-        self.rearm(_clock())
-
-    def rearm(self, now_ns: int) -> None:
-        self.due_ns = now_ns + self.timeout_ns
-        self.timer.arm(self.due_ns)
-
-    def fire(self, now_ns: int) -> None:
-        self.timer.clear()
-        if now_ns < self.due_ns:  # data re-armed the timer after it had gone off
-            self.timer.arm(self.due_ns)
-            return
-        job = self.job
-        assert job is not None and self.trigger is not None
-        head = job.head
-        head.deadline_misses += 1
-        if head.record is not None:
-            head.record.deadline_misses += 1
-        self.due_ns += self.timeout_ns
-        if self.due_ns <= now_ns:
-            self.due_ns = now_ns + self.timeout_ns
-        self.timer.arm(self.due_ns)
-        self.executor._dispatch(job, self.trigger, TriggerKind.DEADLINE, self.port, now_ns,
-                                now_ns, True)
-
-
-class _StopBinding(_Binding):
-    __slots__ = ("fd",)
-
-    def __init__(self, executor: Executor, fd: int) -> None:
-        super().__init__(executor, None, None)
-        self.fd = fd
-
-    def fire(self, now_ns: int) -> None:
-        with contextlib.suppress(BlockingIOError):
-            os.eventfd_read(self.fd)
-
-
-class _RunTimerBinding(_Binding):
-    __slots__ = ("timer",)
-
-    def __init__(self, executor: Executor, timer: TimerFd) -> None:
-        super().__init__(executor, None, None)
-        self.timer = timer
-
-    def fire(self, now_ns: int) -> None:
-        self.timer.clear()
-        self.executor._run_timer_expired = True
-
-
-class _SignalBinding(_Binding):
-    __slots__ = ()
-
-    def fire(self, now_ns: int) -> None:
-        signum = _HUB.drain()
-        if signum:
-            self.executor._on_signal(signum)
-
-
-# --- process-wide signal hub -----------------------------------------------------------------
-class _SignalHub:
-    """SIGINT/SIGTERM handlers + a wakeup pipe shared by every executor of the process.
-
-    ``install`` must run in the main thread (CPython's rule for ``signal.signal``). The
-    handler (main thread) stops every running executor; the wakeup pipe, attached to each
-    running executor's WaitSet, wakes them at once wherever they run. With no executor
-    running, the handler calls the handler that was there before (so Ctrl-C still raises
-    KeyboardInterrupt in a program between runs).
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.installed = False
-        self.read_fd = -1
-        self.write_fd = -1
-        self.previous: dict[int, Any] = {}
-        self.previous_wakeup_fd = -1
-        self.running: list[Executor] = []
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            raise ExecutorError("signal handlers can only be installed from the main thread; "
-                                "call install_signal_handlers() there or use Runner.start()")
-        with self.lock:
-            if self.installed:
-                return
-            self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            self.previous_wakeup_fd = signal.set_wakeup_fd(self.write_fd,
-                                                           warn_on_full_buffer=False)
-            for sig in self.SIGNALS:
-                self.previous[sig] = signal.signal(sig, self._handle)
-            self.installed = True
-
-    def uninstall(self) -> None:
-        """Restore the previous handlers (main thread, no executor running)."""
-        with self.lock:
-            if not self.installed or self.running:
-                return
-            if threading.current_thread() is not threading.main_thread():
-                return
-            for sig, prev in self.previous.items():
-                signal.signal(sig, prev)
-            signal.set_wakeup_fd(self.previous_wakeup_fd)
-            os.close(self.read_fd)
-            os.close(self.write_fd)
-            self.read_fd = self.write_fd = -1
-            self.installed = False
-
-    def drain(self) -> int:
-        """Empty the wakeup pipe; return the last SIGINT/SIGTERM number seen in it (or 0)."""
-        found = 0
-        while True:
-            try:
-                data = os.read(self.read_fd, 64)
-            except (BlockingIOError, OSError):
-                return found
-            if not data:
-                return found
-            for b in data:
-                if b in (signal.SIGINT, signal.SIGTERM):
-                    found = b
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        with self.lock:
-            running = list(self.running)
-        self.drain()
-        if running:
-            for ex in running:
-                ex._on_signal(signum)
-            return
-        prev = self.previous.get(signum)
-        if callable(prev):
-            prev(signum, frame)
-        elif prev == signal.SIG_DFL:
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-
-    def enter(self, ex: Executor) -> None:
-        with self.lock:
-            self.running.append(ex)
-
-    def leave(self, ex: Executor) -> None:
-        with self.lock:
-            if ex in self.running:
-                self.running.remove(ex)
-
-
-_HUB = _SignalHub()
-
-
-# --- pool ------------------------------------------------------------------------------------
-class _Pool:
-    """N worker threads taking pre-allocated task objects (``run_in_pool``) from a queue."""
-
-    def __init__(self, name: str, workers: int, attrs_: ThreadAttrs | None) -> None:
-        self.queue: SimpleQueue[Any] = SimpleQueue()
-        self.cond = threading.Condition()
-        self.outstanding = 0
-        self.attrs = attrs_
-        self.start_errors: list[BaseException] = []
-        self.threads = [threading.Thread(target=self._work, name=f"{name}-worker-{i}",
-                                         daemon=True) for i in range(workers)]
-        self.started = threading.Barrier(workers + 1)
-        for t in self.threads:
-            t.start()
-        self.started.wait()
-        if self.start_errors:
-            self.close()
-            raise self.start_errors[0]
-
-    def _work(self) -> None:
-        try:
-            if self.attrs is not None:
-                self.attrs.apply()
-        except BaseException as exc:
-            self.start_errors.append(exc)
-        self.started.wait()
-        q = self.queue
-        cond = self.cond
-        while True:
-            task = q.get()
-            if task is None:
-                return
-            try:
-                task.run_in_pool()
-            except BaseException:
-                log.exception("pool task %r raised outside the error policy", task)
-            finally:
-                with cond:
-                    self.outstanding -= 1
-                    if self.outstanding == 0:
-                        cond.notify_all()
-
-    def submit(self, task: Any) -> None:
-        with self.cond:
-            self.outstanding += 1
-        self.queue.put(task)
-
-    def wait_idle(self) -> None:
-        with self.cond:
-            while self.outstanding:
-                self.cond.wait()
-
-    def close(self) -> None:
-        for _ in self.threads:
-            self.queue.put(None)
-        for t in self.threads:
-            t.join()
-
-
-# --- the executor ----------------------------------------------------------------------------
 class Executor:
     """Runs items on the triggers they declare. See the module docstring for threads.
 
@@ -583,7 +99,9 @@ class Executor:
                  thread_attrs: ThreadAttrs | None = None, observer: Observer | None = None,
                  monitor: ExecutionMonitor | None = None, signals: bool = True) -> None:
         if workers < 0:
-            raise ValueError(f"Executor.workers must be >= 0, got {workers}")
+            raise ExecutorConfigError(f"Executor.workers must be >= 0, got {workers}; pass 0 to "
+                                      "run items in the executor thread or N > 0 for N pool "
+                                      "threads")
         self.name = name
         self.workers = workers
         self.thread_attrs = thread_attrs
@@ -594,26 +112,28 @@ class Executor:
         self.observer_errors = 0
         self.on_stop_errors = 0
         self.wakes = 0
+        #: waits interrupted by a signal (EINTR); the loop goes on waiting
+        self.interrupts = 0
         self._ws: Any = (iox.WaitSetBuilder.new()
                          .signal_handling_mode(iox.SignalHandlingMode.Disabled)
                          .create(iox.ServiceType.Ipc))
         self._guards: list[Any] = []
         self._fds: list[Any] = []  # iox FileDescriptor wrappers, kept alive with the guards
         self._timers: list[TimerFd] = []
-        self._table: dict[Any, _Binding] = {}
-        self._steps: list[_Step] = []
+        self._table: dict[Any, Binding] = {}
+        self._steps: list[Step] = []
         self._names: set[str] = set()
         self._stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._stoppable = Stoppable(self._stop_fd)
-        self._attach_fd(self._stop_fd, _StopBinding(self, self._stop_fd))
+        self._attach_fd(self._stop_fd, StopBinding(self, self._stop_fd))
         self._run_timer = TimerFd()
         self._timers.append(self._run_timer)
-        self._attach_fd(self._run_timer.fd, _RunTimerBinding(self, self._run_timer))
+        self._attach_fd(self._run_timer.fd, RunTimerBinding(self, self._run_timer))
         self._run_timer_expired = False
         self._signal_guard: Any = None
         self._error: ItemError | None = None
         self._error_lock = threading.Lock()
-        self._pool: _Pool | None = None
+        self._pool: Pool | None = None
         self._running = False
         self._closed = False
 
@@ -621,7 +141,7 @@ class Executor:
     def add(self, item: Item) -> None:
         """Add a single item; its triggers are attached now (caller's thread)."""
         step = self._step(item)
-        self._attach_triggers(_Job(self, step), item, required=True)
+        self._attach_triggers(Job(self, step), item, required=True)
 
     def add_chain(self, items: Sequence[Item]) -> None:
         """Run ``items`` in order whenever the first one's triggers fire.
@@ -630,21 +150,24 @@ class Executor:
         declared by later steps are ignored (only the head gates the chain).
         """
         if not items:
-            raise ExecutorError("add_chain needs at least one item")
+            raise ExecutorConfigError("add_chain needs at least one item; pass a non-empty "
+                                      "sequence (or add() a single item)")
         steps = [self._step(it) for it in items]
-        self._attach_triggers(_ChainJob(self, steps), items[0], required=True)
+        self._attach_triggers(ChainJob(self, steps), items[0], required=True)
 
     def add_graph(self, graph: Graph) -> None:
         """Run ``graph`` whenever one of its roots' triggers fires (see :mod:`graph`)."""
         if not graph.items:
-            raise ExecutorError(f"graph {graph.name!r} has no vertices")
+            raise ExecutorConfigError(f"graph {graph.name!r} has no vertices; add items with "
+                                      "graph.vertex(item) before add_graph()")
         steps = [self._step(it) for it in graph.items]
-        job = _GraphJob(self, graph, steps)
+        job = GraphJob(self, graph, steps)
         attached = 0
         for r in graph.roots():
             attached += self._attach_triggers(job, graph.items[r], required=False)
         if not attached:
-            raise ExecutorError(f"graph {graph.name!r}: no root vertex declares a trigger")
+            raise ExecutorConfigError(f"graph {graph.name!r}: no root vertex declares a trigger; "
+                                      "return at least one from a root's triggers()")
 
     # -- running -------------------------------------------------------------------------------
     def run(self) -> None:
@@ -658,7 +181,8 @@ class Executor:
     def run_for(self, seconds: float) -> None:
         """Like :meth:`run`, but return after ``seconds`` at the latest."""
         if seconds < 0:
-            raise ValueError(f"run_for needs seconds >= 0, got {seconds}")
+            raise ExecutorConfigError(f"run_for needs seconds >= 0, got {seconds}; use run() to "
+                                      "run until stopped")
         self._loop(_clock() + round(seconds * 1e9))
 
     def run_once(self, timeout: float | None = None) -> bool:
@@ -688,7 +212,7 @@ class Executor:
 
     def install_signal_handlers(self) -> None:
         """Install the SIGINT/SIGTERM handlers now (main thread only)."""
-        _HUB.install()
+        HUB.install()
 
     def stats(self) -> ExecutorStats:
         """Counters of every item (any thread; values may straddle a running dispatch)."""
@@ -730,7 +254,7 @@ class Executor:
             t.close()
         os.close(self._stop_fd)
         if self.signals:
-            _HUB.uninstall()
+            HUB.uninstall()
 
     def __enter__(self) -> Executor:
         return self
@@ -739,46 +263,49 @@ class Executor:
         self.close()
 
     # -- internals -----------------------------------------------------------------------------
-    def _step(self, item: Item) -> _Step:
+    def _step(self, item: Item) -> Step:
         if self._closed:
             raise ExecutorError(f"executor {self.name!r} is closed")
         name = item.item_name()
         if name in self._names:
-            raise ExecutorError(f"executor {self.name!r} already has an item named {name!r}; "
-                                "give items unique names")
+            raise ExecutorConfigError(f"executor {self.name!r} already has an item named "
+                                      f"{name!r}; give items unique names")
         self._names.add(name)
         record = (self.monitor.register(name, item.budget) if self.monitor is not None
                   else None)
-        step = _Step(item, Context(self.name, name, item.publishers, self._stoppable), record)
+        step = Step(item, Context(self.name, name, item.publishers, self._stoppable), record)
         self._steps.append(step)
         return step
 
-    def _attach_triggers(self, job: _Job, item: Item, required: bool) -> int:
+    def _attach_triggers(self, job: Job, item: Item, required: bool) -> int:
         triggers: Iterable[Trigger] = item.triggers()
         n = 0
         for trig in triggers:
             n += 1
             if isinstance(trig, DataTrigger):
                 for port in trig.ports:
-                    self._attach_listener(port.listener, _PortBinding(self, job, trig, port))
+                    self._attach_listener(port.listener, PortBinding(self, job, trig, port))
             elif isinstance(trig, IntervalTrigger):
                 timer = self._timer()
-                self._attach_fd(timer.fd, _IntervalBinding(self, job, trig, timer))
+                self._attach_fd(timer.fd, IntervalBinding(self, job, trig, timer))
             elif isinstance(trig, DeadlineTrigger):
                 timer = self._timer()
-                side = _DeadlineTimerBinding(self, job, trig, timer)
+                side = DeadlineTimerBinding(self, job, trig, timer)
                 self._attach_fd(timer.fd, side)
                 self._attach_listener(trig.port.listener,
-                                      _DeadlineDataBinding(self, job, trig, side))
+                                      DeadlineDataBinding(self, job, trig, side))
             elif isinstance(trig, FdTrigger):
-                self._attach_fd(trig.fileno(), _FdBinding(self, job, trig))
+                self._attach_fd(trig.fileno(), FdBinding(self, job, trig))
             elif isinstance(trig, ListenerTrigger):
-                self._attach_listener(trig.listener, _ListenerBinding(self, job, trig))
+                self._attach_listener(trig.listener, ListenerBinding(self, job, trig))
             else:
-                raise ExecutorError(f"item {item.item_name()!r}: unknown trigger {trig!r}")
+                raise ExecutorTypeError(f"item {item.item_name()!r}: unknown trigger {trig!r}; "
+                                        "build triggers with on_data(), every(), deadline(), "
+                                        "on_fd() or on_listener()")
         if required and not n:
-            raise ExecutorError(f"item {item.item_name()!r} declares no trigger; return at "
-                                "least one from triggers() (or put it inside a chain/graph)")
+            raise ExecutorConfigError(f"item {item.item_name()!r} declares no trigger; return "
+                                      "at least one from triggers() (or put it inside a "
+                                      "chain/graph)")
         return n
 
     def _timer(self) -> TimerFd:
@@ -786,7 +313,7 @@ class Executor:
         self._timers.append(timer)
         return timer
 
-    def _attach_fd(self, fd: int, binding: _Binding) -> Any:
+    def _attach_fd(self, fd: int, binding: Binding) -> Any:
         wrapper = iox.FileDescriptor.non_owning_new(fd)
         guard = self._ws.attach_notification_fd(wrapper)
         self._fds.append(wrapper)
@@ -794,7 +321,7 @@ class Executor:
         self._table[iox.WaitSetAttachmentId.from_guard(guard)] = binding
         return guard
 
-    def _attach_listener(self, listener: Any, binding: _Binding) -> None:
+    def _attach_listener(self, listener: Any, binding: Binding) -> None:
         guard = self._ws.attach_notification(listener)
         self._guards.append(guard)
         self._table[iox.WaitSetAttachmentId.from_guard(guard)] = binding
@@ -809,13 +336,13 @@ class Executor:
             if self.thread_attrs is not None:
                 self.thread_attrs.apply()
             if self.workers and self._pool is None:
-                self._pool = _Pool(self.name, self.workers, self.thread_attrs)
+                self._pool = Pool(self.name, self.workers, self.thread_attrs)
             if self.signals:
                 if threading.current_thread() is threading.main_thread():
-                    _HUB.install()
-                if _HUB.installed:
-                    _HUB.enter(self)
-                    self._signal_guard = self._attach_fd(_HUB.read_fd, _SignalBinding(
+                    HUB.install()
+                if HUB.installed:
+                    HUB.enter(self)
+                    self._signal_guard = self._attach_fd(HUB.read_fd, SignalBinding(
                         self, None, None))
                 else:
                     log.warning("executor %s runs outside the main thread and no signal "
@@ -829,7 +356,7 @@ class Executor:
 
     def _leave(self) -> None:
         if self._signal_guard is not None:
-            _HUB.leave(self)
+            HUB.leave(self)
             self._table.pop(iox.WaitSetAttachmentId.from_guard(self._signal_guard), None)
             self._guards.remove(self._signal_guard)
             self._signal_guard = None
@@ -873,10 +400,14 @@ class Executor:
 
     def _handle_wake(self, ids: Any, result: Any) -> None:
         self.wakes += 1
-        if result != iox.WaitSetRunResult.AllEventsHandled:
-            # Interrupt/TerminationRequest cannot come with signal handling disabled; treat
-            # any of them as a stop request rather than ignore it
-            self._stoppable.stop()
+        if result != _ALL_HANDLED:
+            if result == _INTERRUPT:
+                # EINTR: any signal that interrupted the wait (SIGCHLD of a subprocess, a
+                # profiler's SIGPROF...). Not a stop request: SIGINT/SIGTERM reach the executor
+                # through the signal hub's wake-up fd, which is attached like any other fd.
+                self.interrupts += 1
+            else:  # TerminationRequest / StopRequest: iceoryx2 itself asks the loop to end
+                self._stoppable.stop()
         now = _clock()
         table = self._table
         for aid in ids:
@@ -886,7 +417,7 @@ class Executor:
         if self._pool is not None:
             self._pool.wait_idle()
 
-    def _dispatch(self, job: _Job, trigger: Trigger, kind: TriggerKind, source: Any,
+    def _dispatch(self, job: Job, trigger: Trigger, kind: TriggerKind, source: Any,
                   now_ns: int, scheduled_ns: int, missed: bool) -> None:
         pool = self._pool
         if pool is None or job.inline:
@@ -899,7 +430,7 @@ class Executor:
         job.pending = True
         pool.submit(job)
 
-    def _run_step(self, step: _Step) -> bool:
+    def _run_step(self, step: Step) -> bool:
         """Run one item under its error policy; True if the chain/graph may go on."""
         obs = self.observer
         start = _clock()
@@ -922,7 +453,7 @@ class Executor:
             return False
         return True
 
-    def _item_failed(self, step: _Step, exc: Exception, start: int, end: int) -> None:
+    def _item_failed(self, step: Step, exc: Exception, start: int, end: int) -> None:
         step.runs += 1
         step.errors += 1
         if step.record is not None:

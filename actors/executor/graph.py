@@ -12,7 +12,7 @@ A cycle is rejected by :meth:`Graph.edge` as soon as it is formed, with
 
 from __future__ import annotations
 
-from taktora.actors.executor.errors import ExecutorError, GraphCycleError
+from taktora.actors.executor.errors import ExecutorConfigError, GraphCycleError
 from taktora.actors.executor.item import Item
 
 
@@ -29,7 +29,8 @@ class Graph:
         """Add ``item`` as a vertex; returns it (for use in :meth:`edge`)."""
         name = item.item_name()
         if name in self._index:
-            raise ExecutorError(f"graph {self.name!r} already has a vertex named {name!r}")
+            raise ExecutorConfigError(f"graph {self.name!r} already has a vertex named {name!r}; "
+                                      "give vertices unique names")
         self._index[name] = len(self.items)
         self.items.append(item)
         self.successors.append([])
@@ -66,7 +67,7 @@ class Graph:
     def _idx(self, item: Item) -> int:
         i = self._index.get(item.item_name())
         if i is None or self.items[i] is not item:
-            raise ExecutorError(
+            raise ExecutorConfigError(
                 f"graph {self.name!r}: {item.item_name()!r} is not a vertex; add it with vertex()"
             )
         return i

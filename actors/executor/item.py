@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from taktora.actors.executor.context import Context
-    from taktora.actors.executor.triggers import Trigger
+from taktora.actors.executor.context import Context
+from taktora.actors.executor.triggers import Trigger
 
 
 class Control(enum.Enum):

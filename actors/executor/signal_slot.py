@@ -14,13 +14,12 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from taktora.actors.executor.context import Context
+from taktora.actors.executor.errors import ExecutorConfigError
 from taktora.actors.executor.item import Control, Item, item
 from taktora.actors.executor.triggers import FdTrigger, Trigger, on_fd
-
-if TYPE_CHECKING:
-    from taktora.actors.executor.context import Context
 
 
 class Slot:
@@ -28,7 +27,8 @@ class Slot:
 
     def __init__(self, name: str, capacity: int) -> None:
         if capacity < 1:
-            raise ValueError(f"slot {name!r}: capacity must be >= 1, got {capacity}")
+            raise ExecutorConfigError(f"slot {name!r}: capacity must be >= 1, got {capacity}; "
+                                      "pass the number of values to buffer (default 64)")
         self.name = name
         self.capacity = capacity
         self._queue: collections.deque[Any] = collections.deque()

@@ -18,21 +18,16 @@ import threading
 from typing import Any
 
 import attrs
-from taktora.actors.executor.errors import ThreadAttributeError
+from taktora.actors.executor.errors import ExecutorConfigError, ThreadAttributeError
+from taktora.transport.validators import Checks
 
 log = logging.getLogger("taktora.actors.thread_attrs")
 
 _PR_SET_NAME = 15
 
-
-def _cpus(inst: Any, attribute: attrs.Attribute[Any], value: frozenset[int] | None) -> None:
-    if value is not None and (not value or any(c < 0 for c in value)):
-        raise ValueError(f"ThreadAttrs.cpus must be a non-empty set of CPU ids >= 0, got {value}")
-
-
-def _priority(inst: Any, attribute: attrs.Attribute[Any], value: int | None) -> None:
-    if value is not None and not 1 <= value <= 99:
-        raise ValueError(f"ThreadAttrs.fifo_priority must be 1..99, got {value}")
+_v = Checks(ExecutorConfigError)
+_cpu_set = _v.predicate(lambda cpus: bool(cpus) and all(c >= 0 for c in cpus),
+                        "a non-empty set of CPU ids >= 0 (os.sched_getaffinity(0) lists them)")
 
 
 def _to_cpus(value: Any) -> frozenset[int] | None:
@@ -59,8 +54,10 @@ class ThreadAttrs:
     """
 
     name: str | None = None
-    cpus: frozenset[int] | None = attrs.field(default=None, converter=_to_cpus, validator=_cpus)
-    fifo_priority: int | None = attrs.field(default=None, validator=_priority)
+    cpus: frozenset[int] | None = attrs.field(default=None, converter=_to_cpus,
+                                              validator=_v.optional(_cpu_set))
+    fifo_priority: int | None = attrs.field(default=None,
+                                            validator=_v.optional(_v.integer(ge=1, le=99)))
     best_effort: bool = False
 
     def apply(self) -> AppliedAttrs:

@@ -19,7 +19,7 @@ import enum
 import os
 import time
 
-from taktora.actors.executor.errors import ExecutorError
+from taktora.actors.executor.errors import ExecutorConfigError, ExecutorError
 
 NS = 1_000_000_000
 
@@ -52,7 +52,8 @@ class IntervalSchedule:
 
     def __init__(self, period_ns: int, start_ns: int, policy: MissedTickPolicy) -> None:
         if period_ns <= 0:
-            raise ValueError(f"period must be > 0 ns, got {period_ns}")
+            raise ExecutorConfigError(f"interval period must be > 0 ns, got {period_ns}; use a "
+                                      "period of at least 1e-9 s")
         self.period_ns = period_ns
         self.start_ns = start_ns
         self.policy = policy

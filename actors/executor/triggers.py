@@ -26,7 +26,12 @@ from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
+from taktora.actors.executor.errors import ExecutorConfigError, ExecutorTypeError
 from taktora.actors.executor.timing import MissedTickPolicy
+from taktora.transport.validators import Checks
+
+_v = Checks(ExecutorConfigError)
+_types = Checks(ExecutorTypeError)
 
 
 class TriggerKind(enum.Enum):
@@ -53,34 +58,19 @@ class WakeSource(Protocol):
         """Empty the listener without blocking; return how many wakeups were consumed."""
 
 
-def _positive_seconds(inst: Any, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{type(inst).__name__}.{attribute.name} must be > 0 s, got {value!r}")
-
-
-def _non_negative_seconds(inst: Any, attribute: attrs.Attribute[float], value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{type(inst).__name__}.{attribute.name} must be >= 0 s, got {value!r}")
-
-
-def _wake_sources(inst: Any, attribute: attrs.Attribute[tuple[Any, ...]], value: tuple[Any, ...]
-                  ) -> None:
-    if not value:
-        raise ValueError(f"{type(inst).__name__}.{attribute.name}: name at least one port")
-    for port in value:
-        if not isinstance(port, WakeSource):
-            raise TypeError(
-                f"{type(inst).__name__}.{attribute.name}: {port!r} has no .listener and "
-                "consume_wakeups(); pass a transport Subscriber/Server/Client, or use "
-                "on_listener() for a raw iceoryx2 Listener"
-            )
+_wake_source = _types.predicate(
+    lambda port: isinstance(port, WakeSource),
+    "a port with .listener and consume_wakeups() (a transport Subscriber/Server/Client; use "
+    "on_listener() for a raw iceoryx2 Listener)")
 
 
 @attrs.frozen(eq=False)
 class DataTrigger:
     """Run when any of ``ports`` has data; ``kind`` tells data, request or response apart."""
 
-    ports: tuple[Any, ...] = attrs.field(validator=_wake_sources)
+    ports: tuple[Any, ...] = attrs.field(validator=attrs.validators.and_(
+        _v.wrap(attrs.validators.min_len(1), "at least one port"),
+        attrs.validators.deep_iterable(_wake_source)))
     kind: TriggerKind = TriggerKind.DATA
 
 
@@ -93,17 +83,15 @@ class IntervalTrigger:
     value; ``None`` means one period after the executor attaches the trigger.
     """
 
-    period: float = attrs.field(validator=_positive_seconds)
+    period: float = attrs.field(validator=_v.positive())
     policy: MissedTickPolicy = MissedTickPolicy.SKIP
-    spin: float = attrs.field(default=0.0, validator=_non_negative_seconds)
+    spin: float = attrs.field(default=0.0, validator=_v.non_negative())
     start: float | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.spin >= self.period:
-            raise ValueError(
-                f"IntervalTrigger.spin ({self.spin} s) must be shorter than the period "
-                f"({self.period} s)"
-            )
+            raise _v.problem(self, "spin", f"{self.spin} s must be shorter than the period "
+                             f"({self.period} s); lower spin or lengthen the period")
 
 
 @attrs.frozen(eq=False)
@@ -114,12 +102,8 @@ class DeadlineTrigger:
     counts three misses.
     """
 
-    port: Any = attrs.field()
-    timeout: float = attrs.field(validator=_positive_seconds)
-
-    @port.validator
-    def _check_port(self, attribute: attrs.Attribute[Any], value: Any) -> None:
-        _wake_sources(self, attribute, (value,))
+    port: Any = attrs.field(validator=_wake_source)
+    timeout: float = attrs.field(validator=_v.positive())
 
 
 @attrs.frozen(eq=False)
@@ -131,13 +115,10 @@ class FdTrigger:
     otherwise the item must read what is pending or it runs again at once.
     """
 
-    source: Any = attrs.field()
+    source: Any = attrs.field(validator=_types.predicate(
+        lambda src: isinstance(src, int) or callable(getattr(src, "fileno", None)),
+        "an int file descriptor or an object with fileno()"))
     consume: Callable[[int], object] | None = None
-
-    @source.validator
-    def _check_source(self, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if not isinstance(value, int) and not callable(getattr(value, "fileno", None)):
-            raise TypeError(f"FdTrigger.source must be an int fd or have fileno(), got {value!r}")
 
     def fileno(self) -> int:
         """The file descriptor to watch."""
@@ -148,12 +129,9 @@ class FdTrigger:
 class ListenerTrigger:
     """Run when a raw iceoryx2 Listener has events; the executor consumes them (``try_wait``)."""
 
-    listener: Any = attrs.field()
-
-    @listener.validator
-    def _check_listener(self, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if not callable(getattr(value, "try_wait", None)):
-            raise TypeError(f"ListenerTrigger.listener must be an iceoryx2 Listener, got {value!r}")
+    listener: Any = attrs.field(validator=_types.predicate(
+        lambda lst: callable(getattr(lst, "try_wait", None)),
+        "an iceoryx2 Listener (an object with try_wait()); use on_data() for transport ports"))
 
 
 Trigger = DataTrigger | IntervalTrigger | DeadlineTrigger | FdTrigger | ListenerTrigger

@@ -1,7 +1,9 @@
 """taktora.connectors.can: CAN and CAN FD through python-can, with DBC signal codecs.
 
-See :mod:`taktora.connectors.can.connector` for the send/receive paths and health, and
-spec/can.rst for the requirements. Needs the ``can`` extra (python-can, cantools).
+See :mod:`taktora.connectors.can.connector` for the send/receive paths,
+:mod:`taktora.connectors.can.interface` for one interface's reading, recovery and health,
+:mod:`taktora.connectors.can.errors` for the errors, and spec/can.rst for the requirements.
+Needs the ``can`` extra (python-can, cantools).
 
 Production (SocketCAN; bit rates are set on the link, ``ip link set can0 type can bitrate
 500000 dbitrate 2000000 fd on``)::
@@ -30,7 +32,7 @@ from taktora.connectors.can.config import (
     can_routing,
     routing_of,
 )
-from taktora.connectors.can.connector import CanConnector, filters_in_bus, inject
+from taktora.connectors.can.connector import CanConnector, inject
 from taktora.connectors.can.dbc import (
     DBC_CODEC_ID,
     DbcCodec,
@@ -40,7 +42,9 @@ from taktora.connectors.can.dbc import (
     register_dbc,
 )
 from taktora.connectors.can.errorframes import BusState, ErrorFrame, classify, error_frame_data
+from taktora.connectors.can.errors import CanBusError, CanConfigError, CanError
 from taktora.connectors.can.filters import Demux, FilterEntry, compile_filters, subsumes
+from taktora.connectors.can.interface import filters_in_bus
 
 __all__ = [
     "CAN_EFF_MASK",
@@ -49,7 +53,10 @@ __all__ = [
     "FD_LENGTHS",
     "BusState",
     "CanBusConfig",
+    "CanBusError",
+    "CanConfigError",
     "CanConnector",
+    "CanError",
     "CanRouting",
     "DbcCodec",
     "Demux",

@@ -5,19 +5,21 @@ several. :class:`CanRouting` is the CAN view of a channel's :class:`Routing`
 (``Routing(kind="can", address=<interface name>, options={...})``), parsed and validated once
 when the connector opens; :func:`can_routing` builds one.
 
-Everything here is a frozen attrs value with validators: a bad value raises
-:class:`~taktora.connectors.errors.ConnectorError` naming the class and the field.
+Everything here is a frozen attrs value with the shared validators of
+:mod:`taktora.transport.validators` (:class:`AssignChecks`): a bad value raises
+:class:`~taktora.connectors.can.errors.CanConfigError` (a ``ConnectorError``) starting with
+``<Class>.<field>=<value>`` (REQ_0701).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
-from taktora.connectors.errors import ConnectorError
+from taktora.connectors.can.errors import CanConfigError
 from taktora.connectors.model import ChannelDescriptor, FrozenMap, Routing, Scalar
+from taktora.transport.validators import AssignChecks
 
 CAN_SFF_MASK = 0x7FF
 """Valid bits of an 11-bit (standard) identifier."""
@@ -30,57 +32,16 @@ FD_LENGTHS = frozenset((*range(9), 12, 16, 20, 24, 32, 48, 64))
 
 FILTER_MODES = ("auto", "bus", "connector")
 
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-
-
-def _fail(inst: Any, field: str, value: object, why: str) -> ConnectorError:
-    return ConnectorError(f"{type(inst).__name__}.{field}={value!r}: {why}")
-
-
-def _name(inst: Any, attribute: attrs.Attribute[str], value: str) -> None:
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise _fail(inst, attribute.name, value, "use 1-64 characters of [A-Za-z0-9_.-]")
-
-
-def _nonempty_str(inst: Any, attribute: attrs.Attribute[str], value: str) -> None:
-    if not isinstance(value, str) or not value:
-        raise _fail(inst, attribute.name, value, "must be a non-empty string")
-
-
-def _bool(inst: Any, attribute: attrs.Attribute[bool], value: bool) -> None:
-    if not isinstance(value, bool):
-        raise _fail(inst, attribute.name, value, "must be a bool")
-
-
-def _opt_bitrate(inst: Any, attribute: attrs.Attribute[int | None], value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                              or not 1_000 <= value <= 20_000_000):
-        raise _fail(inst, attribute.name, value, "must be None or an int in 1000..20000000 bit/s")
-
-
-def _positive(inst: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise _fail(inst, attribute.name, value, "must be a number > 0")
-
-
-def _opt_positive(inst: Any, attribute: attrs.Attribute[float | None], value: float | None) -> None:
-    if value is not None:
-        _positive(inst, attribute, value)
-
-
-def _capacity(inst: Any, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 20:
-        raise _fail(inst, attribute.name, value, "must be an int in 1..1048576")
-
-
-def _filter_mode(inst: Any, attribute: attrs.Attribute[str], value: str) -> None:
-    if value not in FILTER_MODES:
-        raise _fail(inst, attribute.name, value, f"must be one of {FILTER_MODES}")
+_v = AssignChecks(CanConfigError)
+_bool = _v.instance(bool)
+_positive = _v.positive()
+_can_id = _v.int_range(0, CAN_EFF_MASK)
+_bitrate = _v.int_range(1_000, 20_000_000)
 
 
 def _to_map(value: Mapping[str, Scalar] | None) -> FrozenMap[str, Scalar]:
     if value is not None and not isinstance(value, Mapping):
-        raise ConnectorError(f"CanBusConfig.options={value!r}: must be a mapping of str to scalar")
+        raise CanConfigError(f"CanBusConfig.options={value!r}: expected a mapping of str to scalar")
     return FrozenMap.of(value)
 
 
@@ -113,23 +74,23 @@ class CanBusConfig:
     ``send_timeout_s``: how long a send may block on a full transmit queue.
     """
 
-    name: str = attrs.field(validator=_name)
-    interface: str = attrs.field(validator=_nonempty_str)
-    channel: str = attrs.field(validator=_nonempty_str)
-    bitrate: int | None = attrs.field(default=None, validator=_opt_bitrate)
-    data_bitrate: int | None = attrs.field(default=None, validator=_opt_bitrate)
+    name: str = attrs.field(validator=_v.identifier())
+    interface: str = attrs.field(validator=_v.string(nonempty=True))
+    channel: str = attrs.field(validator=_v.string(nonempty=True))
+    bitrate: int | None = attrs.field(default=None, validator=_v.optional(_bitrate))
+    data_bitrate: int | None = attrs.field(default=None, validator=_v.optional(_bitrate))
     fd: bool = attrs.field(default=False, validator=_bool)
     receive_own_messages: bool = attrs.field(default=False, validator=_bool)
-    filter_mode: str = attrs.field(default="auto", validator=_filter_mode)
+    filter_mode: str = attrs.field(default="auto", validator=_v.one_of(FILTER_MODES))
     recovery_window_s: float = attrs.field(default=1.0, validator=_positive)
-    quiet_up_s: float | None = attrs.field(default=None, validator=_opt_positive)
-    rx_queue_frames: int = attrs.field(default=4096, validator=_capacity)
+    quiet_up_s: float | None = attrs.field(default=None, validator=_v.optional(_positive))
+    rx_queue_frames: int = attrs.field(default=4096, validator=_v.integer(ge=1, le=1 << 20))
     send_timeout_s: float = attrs.field(default=0.1, validator=_positive)
     options: FrozenMap[str, Scalar] = attrs.field(factory=FrozenMap, converter=_to_map)
 
     def __attrs_post_init__(self) -> None:
         if self.data_bitrate is not None and not self.fd:
-            raise _fail(self, "data_bitrate", self.data_bitrate, "needs fd=True")
+            raise _v.fail(self, "data_bitrate", "None (data_bitrate needs fd=True)", self.data_bitrate)
 
     def bus_kwargs(self) -> dict[str, Any]:
         """The keyword arguments for ``can.Bus`` (only what is set)."""
@@ -145,11 +106,6 @@ class CanBusConfig:
         return kwargs
 
 
-def _can_id(inst: Any, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= CAN_EFF_MASK:
-        raise _fail(inst, attribute.name, value, "must be an int in 0..0x1FFFFFFF")
-
-
 @attrs.frozen(kw_only=True)
 class CanRouting:
     """Where a CAN channel lives: interface, identifier, mask and frame format.
@@ -161,7 +117,7 @@ class CanRouting:
     data bit rate, ``esi``: set the error state indicator (FD only).
     """
 
-    interface: str = attrs.field(validator=_name)
+    interface: str = attrs.field(validator=_v.identifier())
     can_id: int = attrs.field(validator=_can_id)
     mask: int = attrs.field(validator=_can_id)
     extended: bool = attrs.field(default=False, validator=_bool)
@@ -172,10 +128,11 @@ class CanRouting:
     def __attrs_post_init__(self) -> None:
         limit = CAN_EFF_MASK if self.extended else CAN_SFF_MASK
         if self.can_id > limit:
-            raise _fail(self, "can_id", hex(self.can_id),
-                        f"exceeds {'29' if self.extended else '11'} bits (extended={self.extended})")
+            raise _v.fail(self, "can_id", f"at most {'29' if self.extended else '11'} bits "
+                                          f"(extended={self.extended})", hex(self.can_id))
         if (self.brs or self.esi) and not self.fd:
-            raise _fail(self, "brs" if self.brs else "esi", True, "needs fd=True")
+            field = "brs" if self.brs else "esi"
+            raise _v.fail(self, field, f"False ({field} needs fd=True)", True)
 
     @property
     def max_data(self) -> int:
@@ -198,15 +155,15 @@ class CanRouting:
 
     @classmethod
     def from_routing(cls, routing: Routing, channel: str = "?") -> CanRouting:
-        """Parse ``routing``; ConnectorError naming ``channel`` if it is not a valid CAN one."""
+        """Parse ``routing``; CanConfigError naming ``channel`` if it is not a valid CAN one."""
         if routing.kind != "can":
-            raise ConnectorError(f"channel {channel!r}: routing kind {routing.kind!r} is not 'can'")
+            raise CanConfigError(f"channel {channel!r}: routing kind {routing.kind!r} is not 'can'")
         opts = dict(routing.options)
         unknown = sorted(set(opts) - {"can_id", "mask", "extended", "fd", "brs", "esi"})
         if unknown:
-            raise ConnectorError(f"channel {channel!r}: unknown CAN routing options {unknown}")
+            raise CanConfigError(f"channel {channel!r}: unknown CAN routing options {unknown}")
         if "can_id" not in opts:
-            raise ConnectorError(f"channel {channel!r}: CAN routing needs options['can_id']")
+            raise CanConfigError(f"channel {channel!r}: CAN routing needs options['can_id']")
         extended = opts.get("extended", False)
         default_mask = CAN_EFF_MASK if extended is True else CAN_SFF_MASK
         try:
@@ -214,8 +171,8 @@ class CanRouting:
                        mask=opts.get("mask", default_mask),  # type: ignore[arg-type]
                        extended=extended, fd=opts.get("fd", False),  # type: ignore[arg-type]
                        brs=opts.get("brs", False), esi=opts.get("esi", False))  # type: ignore[arg-type]
-        except ConnectorError as exc:
-            raise ConnectorError(f"channel {channel!r}: {exc}") from None
+        except CanConfigError as exc:
+            raise CanConfigError(f"channel {channel!r}: {exc}") from None
 
 
 def can_routing(interface: str, can_id: int, *, mask: int | None = None, extended: bool = False,
@@ -227,5 +184,5 @@ def can_routing(interface: str, can_id: int, *, mask: int | None = None, extende
 
 
 def routing_of(descriptor: ChannelDescriptor) -> CanRouting:
-    """The parsed CAN routing of ``descriptor`` (ConnectorError naming it if invalid)."""
+    """The parsed CAN routing of ``descriptor`` (CanConfigError naming it if invalid)."""
     return CanRouting.from_routing(descriptor.routing, descriptor.name)

@@ -21,7 +21,9 @@ Health (ARCH_0062): one :class:`HealthMachine` per interface (source ``<connecto
 driven by the classified error frames; :meth:`CanConnector.health` is their
 :func:`worst_of` aggregate. Bus-off closes the interface; its receive thread then waits the
 :class:`ReconnectPolicy` delay, reopens the bus, re-applies the filter and goes through
-Connecting, and Up again at the first frame read or sent.
+Connecting, and Up again at the first frame read or sent. Reading, classification and
+recovery of one interface live in :mod:`.interface`; this module opens and closes the
+interfaces, sends, and hands received frames to the dispatcher.
 
 Threads: the receive threads (one per interface but the inline one, started by :meth:`open`,
 joined by :meth:`close`; the dispatcher's inbound thread for the inline one) own reading,
@@ -48,52 +50,19 @@ import can
 from taktora.actors.models.backoff import Backoff, ReconnectPolicy
 from taktora.actors.models.health import HealthEvent, HealthMachine, HealthState, worst_of
 from taktora.connectors.can.config import FD_LENGTHS, CanBusConfig, CanRouting, routing_of
-from taktora.connectors.can.errorframes import BusState, ErrorFrame, classify
-from taktora.connectors.can.filters import CanFilter, Demux, FilterEntry, compile_filters
+from taktora.connectors.can.errors import CanBusError, CanConfigError, CanError
+from taktora.connectors.can.filters import CanFilter, Demux, compile_filters
+from taktora.connectors.can.interface import Interface
 from taktora.connectors.connector import Connector, Frame, Inbound
 from taktora.connectors.errors import ConnectorError, LinkDownError
 from taktora.connectors.model import ChannelDescriptor, Direction, FrozenMap
 
 log = logging.getLogger(__name__)
 
-C, U, G, D = HealthState.CONNECTING, HealthState.UP, HealthState.DEGRADED, HealthState.DOWN
+C, U, D = HealthState.CONNECTING, HealthState.UP, HealthState.DOWN
 
 JOIN_S = 2.0
 """How long :meth:`CanConnector.close` waits for each receive thread."""
-
-
-def filters_in_bus(bus: can.BusABC) -> bool:
-    """Whether ``bus`` filters in the kernel or hardware (its class implements python-can's
-    ``_apply_filters`` hook, as SocketCAN does) rather than in python-can's software fallback."""
-    return type(bus)._apply_filters is not can.BusABC._apply_filters
-
-
-class _Iface:
-    """One interface's state. ``rx`` is written by its receive thread only, ``tx`` by the
-    sending thread only (single writer each: a snapshot copy under the GIL is coherent)."""
-
-    def __init__(self, cfg: CanBusConfig, machine: HealthMachine, policy: ReconnectPolicy) -> None:
-        self.cfg = cfg
-        self.machine = machine
-        self.policy = policy
-        self.bus: can.BusABC | None = None
-        self.lock = threading.Lock()  # bus swap vs bus.send
-        self.state_lock = threading.Lock()  # check-and-transition of the health machine
-        self.readers: list[tuple[str, CanRouting]] = []
-        self.demux = Demux(())
-        self.filters: list[FilterEntry] = []
-        self.soft_filter = True
-        self.mode = "connector"
-        self.up = False
-        self.since = 0.0
-        self.last_error = float("-inf")
-        self.gave_up = False
-        self.reconnect_now = False
-        self.reopen_at: float | None = None
-        self.reopen_delay = 0.0
-        self.thread: threading.Thread | None = None
-        self.rx: defaultdict[str, int] = defaultdict(int)
-        self.tx: defaultdict[str, int] = defaultdict(int)
 
 
 class CanConnector(Connector):
@@ -118,28 +87,29 @@ class CanConnector(Connector):
                  clock: Callable[[], float] = time.monotonic) -> None:
         names = [b.name for b in buses]
         if not buses:
-            raise ConnectorError(f"connector {name!r}: needs at least one CanBusConfig")
+            raise CanConfigError(f"connector {name!r}: needs at least one CanBusConfig")
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ConnectorError(f"connector {name!r}: interface names {dupes} appear more than once")
+            raise CanConfigError(f"connector {name!r}: interface names {dupes} appear more than once")
         if poll_s <= 0:
-            raise ConnectorError(f"connector {name!r}: poll_s must be > 0, got {poll_s}")
+            raise CanConfigError(f"connector {name!r}: poll_s must be > 0, got {poll_s}")
         self.name = name
         self.poll_s = poll_s
         self._clock = clock
         settings = reconnect or Backoff()
         rng = random.Random(seed)
-        self._ifaces: dict[str, _Iface] = {
-            b.name: _Iface(b, HealthMachine(f"{name}/{b.name}"),
-                           ReconnectPolicy(settings, rng=random.Random(rng.random()), clock=clock))
+        self._stop = threading.Event()
+        self._ifaces: dict[str, Interface] = {
+            b.name: Interface(b, HealthMachine(f"{name}/{b.name}"),
+                              ReconnectPolicy(settings, rng=random.Random(rng.random()), clock=clock),
+                              owner=name, stop=self._stop, poll_s=poll_s, clock=clock)
             for b in buses}
-        self._tx_routes: dict[str, tuple[_Iface, CanRouting]] = {}
+        self._tx_routes: dict[str, tuple[Interface, CanRouting]] = {}
         self._queue: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self.inline_rx = inline_rx
-        self._inline: _Iface | None = None
+        self._inline: Interface | None = None
         self._inline_rx: defaultdict[str, int] = defaultdict(int)
         self._pending: collections.deque[Inbound] = collections.deque()
-        self._stop = threading.Event()
         self._state = "new"
 
     # -- configuration views -------------------------------------------------------------------
@@ -164,12 +134,12 @@ class CanConnector(Connector):
         """The open python-can bus of ``interface`` (None while it is closed or recovering)."""
         return self._iface(interface).bus
 
-    def _iface(self, interface: str) -> _Iface:
+    def _iface(self, interface: str) -> Interface:
         try:
             return self._ifaces[interface]
         except KeyError:
-            raise ConnectorError(f"connector {self.name!r} has no interface {interface!r} "
-                                 f"(known: {list(self._ifaces)})") from None
+            raise CanError(f"connector {self.name!r} has no interface {interface!r} "
+                           f"(known: {list(self._ifaces)})") from None
 
     # -- health --------------------------------------------------------------------------------
     def subscribe(self, callback: Callable[[HealthEvent], None]) -> None:
@@ -191,42 +161,27 @@ class CanConnector(Connector):
         is Degraded, all Down is Down."""
         return worst_of(i.machine.state for i in self._ifaces.values())
 
-    def _transition(self, iface: _Iface, new: HealthState, reason: str,
-                    only_from: frozenset[HealthState] | None = None) -> bool:
-        with iface.state_lock:
-            cur = iface.machine.state
-            if cur is new or (only_from is not None and cur not in only_from):
-                return False
-            iface.machine.transition(new, reason)
-            iface.up = new is U
-            iface.since = self._clock()
-            if new is U:
-                iface.policy.mark_up()
-            log.info("connector %r interface %r: %s -> %s (%s)", self.name, iface.cfg.name,
-                     cur.value, new.value, reason)
-            return True
-
     # -- lifecycle -----------------------------------------------------------------------------
     def open(self, descriptors: Sequence[ChannelDescriptor]) -> None:
         """Open every interface, apply its compiled filter and start its receive thread.
 
-        Raises ConnectorError naming the channel (bad routing, unknown interface, FD channel on
-        a classic interface) or the interface (python-can cannot open it); nothing stays open
-        then. Caller's thread; blocks while the buses open.
+        Raises CanConfigError naming the channel (bad routing, unknown interface, FD channel on
+        a classic interface) or CanBusError naming the interface (python-can cannot open it);
+        nothing stays open then. Caller's thread; blocks while the buses open.
         """
         if self._state == "open":
-            raise ConnectorError(f"connector {self.name!r} is already open")
-        tx: dict[str, tuple[_Iface, CanRouting]] = {}
+            raise CanError(f"connector {self.name!r} is already open")
+        tx: dict[str, tuple[Interface, CanRouting]] = {}
         readers: dict[str, list[tuple[str, CanRouting]]] = {n: [] for n in self._ifaces}
         for d in descriptors:
             routing = routing_of(d)
             iface = self._ifaces.get(routing.interface)
             if iface is None:
-                raise ConnectorError(f"channel {d.name!r}: routing names interface "
+                raise CanConfigError(f"channel {d.name!r}: routing names interface "
                                      f"{routing.interface!r}, connector {self.name!r} has "
                                      f"{list(self._ifaces)}")
             if routing.fd and not iface.cfg.fd:
-                raise ConnectorError(f"channel {d.name!r}: FD routing on interface "
+                raise CanConfigError(f"channel {d.name!r}: FD routing on interface "
                                      f"{iface.cfg.name!r}, which is not opened with fd=True")
             if d.direction is Direction.OUTBOUND:
                 tx[d.name] = (iface, routing)
@@ -236,16 +191,16 @@ class CanConnector(Connector):
             iface.readers = readers[name]
             iface.demux = Demux(iface.readers)
             iface.filters = compile_filters([r for _, r in iface.readers])
-        opened: list[_Iface] = []
+        opened: list[Interface] = []
         try:
             for iface in self._ifaces.values():
-                self._transition(iface, C, "opening", only_from=frozenset({D}))
-                iface.bus = self._open_bus(iface)
+                iface.transition(C, "opening", only_from=frozenset({D}))
+                iface.bus = iface.open_bus()
                 iface.since = self._clock()
                 opened.append(iface)
         except ConnectorError:
             for iface in opened:
-                self._shutdown_bus(iface)
+                iface.shutdown_bus()
             raise
         self._tx_routes = tx
         self._stop.clear()
@@ -264,40 +219,6 @@ class CanConnector(Connector):
                                             name=f"{self.name}-rx-{iface.cfg.name}", daemon=True)
             iface.thread.start()
 
-    def _open_bus(self, iface: _Iface) -> can.BusABC:
-        """Open the interface's bus and apply its filter (receive thread or opener)."""
-        cfg = iface.cfg
-        try:
-            bus = can.Bus(**cfg.bus_kwargs())
-        except Exception as exc:  # python-can raises CanError, OSError, ValueError, ImportError
-            raise ConnectorError(f"connector {self.name!r}: cannot open interface {cfg.name!r} "
-                                 f"({cfg.interface}:{cfg.channel}): {type(exc).__name__}: "
-                                 f"{exc}") from exc
-        try:
-            in_bus = filters_in_bus(bus)
-            mode = cfg.filter_mode if cfg.filter_mode != "auto" else ("bus" if in_bus else "connector")
-            if mode == "bus" and iface.filters:
-                bus.set_filters([e.as_python_can() for e in iface.filters])  # type: ignore[misc]
-            else:
-                bus.set_filters(None)
-        except Exception as exc:
-            bus.shutdown()
-            raise ConnectorError(f"connector {self.name!r}: cannot apply the filter of "
-                                 f"interface {cfg.name!r}: {exc}") from exc
-        iface.mode = mode
-        iface.soft_filter = mode == "connector"
-        return bus
-
-    def _shutdown_bus(self, iface: _Iface) -> None:
-        with iface.lock:
-            bus, iface.bus = iface.bus, None
-        if bus is not None:
-            try:
-                bus.shutdown()
-            except Exception:
-                log.exception("connector %r: closing interface %r failed", self.name,
-                              iface.cfg.name)
-
     def close(self) -> None:
         """Stop and join the receive threads, close every bus; each interface goes Down.
         Idempotent (caller's thread; blocks up to ~poll_s per thread)."""
@@ -313,8 +234,8 @@ class CanConnector(Connector):
                               iface.cfg.name)
                 iface.thread = None
         for iface in self._ifaces.values():
-            self._shutdown_bus(iface)
-            self._transition(iface, D, "connector closed")
+            iface.shutdown_bus()
+            iface.transition(D, "connector closed")
         self._state = "closed"
 
     def reconnect(self, interface: str | None = None) -> None:
@@ -327,21 +248,22 @@ class CanConnector(Connector):
     def send(self, descriptor: ChannelDescriptor, frame: Frame) -> None:
         """Write ``frame`` (the payload bytes) as one CAN frame with the channel's routing.
 
-        Raises LinkDownError while the interface is closed (bus-off recovery), ConnectorError
-        for a payload the frame format cannot carry (> 8 bytes classic, > 64 or not a DLC length
-        FD) or a failed ``bus.send``. Blocks at most ``send_timeout_s`` on a full TX queue.
+        Raises LinkDownError while the interface is closed (bus-off recovery), CanError for a
+        payload the frame format cannot carry (> 8 bytes classic, > 64 or not a DLC length FD)
+        and CanBusError for a failed ``bus.send``. Blocks at most ``send_timeout_s`` on a full
+        TX queue.
         """
         entry = self._tx_routes.get(descriptor.name)
         if entry is None:
-            raise ConnectorError(f"connector {self.name!r}: channel {descriptor.name!r} is not an "
-                                 "open outbound channel")
+            raise CanError(f"connector {self.name!r}: channel {descriptor.name!r} is not an "
+                           "open outbound channel")
         iface, routing = entry
         size = len(frame) if not isinstance(frame, memoryview) else frame.nbytes
         if size > routing.max_data or (routing.fd and size not in FD_LENGTHS):
             iface.tx["send_errors.length"] += 1
             kind = ("CAN FD frame (0-8, 12, 16, 20, 24, 32, 48 or 64)" if routing.fd
                     else "classic CAN frame (0-8)")
-            raise ConnectorError(f"channel {descriptor.name!r}: {size} bytes do not fit a {kind}")
+            raise CanError(f"channel {descriptor.name!r}: {size} bytes do not fit a {kind}")
         msg = can.Message(arbitration_id=routing.can_id, is_extended_id=routing.extended,
                           data=frame, is_fd=routing.fd, bitrate_switch=routing.brs,
                           error_state_indicator=routing.esi, check=False)
@@ -355,11 +277,11 @@ class CanConnector(Connector):
                 bus.send(msg, iface.cfg.send_timeout_s)
             except Exception as exc:  # CanError / CanOperationError / OSError
                 iface.tx["send_errors"] += 1
-                raise ConnectorError(f"connector {self.name!r}: sending {descriptor.name!r} on "
-                                     f"{iface.cfg.name!r} failed: {exc}") from exc
+                raise CanBusError(f"connector {self.name!r}: sending {descriptor.name!r} on "
+                                  f"{iface.cfg.name!r} failed: {exc}") from exc
         iface.tx["frames_out"] += 1
         if not iface.up and iface.machine.state is C:
-            self._transition(iface, U, "first frame sent", only_from=frozenset({C}))
+            iface.transition(U, "first frame sent", only_from=frozenset({C}))
 
     # -- receive path --------------------------------------------------------------------------
     def receive(self, timeout: float) -> Inbound | None:
@@ -381,14 +303,14 @@ class CanConnector(Connector):
         if self._state != "open":
             self._stop.wait(timeout)
             return None
-        self._rx_step(inline, timeout, self._emit_inline)
+        inline.step(timeout, self._emit_inline)
         return pending.popleft() if pending else None
 
     def _emit_inline(self, channel: str, data: bytearray) -> None:
         self._pending.append((channel, data))
         self._inline_rx["delivered"] += 1
 
-    def _run_rx(self, iface: _Iface) -> None:
+    def _run_rx(self, iface: Interface) -> None:
         """Receive thread of one interface (see the module doc). Never raises: failures are
         logged, counted and turned into health transitions."""
         stop = self._stop
@@ -405,140 +327,7 @@ class CanConnector(Connector):
             rx["delivered"] += 1
 
         while not stop.is_set():
-            self._rx_step(iface, self.poll_s, emit)
-
-    def _rx_step(self, iface: _Iface, timeout: float,
-                 emit: Callable[[str, bytearray], None]) -> None:
-        """Read and handle at most one frame of ``iface``, waiting up to ``timeout``; or, while
-        it is closed, advance its recovery without waiting longer than ``timeout``. Runs on
-        the interface's receive thread, or on the dispatcher's inbound thread for the inline
-        interface. Never raises."""
-        rx = iface.rx
-        try:
-            if iface.reconnect_now:
-                iface.reconnect_now = False
-                iface.policy.reset()
-                iface.gave_up = False
-                if iface.bus is not None:
-                    self._go_down(iface, "reconnect requested")
-                iface.reopen_at = self._clock()
-                iface.reopen_delay = 0.0
-            bus = iface.bus
-            if bus is None:
-                self._recover_step(iface, timeout)
-                return
-            try:
-                msg = bus.recv(timeout)
-            except Exception as exc:
-                if self._stop.is_set():
-                    return
-                rx["receive_errors"] += 1
-                self._go_down(iface, f"receive failed: {type(exc).__name__}: {exc}")
-                return
-            if msg is None:
-                self._tick(iface)
-                return
-            if msg.is_error_frame:
-                self._on_error(iface, classify(msg.arbitration_id, msg.data))
-                return
-            rx["frames_in"] += 1
-            if not iface.up:
-                self._seen_traffic(iface)
-            if msg.is_remote_frame:
-                rx["remote_frames"] += 1
-                return
-            names = iface.demux.lookup(msg.arbitration_id, msg.is_extended_id)
-            if not names:
-                rx["filtered" if iface.soft_filter else "unmatched"] += 1
-                return
-            data = msg.data
-            for channel in names:
-                emit(channel, data)
-        except Exception:
-            rx["internal_errors"] += 1
-            log.exception("connector %r: receiving on %r failed; continuing", self.name,
-                          iface.cfg.name)
-            self._stop.wait(min(timeout, self.poll_s))
-
-    def _go_down(self, iface: _Iface, reason: str) -> None:
-        self._shutdown_bus(iface)
-        iface.reopen_at = None
-        self._transition(iface, D, reason)
-
-    def _recover_step(self, iface: _Iface, timeout: float) -> None:
-        """The interface is closed: arm the policy's delay once, wait for it in slices of at
-        most ``timeout``, then reopen (receive thread or inline interface's caller)."""
-        if iface.gave_up:
-            self._stop.wait(timeout)
-            return
-        if iface.reopen_at is None:
-            delay = iface.policy.next_delay()
-            if delay is None:
-                iface.gave_up = True
-                iface.rx["reconnect_gave_up"] += 1
-                log.error("connector %r: interface %r stays down after %d attempts", self.name,
-                          iface.cfg.name, iface.policy.attempts)
-                return
-            iface.reopen_delay = delay
-            iface.reopen_at = self._clock() + delay
-        left = iface.reopen_at - self._clock()
-        if left > 0:
-            self._stop.wait(min(left, timeout))
-            return
-        iface.reopen_at = None
-        iface.rx["reopen_attempts"] += 1
-        self._transition(iface, C, f"reopening after {iface.reopen_delay:.3f} s backoff "
-                                   f"(attempt {iface.policy.attempts})")
-        try:
-            bus = self._open_bus(iface)
-        except ConnectorError as exc:
-            iface.rx["reopen_failures"] += 1
-            self._transition(iface, D, f"reopen failed: {exc}")
-            return
-        with iface.lock:
-            iface.bus = bus
-        iface.last_error = float("-inf")
-        iface.rx["reopens"] += 1
-
-    def _tick(self, iface: _Iface) -> None:
-        """Timed transitions when nothing arrives: Degraded -> Up after the recovery window,
-        Connecting -> Up after ``quiet_up_s`` without errors."""
-        state = iface.machine.state
-        now = self._clock()
-        if state is G and now - iface.last_error >= iface.cfg.recovery_window_s:
-            self._transition(iface, U, f"no error frames for {iface.cfg.recovery_window_s} s",
-                             only_from=frozenset({G}))
-        elif (state is C and iface.cfg.quiet_up_s is not None and iface.bus is not None
-              and now - max(iface.since, iface.last_error) >= iface.cfg.quiet_up_s):
-            self._transition(iface, U, f"open without error frames for {iface.cfg.quiet_up_s} s",
-                             only_from=frozenset({C}))
-
-    def _seen_traffic(self, iface: _Iface) -> None:
-        if iface.machine.state is C:
-            self._transition(iface, U, "first frame received", only_from=frozenset({C}))
-        else:
-            self._tick(iface)
-
-    def _on_error(self, iface: _Iface, ef: ErrorFrame) -> None:
-        """Count an error frame by class and apply its health effect (receive thread)."""
-        rx = iface.rx
-        rx["error_frames"] += 1
-        for name in ef.classes:
-            rx[f"errors.{name}"] += 1
-        for name in ef.details:
-            rx[f"errors.{name}"] += 1
-            if name in ("controller.rx_overflow", "controller.tx_overflow"):
-                rx["drops.controller_overflow"] += 1
-        if ef.tx_errors is not None and ef.rx_errors is not None:
-            rx["tx_error_counter"] = ef.tx_errors
-            rx["rx_error_counter"] = ef.rx_errors
-        iface.last_error = self._clock()
-        if ef.state is BusState.BUS_OFF:
-            self._go_down(iface, ef.describe())
-        elif ef.state in (BusState.WARNING, BusState.PASSIVE):
-            self._transition(iface, G, ef.describe(), only_from=frozenset({U, C}))
-        elif ef.state is BusState.ACTIVE:
-            self._transition(iface, U, ef.describe(), only_from=frozenset({G}))
+            iface.step(self.poll_s, emit)
 
     # -- stats -----------------------------------------------------------------------------------
     def stats(self) -> Mapping[str, int]:

@@ -22,8 +22,9 @@ import attrs
 import cantools
 import cattrs
 from taktora.connectors.can.config import can_routing
+from taktora.connectors.can.errors import CanConfigError
 from taktora.connectors.codecs import BaseCodec, Buffer, CodecRegistry
-from taktora.connectors.errors import CodecError, ConnectorError
+from taktora.connectors.errors import CodecError
 from taktora.connectors.model import ChannelDescriptor, Direction, Routing
 from taktora.transport.envelope import CodecId
 
@@ -34,11 +35,11 @@ _converter = cattrs.Converter()
 
 
 def load_dbc(path: str | Path) -> Any:
-    """Load a DBC file (cantools ``Database``); ConnectorError naming the file on failure."""
+    """Load a DBC file (cantools ``Database``); CanConfigError naming the file on failure."""
     try:
         return cantools.database.load_file(str(path), database_format="dbc")
     except Exception as exc:
-        raise ConnectorError(f"cannot load DBC {str(path)!r}: {type(exc).__name__}: {exc}") from exc
+        raise CanConfigError(f"cannot load DBC {str(path)!r}: {type(exc).__name__}: {exc}") from exc
 
 
 class DbcCodec(BaseCodec[Any]):

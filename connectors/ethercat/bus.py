@@ -24,6 +24,7 @@ from typing import Any
 
 import attrs
 from taktora.connectors.ethercat.errors import BringUpError, EthercatError, SdoAbortError
+from taktora.transport.validators import Checks
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +32,8 @@ INIT, PREOP, SAFEOP, OP = 1, 2, 4, 8
 STATE_NAMES = {0: "NONE", 1: "INIT", 2: "PRE-OP", 3: "BOOT", 4: "SAFE-OP", 8: "OP"}
 
 
-def _pos_float(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise EthercatError(f"{type(inst).__name__}.{attr.name}={value!r}: must be a number > 0")
-
-
-def _u32_or_none(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                              or not 0 <= value <= 0xFFFFFFFF):
-        raise EthercatError(f"{type(inst).__name__}.{attr.name}={value!r}: must be None or a u32")
+_v = Checks(EthercatError)
+_u32_or_none = _v.optional(_v.integer(ge=0, le=0xFFFFFFFF))
 
 
 @attrs.frozen
@@ -68,7 +62,7 @@ class BusConfig:
     iface: str
     expected: tuple[ExpectedSubDevice, ...] = ()
     pdo: tuple[PdoAssignment, ...] = ()
-    state_timeout_s: float = attrs.field(default=2.0, validator=_pos_float)
+    state_timeout_s: float = attrs.field(default=2.0, validator=_v.positive())
     receive_timeout_us: int = 2000
     distributed_clocks: bool = False
 

@@ -49,12 +49,13 @@ from taktora.actors.executor.context import Context
 from taktora.actors.models.health import HealthMachine, HealthState
 from taktora.connectors.connector import Connector, Frame, Inbound
 from taktora.connectors.errors import ConnectorError, LinkDownError
+from taktora.connectors.ethercat.bits import copy_bits
 from taktora.connectors.ethercat.bus import OP, Bus, BusConfig
 from taktora.connectors.ethercat.errors import EthercatError
 from taktora.connectors.ethercat.messages import BusState, GetState, ReadSdo, SdoValue, WriteSdo
-from taktora.connectors.ethercat.sim.esc import copy_bits
 from taktora.connectors.model import ChannelDescriptor, Direction
 from taktora.connectors.requests import ConnectorRequest
+from taktora.transport.validators import Checks
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,8 @@ T = TypeVar("T")
 INIT = 1
 
 
-def _positive(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConnectorError(f"{type(inst).__name__}.{attr.name}={value!r}: must be a number > 0")
+_v = Checks(ConnectorError)
+_positive = _v.positive()
 
 
 @attrs.frozen

@@ -54,7 +54,8 @@ EventCallback = Callable[[HealthEvent], None]
 
 class ConnectorHost:
     """Runs ``gateways`` under a supervisor (``supervision`` gives strategy, intensity,
-    period and backoff; its ``children`` are ignored). See the module docstring.
+    period and backoff; its ``children`` are ignored; default: ``SupervisorSpec()``, OTP's
+    intensity 1 per 5 s). See the module docstring.
 
     Methods may be called from any thread; each blocks for the control round trips it makes.
     """
@@ -69,7 +70,7 @@ class ConnectorHost:
         prefix = isolation.prefix_from_env()
         self.handle = handle
         self.gateways = tuple(g if g.iox_prefix else _with_prefix(g, prefix) for g in gateways)
-        self.supervision = supervision or SupervisorSpec(intensity=3, period_s=5.0)
+        self.supervision = supervision or SupervisorSpec()
         self.host_id = host_id
         self.control_timeout_s = control_timeout_s
         self.events_dropped = 0
@@ -144,7 +145,9 @@ class ConnectorHost:
         return reports
 
     def __enter__(self) -> ConnectorHost:
-        return self.start()
+        """Start the host unless it already runs (``with start_host(...) as host:`` and
+        ``with ConnectorHost(...) as host:`` both work)."""
+        return self if self._started else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

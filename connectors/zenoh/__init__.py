@@ -13,6 +13,7 @@ generic :class:`~taktora.connectors.gateway.dispatcher.Dispatcher` (one dispatch
 
 from taktora.connectors.zenoh.config import ZenohConfig, publisher_options, zenoh_priority
 from taktora.connectors.zenoh.connector import KeyCounts, ZenohConnector, key_expr
+from taktora.connectors.zenoh.errors import ZenohConfigError, ZenohError
 from taktora.connectors.zenoh.query import (
     QUERIER,
     QUERYABLE,
@@ -30,7 +31,9 @@ __all__ = [
     "KeyCounts",
     "QueryChannels",
     "ZenohConfig",
+    "ZenohConfigError",
     "ZenohConnector",
+    "ZenohError",
     "ZenohQuerier",
     "ZenohQueryConnector",
     "ZenohQueryable",

@@ -15,47 +15,22 @@ from typing import Any
 import attrs
 import zenoh
 from taktora.connectors.model import Congestion, FrozenMap, QoS, Reliability
-from taktora.system.errors import ConfigError
+from taktora.connectors.zenoh.errors import ZenohConfigError
+from taktora.transport.validators import AssignChecks
 
 MODES = ("peer", "client", "router")
 _ENDPOINT = re.compile(r"^(tcp|udp|tls|quic|unixsock-stream|ws)/.+$")
 
+_v = AssignChecks(ZenohConfigError)
 
-def _fail(inst: Any, field: str, value: object, why: str) -> ConfigError:
-    return ConfigError(f"{type(inst).__name__}.{field}={value!r}: {why}")
+#: Bounds of the time settings in seconds (the class docstring states them).
+POLL_MIN_S = 0.001
+POLL_MAX_S = 60.0
+REOPEN_MAX_S = 86_400.0
+QUERY_MAX_S = 3_600.0
 
-
-def _mode(inst: Any, attribute: attrs.Attribute[str], value: str) -> None:
-    if value not in MODES:
-        raise _fail(inst, attribute.name, value, f"must be one of {MODES}")
-
-
-def _endpoints(inst: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
-    for ep in value:
-        if not isinstance(ep, str) or not _ENDPOINT.match(ep):
-            raise _fail(inst, attribute.name, ep, "endpoints look like 'tcp/127.0.0.1:7447'")
-
-
-def _non_negative_int(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _fail(inst, attribute.name, value, "must be an integer >= 0")
-
-
-def _positive(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise _fail(inst, attribute.name, value, "must be a number > 0")
-
-
-def _opt_positive(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None:
-        _positive(inst, attribute, value)
-
-
-def _json5(inst: Any, attribute: attrs.Attribute[Any], value: FrozenMap[str, Any]) -> None:
-    for key, item in value.items():
-        if not isinstance(key, str) or not key or not isinstance(item, str):
-            raise _fail(inst, f"{attribute.name}[{key!r}]", item,
-                        "extra settings map a zenoh config path to a JSON5 string")
+_endpoints = _v.tuple_of(_v.matches(_ENDPOINT, "an endpoint like 'tcp/127.0.0.1:7447'"),
+                         "zenoh endpoints")
 
 
 def _tuple(value: Any) -> tuple[str, ...]:
@@ -74,32 +49,35 @@ class ZenohConfig:
     "router". ``listen`` / ``connect``: zenoh endpoints (``tcp/127.0.0.1:7447``).
     ``multicast_scouting``: off by default (deterministic tests and plants: peers are named).
     ``min_peers``: fewer connected peers/routers than this is Degraded, none is Down.
-    ``health_poll_s``: how often the health thread polls ``session.info``. ``reopen_after_s``:
-    how long the session may stay Down before it is closed and opened again under the
-    reconnect policy (None: rely on zenoh's own link retries only). ``query_timeout_s``:
-    default time after which a query is sealed with a timeout frame (a routing may override
-    it with the option ``timeout_s``); ``late_grace_s``: how long after sealing late replies
-    are still received (to be counted) before zenoh ends the query. ``inbound_queue``: bound of
-    the queue between zenoh's callback threads and the dispatcher (full: the newest frame is
-    dropped and counted as ``queue_full``). ``extra``: further zenoh config paths -> JSON5.
+    ``health_poll_s``: how often the health thread polls ``session.info`` (0.001 .. 60 s).
+    ``reopen_after_s``: how long the session may stay Down before it is closed and opened
+    again under the reconnect policy (> 0, at most a day; None: rely on zenoh's own link
+    retries only). ``query_timeout_s``: default time after which a query is sealed with a
+    timeout frame (a routing may override it with the option ``timeout_s``); ``late_grace_s``:
+    how long after sealing late replies are still received (to be counted) before zenoh ends
+    the query (both > 0, at most an hour). ``inbound_queue``: bound of the queue between
+    zenoh's callback threads and the dispatcher (full: the newest frame is dropped and counted
+    as ``queue_full``). ``extra``: further zenoh config paths -> JSON5.
     """
 
-    mode: str = attrs.field(default="peer", validator=_mode)
+    mode: str = attrs.field(default="peer", validator=_v.one_of(MODES))
     listen: tuple[str, ...] = attrs.field(default=(), converter=_tuple, validator=_endpoints)
     connect: tuple[str, ...] = attrs.field(default=(), converter=_tuple, validator=_endpoints)
-    multicast_scouting: bool = attrs.field(default=False,
-                                           validator=attrs.validators.instance_of(bool))
-    min_peers: int = attrs.field(default=1, validator=_non_negative_int)
-    health_poll_s: float = attrs.field(default=0.05, validator=_positive)
-    reopen_after_s: float | None = attrs.field(default=5.0, validator=_opt_positive)
-    query_timeout_s: float = attrs.field(default=2.0, validator=_positive)
-    late_grace_s: float = attrs.field(default=1.0, validator=_positive)
-    inbound_queue: int = attrs.field(default=4096, validator=_positive)
-    extra: FrozenMap[str, str] = attrs.field(factory=FrozenMap, converter=_frozen,
-                                             validator=_json5)
+    multicast_scouting: bool = attrs.field(default=False, validator=_v.instance(bool))
+    min_peers: int = attrs.field(default=1, validator=_v.non_negative_int())
+    health_poll_s: float = attrs.field(default=0.05,
+                                       validator=_v.number(ge=POLL_MIN_S, le=POLL_MAX_S))
+    reopen_after_s: float | None = attrs.field(
+        default=5.0, validator=_v.optional(_v.number(gt=0, le=REOPEN_MAX_S)))
+    query_timeout_s: float = attrs.field(default=2.0, validator=_v.number(gt=0, le=QUERY_MAX_S))
+    late_grace_s: float = attrs.field(default=1.0, validator=_v.number(gt=0, le=QUERY_MAX_S))
+    inbound_queue: int = attrs.field(default=4096, validator=_v.positive())
+    extra: FrozenMap[str, str] = attrs.field(
+        factory=FrozenMap, converter=_frozen,
+        validator=_v.mapping_of(lambda v: isinstance(v, str), "a JSON5 string"))
 
     def to_zenoh(self) -> zenoh.Config:
-        """The ``zenoh.Config`` (raises ConfigError naming the setting zenoh rejected)."""
+        """The ``zenoh.Config`` (raises ZenohConfigError naming the setting zenoh rejected)."""
         cfg = zenoh.Config()
         settings = {
             "mode": json.dumps(self.mode),
@@ -114,7 +92,7 @@ class ZenohConfig:
             try:
                 cfg.insert_json5(key, value)
             except Exception as exc:
-                raise ConfigError(f"ZenohConfig: zenoh rejected {key}={value}: {exc}") from exc
+                raise ZenohConfigError(f"ZenohConfig: zenoh rejected {key}={value}: {exc}") from exc
         return cfg
 
 

@@ -46,7 +46,7 @@ from taktora.connectors.udp.messages import InjectFault
 from taktora.system.bootstrap import QUIET_LOGGING, start_system
 from taktora.system.cli import render_tree
 from taktora.system.config import load
-from taktora.system.run import start_host
+from taktora.system.launch import start_host
 from taktora.transport import Node, isolation
 
 log = logging.getLogger("taktora.demo")

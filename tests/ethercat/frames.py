@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from taktora.connectors.ethercat.sim.esc import Line
+from taktora.connectors.ethercat.sim.line import Line
 
 ETH = bytes.fromhex("ffffffffffff" "010101010101" "88a4")
 

@@ -9,17 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from taktora.connectors.errors import DescriptorError
+from taktora.connectors.ethercat.bits import copy_bits
 from taktora.connectors.ethercat.sim import builtin_dio, from_dict, load_description
 from taktora.connectors.ethercat.sim.coe import SdoAbort
-from taktora.connectors.ethercat.sim.esc import (
+from taktora.connectors.ethercat.sim.commands import (
     APRD,
     APRW,
     APWR,
     ARMW,
     BRD,
     BWR,
-    DL_STATUS_LAST,
-    DL_STATUS_MIDDLE,
     FPRD,
     FPRW,
     FPWR,
@@ -27,9 +26,9 @@ from taktora.connectors.ethercat.sim.esc import (
     LRW,
     LWR,
     NOP,
-    Line,
-    copy_bits,
 )
+from taktora.connectors.ethercat.sim.line import Line
+from taktora.connectors.ethercat.sim.registers import DL_STATUS_LAST, DL_STATUS_MIDDLE
 from taktora.connectors.ethercat.sim.server import Simulator
 from taktora.connectors.ethercat.sim.sii import (
     CAT_FMMU,

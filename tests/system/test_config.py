@@ -65,7 +65,7 @@ def test_examples_exist_and_every_one_loads() -> None:
 def test_a_valid_document_becomes_frozen_values_with_policies_merged() -> None:
     config = loads(VALID)
     assert config.supervision.strategy is Strategy.REST_FOR_ONE
-    assert config.supervision.spec().intensity == 2
+    assert config.supervision.intensity == 2
     g = config.gateway_configs(iox_prefix="tkx_")[0]
     assert g.shutdown_timeout_s == 1.5 and g.reconnect.initial_s == 0.2 and g.iox_prefix == "tkx_"
     assert [c.direction for c in g.channels] == [Direction.OUTBOUND, Direction.INBOUND]
@@ -223,3 +223,18 @@ def test_run_starts_the_example_and_stops_on_its_own(tmp_path: Path) -> None:
     out = proc.stdout
     assert "2 gateway(s) running" in out and "stopped" in out
     assert "left: connecting -> up" in out and "right: connecting -> up" in out
+
+
+@pytest.mark.req("REQ_0442")
+def test_start_host_is_a_context_manager_that_starts_once(admin_port: int) -> None:
+    from taktora.system import start_host, start_system
+
+    text = (EXAMPLES[[p.name for p in EXAMPLES].index("udp_loopback.toml")]).read_text()
+    for old in ("47201", "47202"):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            text = text.replace(old, str(s.getsockname()[1]))
+    config = loads(text)
+    with start_system("inprocess") as handle, start_host(handle, config) as host:
+        assert {g.name for g in host.gateways} == {g.name for g in config.gateways}
+        assert set(host.health()) == {g.name for g in config.gateways}

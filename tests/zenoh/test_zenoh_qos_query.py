@@ -32,7 +32,7 @@ from taktora.connectors.zenoh import (
     publisher_options,
     query_channels,
 )
-from taktora.system.errors import ConfigError
+from taktora.connectors.zenoh.errors import ZenohConfigError
 from taktora.transport import FrameKind, Node
 from zenoh_harness import PlainPeer, collect, endpoint, wait_until, zchan
 from zenoh_plain import config as plain_config
@@ -192,13 +192,13 @@ def test_pause_resume_and_counters_per_key_expression(iox_prefix: str) -> None:
 
 @pytest.mark.req("REQ_0614")
 def test_config_validation_names_the_field() -> None:
-    with pytest.raises(ConfigError, match="mode"):
+    with pytest.raises(ZenohConfigError, match="mode"):
         ZenohConfig(mode="broker")
-    with pytest.raises(ConfigError, match="listen"):
+    with pytest.raises(ZenohConfigError, match="listen"):
         ZenohConfig(listen=("127.0.0.1:7447",))
-    with pytest.raises(ConfigError, match="min_peers"):
+    with pytest.raises(ZenohConfigError, match="min_peers"):
         ZenohConfig(min_peers=-1)
-    with pytest.raises(ConfigError, match="connect/timeout_ms"):
+    with pytest.raises(ZenohConfigError, match="connect/timeout_ms"):
         ZenohConfig(extra={"connect/timeout_ms": "not json"}).to_zenoh()
     assert ZenohConfig(listen="tcp/127.0.0.1:1").listen == ("tcp/127.0.0.1:1",)
 

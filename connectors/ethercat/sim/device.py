@@ -4,7 +4,8 @@ A description names the identity (vendor id, product code, revision, serial), th
 dictionary (objects with typed sub-entries), the RxPDOs (outputs, master to device) and TxPDOs
 (inputs, device to master) with their default assignment, the mailbox and process-data
 SyncManager addresses and an optional behaviour (``loopback`` pairs of objects, ``cia402``).
-Everything here is pure data; loading runs on the caller's thread and raises
+Everything here is pure data (reading a file, TOML or a vendor's ESI XML, is :mod:`.loader`);
+building one runs on the caller's thread and raises
 :class:`~taktora.connectors.errors.DescriptorError` naming the offending field.
 
 Example (``examples/ethercat/dio.toml``)::
@@ -23,12 +24,11 @@ Example (``examples/ethercat/dio.toml``)::
 
 from __future__ import annotations
 
-import tomllib
-from pathlib import Path
 from typing import Any
 
 import attrs
 from taktora.connectors.errors import DescriptorError
+from taktora.transport.validators import Checks
 
 #: CoE data types: name -> (ETG data type code, bit size; 0 = variable length).
 DTYPES: dict[str, tuple[int, int]] = {
@@ -42,30 +42,20 @@ ACCESS = frozenset({"ro", "rw", "wo"})
 BEHAVIOURS = frozenset({"cia402"})
 
 
-def _u(bits: int) -> Any:
-    def check(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < (1 << bits):
-            raise DescriptorError(f"{type(inst).__name__}.{attr.name}={value!r}: must be an integer "
-                                  f"in 0..{(1 << bits) - 1}")
-    return check
-
-
-def _one_of(choices: frozenset[str]) -> Any:
-    def check(inst: Any, attr: attrs.Attribute[Any], value: Any) -> None:
-        if value not in choices:
-            raise DescriptorError(f"{type(inst).__name__}.{attr.name}={value!r}: must be one of "
-                                  f"{sorted(choices)}")
-    return check
+_v = Checks(DescriptorError)
+_u8 = _v.integer(ge=0, le=0xFF)
+_u16 = _v.integer(ge=0, le=0xFFFF)
+_u32 = _v.integer(ge=0, le=0xFFFFFFFF)
 
 
 @attrs.frozen
 class Entry:
     """One sub-entry of an object: subindex, name, CoE type, access, default value."""
 
-    subindex: int = attrs.field(validator=_u(8))
+    subindex: int = attrs.field(validator=_u8)
     name: str
-    dtype: str = attrs.field(validator=_one_of(frozenset(DTYPES)))
-    access: str = attrs.field(default="ro", validator=_one_of(ACCESS))
+    dtype: str = attrs.field(validator=_v.one_of(sorted(DTYPES)))
+    access: str = attrs.field(default="ro", validator=_v.one_of(sorted(ACCESS)))
     default: int | float | str = 0
 
     @property
@@ -80,29 +70,29 @@ class ObjectDesc:
     """A CoE object: a variable (one entry, subindex 0) or a record (entries 1..n; subindex 0,
     the highest subindex, is added by the dictionary)."""
 
-    index: int = attrs.field(validator=_u(16))
+    index: int = attrs.field(validator=_u16)
     name: str
     entries: tuple[Entry, ...]
     record: bool = False
 
     def __attrs_post_init__(self) -> None:
         if not self.entries:
-            raise DescriptorError(f"ObjectDesc 0x{self.index:04X}.entries: empty")
+            raise _v.problem(self, "entries", f"object 0x{self.index:04X} has none")
         subs = [e.subindex for e in self.entries]
         if len(set(subs)) != len(subs):
-            raise DescriptorError(f"ObjectDesc 0x{self.index:04X}.entries: duplicate subindex")
+            raise _v.problem(self, "entries", f"object 0x{self.index:04X} has a duplicate subindex")
         if self.record and 0 in subs:
-            raise DescriptorError(f"ObjectDesc 0x{self.index:04X}.entries: a record starts at "
-                                  "subindex 1")
+            raise _v.problem(self, "entries", f"object 0x{self.index:04X} is a record: its entries "
+                                              "start at subindex 1")
 
 
 @attrs.frozen
 class PdoEntry:
     """One mapped entry: object index/subindex (index 0 = padding) and its bit length."""
 
-    index: int = attrs.field(validator=_u(16))
-    subindex: int = attrs.field(validator=_u(8))
-    bits: int = attrs.field(validator=_u(8))
+    index: int = attrs.field(validator=_u16)
+    subindex: int = attrs.field(validator=_u8)
+    bits: int = attrs.field(validator=_u8)
 
     @property
     def word(self) -> int:
@@ -114,7 +104,7 @@ class PdoEntry:
 class Pdo:
     """An RxPDO (0x1600..0x17FF) or TxPDO (0x1A00..0x1BFF) with its entries."""
 
-    index: int = attrs.field(validator=_u(16))
+    index: int = attrs.field(validator=_u16)
     name: str
     entries: tuple[PdoEntry, ...]
     assigned: bool = True
@@ -125,47 +115,47 @@ class DeviceDescription:
     """Everything the software SubDevice needs to look like one product."""
 
     name: str
-    vendor_id: int = attrs.field(validator=_u(32))
-    product_code: int = attrs.field(validator=_u(32))
-    revision: int = attrs.field(default=1, validator=_u(32))
-    serial: int = attrs.field(default=0, validator=_u(32))
-    device_type: int = attrs.field(default=0, validator=_u(32))
+    vendor_id: int = attrs.field(validator=_u32)
+    product_code: int = attrs.field(validator=_u32)
+    revision: int = attrs.field(default=1, validator=_u32)
+    serial: int = attrs.field(default=0, validator=_u32)
+    device_type: int = attrs.field(default=0, validator=_u32)
     objects: tuple[ObjectDesc, ...] = ()
     rxpdos: tuple[Pdo, ...] = ()
     txpdos: tuple[Pdo, ...] = ()
     mailbox: bool = True
     mbx_out: tuple[int, int] = (0x1000, 128)
     mbx_in: tuple[int, int] = (0x1080, 128)
-    sm2_start: int = attrs.field(default=0x1100, validator=_u(16))
-    sm3_start: int = attrs.field(default=0x1180, validator=_u(16))
+    sm2_start: int = attrs.field(default=0x1100, validator=_u16)
+    sm3_start: int = attrs.field(default=0x1180, validator=_u16)
     loopback: tuple[tuple[int, int], ...] = ()
     behaviour: tuple[str, ...] = ()
     group: str = "taktora sim"
 
     def __attrs_post_init__(self) -> None:
         if not self.name or len(self.name) > 60:
-            raise DescriptorError(f"DeviceDescription.name={self.name!r}: 1..60 characters")
+            raise _v.fail(self, "name", "1..60 characters", self.name)
         for b in self.behaviour:
             if b not in BEHAVIOURS:
-                raise DescriptorError(f"DeviceDescription.behaviour: {b!r} not in {sorted(BEHAVIOURS)}")
+                raise _v.problem(self, "behaviour", f"{b!r} is not one of {sorted(BEHAVIOURS)}")
         known = {(o.index, e.subindex): e for o in self.objects for e in o.entries}
         for field, pdos, lo, hi in (("rxpdos", self.rxpdos, 0x1600, 0x17FF),
                                     ("txpdos", self.txpdos, 0x1A00, 0x1BFF)):
             for pdo in pdos:
                 if not lo <= pdo.index <= hi:
-                    raise DescriptorError(f"DeviceDescription.{field}: 0x{pdo.index:04X} outside "
-                                          f"0x{lo:04X}..0x{hi:04X}")
+                    raise _v.problem(self, field, f"PDO 0x{pdo.index:04X} is outside "
+                                                  f"0x{lo:04X}..0x{hi:04X}")
                 for pe in pdo.entries:
                     if pe.index == 0:
                         continue
                     entry = known.get((pe.index, pe.subindex))
                     if entry is None:
-                        raise DescriptorError(f"DeviceDescription.{field}: PDO 0x{pdo.index:04X} "
-                                              f"maps unknown 0x{pe.index:04X}:{pe.subindex}")
+                        raise _v.problem(self, field, f"PDO 0x{pdo.index:04X} maps unknown "
+                                                      f"0x{pe.index:04X}:{pe.subindex}")
                     if entry.bits != pe.bits:
-                        raise DescriptorError(f"DeviceDescription.{field}: PDO 0x{pdo.index:04X} maps "
-                                              f"0x{pe.index:04X}:{pe.subindex} with {pe.bits} bits, "
-                                              f"the object has {entry.bits}")
+                        raise _v.problem(self, field, f"PDO 0x{pdo.index:04X} maps "
+                                                      f"0x{pe.index:04X}:{pe.subindex} with {pe.bits} "
+                                                      f"bits, the object has {entry.bits}")
 
     def object(self, index: int) -> ObjectDesc | None:
         """The described object ``index`` or None."""
@@ -218,23 +208,6 @@ def from_dict(data: dict[str, Any]) -> DeviceDescription:
             behaviour=tuple(data.get("behaviour", ())), group=data.get("group", "taktora sim"))
     except KeyError as exc:
         raise DescriptorError(f"device description: missing field {exc.args[0]!r}") from None
-
-
-def load_description(path: str | Path) -> DeviceDescription:
-    """Read a device description: TOML, or a vendor's ESI XML (``.xml``; first device, or
-    ``file.xml#N`` for device N). Caller's thread; raises DescriptorError."""
-    text = str(path)
-    base, _, number = text.partition("#") if ".xml#" in text.lower() else (text, "", "")
-    if base.lower().endswith(".xml"):
-        from taktora.connectors.ethercat.sim.esi import from_esi
-
-        return from_esi(base, int(number) if number.isdigit() else 0)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise DescriptorError(f"device description {path}: {exc}") from None
-    return from_dict(data)
 
 
 def _bits(prefix: str, index: int, n: int, access: str) -> list[dict[str, Any]]:

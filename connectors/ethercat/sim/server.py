@@ -1,5 +1,5 @@
 """The software SubDevice process: an AF_PACKET socket on one network interface (EtherType
-0x88A4) in front of a :class:`~taktora.connectors.ethercat.sim.esc.Line`, with fault injection.
+0x88A4) in front of a :class:`~taktora.connectors.ethercat.sim.line.Line`, with fault injection.
 
 :func:`serve` runs in the simulator process's main (only) thread: it sleeps in a
 ``selectors`` select on the raw socket and an optional control file descriptor, processes each
@@ -42,8 +42,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import attrs
-from taktora.connectors.ethercat.sim.device import DeviceDescription, builtin_dio, load_description
-from taktora.connectors.ethercat.sim.esc import AL_SM_WATCHDOG, ETHERTYPE, Line
+from taktora.connectors.ethercat.sim.commands import ETHERTYPE
+from taktora.connectors.ethercat.sim.device import DeviceDescription, builtin_dio
+from taktora.connectors.ethercat.sim.line import Line
+from taktora.connectors.ethercat.sim.loader import load_description
+from taktora.connectors.ethercat.sim.registers import AL_SM_WATCHDOG
 
 log = logging.getLogger(__name__)
 

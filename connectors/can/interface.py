@@ -1,0 +1,271 @@
+"""One CAN interface of a connector: its python-can bus, receive step, recovery and health.
+
+An :class:`Interface` owns one ``can.BusABC`` (opened with its compiled reader filter, see
+:func:`Interface.open_bus`), one :class:`HealthMachine` driven by classified error frames
+(ARCH_0062) and one :class:`ReconnectPolicy`. :meth:`Interface.step` reads and handles at most
+one frame: error frames go to the classifier and never reach a channel; a data frame is
+demultiplexed to every INBOUND channel whose (can_id, mask, extended) accepts it and handed,
+once per channel, to the caller's ``emit``. Bus-off closes the bus; later steps wait the
+policy's delay, reopen the bus, re-apply the filter and go through Connecting, and Up again at
+the first frame read or sent (or after ``quiet_up_s`` without error frames).
+
+Threads: :meth:`Interface.step` runs on the interface's receive thread, or on the dispatcher's
+inbound thread for the connector's inline interface; it blocks in ``bus.recv`` (or in the
+backoff wait while the bus is closed) for at most its ``timeout`` and never raises. ``rx``
+counters are written by that thread only, ``tx`` counters by the sending thread only (single
+writer each: a snapshot copy under the GIL is coherent). ``lock`` serializes ``bus.send``
+against the bus being closed and replaced; ``state_lock`` makes check-and-transition of the
+health machine atomic. Health subscribers are called on the thread that made the transition.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+
+import can
+from taktora.actors.models.backoff import ReconnectPolicy
+from taktora.actors.models.health import HealthMachine, HealthState
+from taktora.connectors.can.config import CanBusConfig, CanRouting
+from taktora.connectors.can.errorframes import BusState, ErrorFrame, classify
+from taktora.connectors.can.errors import CanBusError
+from taktora.connectors.can.filters import Demux, FilterEntry
+
+log = logging.getLogger(__name__)
+
+C, U, G, D = HealthState.CONNECTING, HealthState.UP, HealthState.DEGRADED, HealthState.DOWN
+
+
+def filters_in_bus(bus: can.BusABC) -> bool:
+    """Whether ``bus`` filters in the kernel or hardware (its class implements python-can's
+    ``_apply_filters`` hook, as SocketCAN does) rather than in python-can's software fallback."""
+    return type(bus)._apply_filters is not can.BusABC._apply_filters
+
+
+class Interface:
+    """One interface's state and behaviour (see the module doc).
+
+    ``owner``: the connector's name (log lines and error messages carry it). ``stop``: the
+    connector's stop event (set by its ``close``; every wait here returns early when it is set).
+    ``poll_s``: the longest pause after an internal error. ``clock``: monotonic seconds.
+    """
+
+    def __init__(self, cfg: CanBusConfig, machine: HealthMachine, policy: ReconnectPolicy, *,
+                 owner: str, stop: threading.Event, poll_s: float,
+                 clock: Callable[[], float]) -> None:
+        self.cfg = cfg
+        self.machine = machine
+        self.policy = policy
+        self.owner = owner
+        self.poll_s = poll_s
+        self._stop = stop
+        self._clock = clock
+        self.bus: can.BusABC | None = None
+        self.lock = threading.Lock()  # bus swap vs bus.send
+        self.state_lock = threading.Lock()  # check-and-transition of the health machine
+        self.readers: list[tuple[str, CanRouting]] = []
+        self.demux = Demux(())
+        self.filters: list[FilterEntry] = []
+        self.soft_filter = True
+        self.mode = "connector"
+        self.up = False
+        self.since = 0.0
+        self.last_error = float("-inf")
+        self.gave_up = False
+        self.reconnect_now = False
+        self.reopen_at: float | None = None
+        self.reopen_delay = 0.0
+        self.thread: threading.Thread | None = None
+        self.rx: defaultdict[str, int] = defaultdict(int)
+        self.tx: defaultdict[str, int] = defaultdict(int)
+
+    # -- health --------------------------------------------------------------------------------
+    def transition(self, new: HealthState, reason: str,
+                   only_from: frozenset[HealthState] | None = None) -> bool:
+        """Move the health machine to ``new`` unless it is there already or not in
+        ``only_from``; True if it moved (calling thread; subscribers run on it)."""
+        with self.state_lock:
+            cur = self.machine.state
+            if cur is new or (only_from is not None and cur not in only_from):
+                return False
+            self.machine.transition(new, reason)
+            self.up = new is U
+            self.since = self._clock()
+            if new is U:
+                self.policy.mark_up()
+            log.info("connector %r interface %r: %s -> %s (%s)", self.owner, self.cfg.name,
+                     cur.value, new.value, reason)
+            return True
+
+    # -- bus -----------------------------------------------------------------------------------
+    def open_bus(self) -> can.BusABC:
+        """Open the interface's bus and apply its filter (receive thread or opener; blocks while
+        python-can opens it). CanBusError naming the interface if either fails."""
+        cfg = self.cfg
+        try:
+            bus = can.Bus(**cfg.bus_kwargs())
+        except Exception as exc:  # python-can raises CanError, OSError, ValueError, ImportError
+            raise CanBusError(f"connector {self.owner!r}: cannot open interface {cfg.name!r} "
+                              f"({cfg.interface}:{cfg.channel}): {type(exc).__name__}: "
+                              f"{exc}") from exc
+        try:
+            in_bus = filters_in_bus(bus)
+            mode = cfg.filter_mode if cfg.filter_mode != "auto" else ("bus" if in_bus else "connector")
+            if mode == "bus" and self.filters:
+                bus.set_filters([e.as_python_can() for e in self.filters])  # type: ignore[misc]
+            else:
+                bus.set_filters(None)
+        except Exception as exc:
+            bus.shutdown()
+            raise CanBusError(f"connector {self.owner!r}: cannot apply the filter of "
+                              f"interface {cfg.name!r}: {exc}") from exc
+        self.mode = mode
+        self.soft_filter = mode == "connector"
+        return bus
+
+    def shutdown_bus(self) -> None:
+        """Detach and close the bus (any thread; waits for a ``bus.send`` in progress)."""
+        with self.lock:
+            bus, self.bus = self.bus, None
+        if bus is not None:
+            try:
+                bus.shutdown()
+            except Exception:
+                log.exception("connector %r: closing interface %r failed", self.owner,
+                              self.cfg.name)
+
+    def go_down(self, reason: str) -> None:
+        """Close the bus and go Down; the next steps start the recovery."""
+        self.shutdown_bus()
+        self.reopen_at = None
+        self.transition(D, reason)
+
+    # -- receive step --------------------------------------------------------------------------
+    def step(self, timeout: float, emit: Callable[[str, bytearray], None]) -> None:
+        """Read and handle at most one frame, waiting up to ``timeout``; or, while the bus is
+        closed, advance its recovery without waiting longer than ``timeout``. Runs on the
+        interface's receive thread, or on the dispatcher's inbound thread for the inline
+        interface. Never raises."""
+        rx = self.rx
+        try:
+            if self.reconnect_now:
+                self.reconnect_now = False
+                self.policy.reset()
+                self.gave_up = False
+                if self.bus is not None:
+                    self.go_down("reconnect requested")
+                self.reopen_at = self._clock()
+                self.reopen_delay = 0.0
+            bus = self.bus
+            if bus is None:
+                self._recover_step(timeout)
+                return
+            try:
+                msg = bus.recv(timeout)
+            except Exception as exc:
+                if self._stop.is_set():
+                    return
+                rx["receive_errors"] += 1
+                self.go_down(f"receive failed: {type(exc).__name__}: {exc}")
+                return
+            if msg is None:
+                self._tick()
+                return
+            if msg.is_error_frame:
+                self._on_error(classify(msg.arbitration_id, msg.data))
+                return
+            rx["frames_in"] += 1
+            if not self.up:
+                self._seen_traffic()
+            if msg.is_remote_frame:
+                rx["remote_frames"] += 1
+                return
+            names = self.demux.lookup(msg.arbitration_id, msg.is_extended_id)
+            if not names:
+                rx["filtered" if self.soft_filter else "unmatched"] += 1
+                return
+            data = msg.data
+            for channel in names:
+                emit(channel, data)
+        except Exception:
+            rx["internal_errors"] += 1
+            log.exception("connector %r: receiving on %r failed; continuing", self.owner,
+                          self.cfg.name)
+            self._stop.wait(min(timeout, self.poll_s))
+
+    def _recover_step(self, timeout: float) -> None:
+        """The bus is closed: arm the policy's delay once, wait for it in slices of at most
+        ``timeout``, then reopen (receive thread or inline interface's caller)."""
+        if self.gave_up:
+            self._stop.wait(timeout)
+            return
+        if self.reopen_at is None:
+            delay = self.policy.next_delay()
+            if delay is None:
+                self.gave_up = True
+                self.rx["reconnect_gave_up"] += 1
+                log.error("connector %r: interface %r stays down after %d attempts", self.owner,
+                          self.cfg.name, self.policy.attempts)
+                return
+            self.reopen_delay = delay
+            self.reopen_at = self._clock() + delay
+        left = self.reopen_at - self._clock()
+        if left > 0:
+            self._stop.wait(min(left, timeout))
+            return
+        self.reopen_at = None
+        self.rx["reopen_attempts"] += 1
+        self.transition(C, f"reopening after {self.reopen_delay:.3f} s backoff "
+                           f"(attempt {self.policy.attempts})")
+        try:
+            bus = self.open_bus()
+        except CanBusError as exc:
+            self.rx["reopen_failures"] += 1
+            self.transition(D, f"reopen failed: {exc}")
+            return
+        with self.lock:
+            self.bus = bus
+        self.last_error = float("-inf")
+        self.rx["reopens"] += 1
+
+    def _tick(self) -> None:
+        """Timed transitions when nothing arrives: Degraded -> Up after the recovery window,
+        Connecting -> Up after ``quiet_up_s`` without errors."""
+        state = self.machine.state
+        now = self._clock()
+        if state is G and now - self.last_error >= self.cfg.recovery_window_s:
+            self.transition(U, f"no error frames for {self.cfg.recovery_window_s} s",
+                            only_from=frozenset({G}))
+        elif (state is C and self.cfg.quiet_up_s is not None and self.bus is not None
+              and now - max(self.since, self.last_error) >= self.cfg.quiet_up_s):
+            self.transition(U, f"open without error frames for {self.cfg.quiet_up_s} s",
+                            only_from=frozenset({C}))
+
+    def _seen_traffic(self) -> None:
+        if self.machine.state is C:
+            self.transition(U, "first frame received", only_from=frozenset({C}))
+        else:
+            self._tick()
+
+    def _on_error(self, ef: ErrorFrame) -> None:
+        """Count an error frame by class and apply its health effect (receive thread)."""
+        rx = self.rx
+        rx["error_frames"] += 1
+        for name in ef.classes:
+            rx[f"errors.{name}"] += 1
+        for name in ef.details:
+            rx[f"errors.{name}"] += 1
+            if name in ("controller.rx_overflow", "controller.tx_overflow"):
+                rx["drops.controller_overflow"] += 1
+        if ef.tx_errors is not None and ef.rx_errors is not None:
+            rx["tx_error_counter"] = ef.tx_errors
+            rx["rx_error_counter"] = ef.rx_errors
+        self.last_error = self._clock()
+        if ef.state is BusState.BUS_OFF:
+            self.go_down(ef.describe())
+        elif ef.state in (BusState.WARNING, BusState.PASSIVE):
+            self.transition(G, ef.describe(), only_from=frozenset({U, C}))
+        elif ef.state is BusState.ACTIVE:
+            self.transition(U, ef.describe(), only_from=frozenset({G}))
