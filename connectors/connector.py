@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from taktora.actors.control.messages import Reply
 from taktora.actors.errors import ControlError
@@ -59,6 +60,36 @@ class Connector(abc.ABC):
 
     name: str = "connector"
     carries_envelope: bool = True
+
+    #: The attrs class a gateway's ``settings`` table is structured into (cattrs, strict, with
+    #: key paths in errors). None: the table holds the constructor's keyword arguments as
+    #: they are (``Class(**settings)``), for connectors written before settings classes.
+    settings_class: ClassVar[type | None] = None
+
+    # -- construction from a system file (classmethods: no instance, no I/O) -----------------
+    @classmethod
+    def from_settings(cls, name: str, settings: Any) -> Connector:
+        """Build the connector of gateway ``name`` from its settings: an instance of
+        :attr:`settings_class`, or the raw keyword mapping when that is None.
+
+        Runs on the gateway's actor thread in ``on_start``; must not do I/O (``open`` does).
+        A connector with a settings class overrides this.
+        """
+        if cls.settings_class is not None:
+            raise NotImplementedError(f"{cls.__name__} declares settings_class but does not "
+                                      "override from_settings")
+        return cls(**dict(settings))
+
+    @classmethod
+    def check_channel(cls, settings: Any, descriptor: ChannelDescriptor) -> None:
+        """Validate one channel for this protocol before anything starts: its routing kind,
+        address and options, and whether ``settings`` can serve it (e.g. CAN: the interface
+        it names exists). Raise :class:`~taktora.connectors.errors.ConnectorError` naming
+        what is wrong and what to do. Called by ``taktora.system.config`` at load, with the
+        structured settings (the raw mapping when there is no settings class). Pure: no I/O.
+        Default: nothing is checked before ``open``.
+        """
+        return None
 
     @abc.abstractmethod
     def open(self, descriptors: Sequence[ChannelDescriptor]) -> None:

@@ -58,7 +58,8 @@ from typing import Any, NoReturn
 import attrs
 import cattrs
 from taktora.actors.control.supervision import ChildSpec, SupervisorSpec
-from taktora.connectors import model
+from taktora.connectors import settings
+from taktora.connectors.codecs import codec_id_for
 from taktora.connectors.gateway.config import GatewayConfig
 from taktora.system.errors import ConfigError
 from taktora.transport.errors import TaktoraError
@@ -85,31 +86,9 @@ class SystemConfig:
 
 
 # --- strict structuring -----------------------------------------------------------------------
-converter = model.converter.copy()
-"""The model's converter (enums by value, FrozenMap, extra keys forbidden) with strict scalars."""
-
-
-def _strict(kind: type, *accepted: type) -> Any:
-    def hook(value: Any, _type: Any) -> Any:
-        if isinstance(value, bool) and kind is not bool:
-            raise TypeError(f"expected {kind.__name__}, got a boolean")
-        if not isinstance(value, accepted):
-            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
-        return kind(value)
-
-    return hook
-
-
-converter.register_structure_hook(str, _strict(str, str))
-converter.register_structure_hook(int, _strict(int, int))
-converter.register_structure_hook(float, _strict(float, int, float))
-converter.register_structure_hook(bool, _strict(bool, bool))
-
-
-def _settings_hook(value: Any, _type: Any) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise TypeError(f"expected a table, got {type(value).__name__}")
-    return dict(value)
+converter = settings.converter.copy()
+"""The configuration converter (strict scalars, enums by value, FrozenMap, extra keys forbidden)
+that refuses children of the gateways' supervisor."""
 
 
 def _no_children(value: Any, _type: Any) -> ChildSpec:
@@ -117,8 +96,6 @@ def _no_children(value: Any, _type: Any) -> ChildSpec:
                     "[[gateways]] tables")
 
 
-converter.register_structure_hook_func(lambda t: t in (dict[str, Any], Mapping[str, Any]),
-                                       _settings_hook)
 converter.register_structure_hook(ChildSpec, _no_children)
 
 _FIELD_PATTERNS = (
@@ -140,7 +117,7 @@ def _field_of(exc: BaseException) -> str:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
         return f"unknown key(s) {sorted(exc.extra_fields)}"
-    if isinstance(exc, TaktoraError | TypeError):
+    if isinstance(exc, TaktoraError | TypeError | ValueError):
         text = str(exc)
         m = _FIELD_PATTERNS[1].match(text)  # the key path names the field: keep the reason
         return text[m.end():] if m else text
@@ -190,6 +167,14 @@ def _apply_policies(document: Mapping[str, Any]) -> tuple[dict[str, Any], list[s
                                   f"{sorted(POLICY_KEYS)}") for k in unknown])
     inherited: list[set[str]] = []
     gateways = doc.get("gateways")
+    if gateways is not None:
+        if not isinstance(gateways, list):
+            _raise([("gateways", f"expected an array of tables ([[gateways]]), got "
+                                 f"{type(gateways).__name__}")])
+        bad = [(f"gateways[{i}]", f"expected a table, got {type(g).__name__}")
+               for i, g in enumerate(gateways) if not isinstance(g, Mapping)]
+        if bad:
+            _raise(bad)
     if policies and isinstance(gateways, list):
         merged = []
         for g in gateways:
@@ -254,11 +239,35 @@ def _check(config: SystemConfig) -> None:
         except TaktoraError as exc:
             problems.append((f"{where}.connector", str(exc)))
             continue
-        try:
-            inspect.signature(cls).bind(**g.settings)
-        except TypeError as exc:
-            problems.append((f"{where}.settings", f"{g.connector} does not accept "
-                                                  f"{sorted(g.settings)}: {exc}"))
+        if cls.settings_class is None:
+            try:
+                inspect.signature(cls).bind(**g.settings)
+            except TypeError as exc:
+                problems.append((f"{where}.settings", f"{g.connector} does not accept "
+                                                      f"{sorted(g.settings)}: {exc}"))
+                continue
+            structured: Any = dict(g.settings)
+        else:
+            try:
+                structured = settings.structure_settings(cls.settings_class, g.settings)
+            except cattrs.BaseValidationError as exc:
+                problems += [(f"{where}.settings.{key}" if key != "<document>" else
+                              f"{where}.settings", why) for key, why in _problems(exc)]
+                continue
+            except (TaktoraError, TypeError, ValueError) as exc:
+                field = _field_of(exc)
+                problems.append((f"{where}.settings.{field}" if field else f"{where}.settings",
+                                 _reason(exc)))
+                continue
+        for j, channel in enumerate(g.channels):
+            try:
+                codec_id_for(channel.codec)
+            except TaktoraError as exc:
+                problems.append((f"{where}.channels[{j}].codec", str(exc)))
+            try:
+                cls.check_channel(structured, channel)
+            except TaktoraError as exc:
+                problems.append((f"{where}.channels[{j}].routing", str(exc)))
     if problems:
         _raise(problems)
 
@@ -271,6 +280,9 @@ def loads(text: Any) -> SystemConfig:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         _raise([("<toml>", f"not valid TOML: {exc}")])
+    except RecursionError:
+        _raise([("<toml>", "nested too deeply (arrays or tables inside each other a few "
+                           "hundred levels deep); a system file needs a handful")])
     return structure(document)
 
 
@@ -278,9 +290,18 @@ def load(path: str | Path) -> SystemConfig:
     """Read and check a system file (ConfigError naming the file on any problem)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = p.read_bytes()
+    except OSError as exc:
         raise ConfigError(f"cannot read system config {str(p)!r}: {exc}") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        err = ConfigError(f"{p}: line {line}, column {column}: not UTF-8 (byte "
+                          f"{data[exc.start]:#04x}); save the file as UTF-8")
+        err.problems = [(f"<toml> line {line}", "not UTF-8")]  # type: ignore[attr-defined]
+        raise err from None
     try:
         return loads(text)
     except ConfigError as exc:

@@ -29,6 +29,7 @@ from taktora.connectors.can.config import (
     FD_LENGTHS,
     CanBusConfig,
     CanRouting,
+    CanSettings,
     can_routing,
     routing_of,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "CanConnector",
     "CanError",
     "CanRouting",
+    "CanSettings",
     "DbcCodec",
     "Demux",
     "ErrorFrame",

@@ -13,13 +13,14 @@ Everything here is a frozen attrs value with the shared validators of
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+from taktora.actors.models.backoff import Backoff
 from taktora.connectors.can.errors import CanConfigError
 from taktora.connectors.model import ChannelDescriptor, FrozenMap, Routing, Scalar
-from taktora.transport.validators import AssignChecks
+from taktora.transport.validators import AssignChecks, to_tuple
 
 CAN_SFF_MASK = 0x7FF
 """Valid bits of an 11-bit (standard) identifier."""
@@ -186,3 +187,41 @@ def can_routing(interface: str, can_id: int, *, mask: int | None = None, extende
 def routing_of(descriptor: ChannelDescriptor) -> CanRouting:
     """The parsed CAN routing of ``descriptor`` (CanConfigError naming it if invalid)."""
     return CanRouting.from_routing(descriptor.routing, descriptor.name)
+
+
+def check_route(buses: Sequence[CanBusConfig], descriptor: ChannelDescriptor) -> CanRouting:
+    """The parsed routing of ``descriptor``, checked against the connector's ``buses``: the
+    interface it names exists and is opened for FD when the routing is FD. CanConfigError
+    naming the channel otherwise."""
+    routing = routing_of(descriptor)
+    by_name = {b.name: b for b in buses}
+    bus = by_name.get(routing.interface)
+    if bus is None:
+        raise CanConfigError(f"channel {descriptor.name!r}: routing names interface "
+                             f"{routing.interface!r}, the connector has {list(by_name)}")
+    if routing.fd and not bus.fd:
+        raise CanConfigError(f"channel {descriptor.name!r}: FD routing on interface "
+                             f"{bus.name!r}, which is not opened with fd=True")
+    return routing
+
+
+def _unique_names(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    names = [b.name for b in value]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if not value or dupes:
+        raise _v.fail(inst, attribute.name, "at least one CanBusConfig, names unique", names)
+
+
+@attrs.frozen(kw_only=True)
+class CanSettings:
+    """A CAN gateway's settings table: its ``buses`` (``[[gateways.settings.buses]]``, one
+    :class:`CanBusConfig` each), the ``reconnect`` backoff of a bus after bus-off or a lost
+    interface (None: the defaults), the receive poll of interfaces whose bus cannot wake a
+    WaitSet (``poll_s``, 0.001 .. 1 s) and the backoff jitter ``seed`` (None: random)."""
+
+    buses: tuple[CanBusConfig, ...] = attrs.field(converter=to_tuple, validator=attrs.validators.and_(
+        _v.tuple_of(_v.instance(CanBusConfig), "CanBusConfig"), _unique_names))
+    reconnect: Backoff | None = attrs.field(default=None, validator=_v.optional(_v.instance(Backoff)))
+    poll_s: float = attrs.field(default=0.05, validator=_v.number(ge=0.001, le=1.0))
+    seed: int | None = attrs.field(default=None, validator=_v.optional(_v.integer()))
+

@@ -49,7 +49,13 @@ from typing import Any
 import can
 from taktora.actors.models.backoff import Backoff, ReconnectPolicy
 from taktora.actors.models.health import HealthEvent, HealthMachine, HealthState, worst_of
-from taktora.connectors.can.config import FD_LENGTHS, CanBusConfig, CanRouting, routing_of
+from taktora.connectors.can.config import (
+    FD_LENGTHS,
+    CanBusConfig,
+    CanRouting,
+    CanSettings,
+    check_route,
+)
 from taktora.connectors.can.errors import CanBusError, CanConfigError, CanError
 from taktora.connectors.can.filters import CanFilter, Demux, compile_filters
 from taktora.connectors.can.interface import Interface
@@ -80,6 +86,18 @@ class CanConnector(Connector):
     """
 
     carries_envelope = False
+    settings_class = CanSettings
+
+    @classmethod
+    def from_settings(cls, name: str, settings: Any) -> CanConnector:
+        """The connector of gateway ``name`` (``settings``: a :class:`CanSettings`)."""
+        return cls(settings.buses, name=name, reconnect=settings.reconnect, seed=settings.seed,
+                   poll_s=settings.poll_s)
+
+    @classmethod
+    def check_channel(cls, settings: Any, descriptor: ChannelDescriptor) -> None:
+        """A valid CAN routing on one of the settings' interfaces (FD only on FD buses)."""
+        check_route(settings.buses, descriptor)
 
     def __init__(self, buses: Sequence[CanBusConfig], *, name: str = "can",
                  reconnect: Backoff | None = None, seed: int | None = None,
@@ -173,16 +191,10 @@ class CanConnector(Connector):
             raise CanError(f"connector {self.name!r} is already open")
         tx: dict[str, tuple[Interface, CanRouting]] = {}
         readers: dict[str, list[tuple[str, CanRouting]]] = {n: [] for n in self._ifaces}
+        buses = [i.cfg for i in self._ifaces.values()]
         for d in descriptors:
-            routing = routing_of(d)
-            iface = self._ifaces.get(routing.interface)
-            if iface is None:
-                raise CanConfigError(f"channel {d.name!r}: routing names interface "
-                                     f"{routing.interface!r}, connector {self.name!r} has "
-                                     f"{list(self._ifaces)}")
-            if routing.fd and not iface.cfg.fd:
-                raise CanConfigError(f"channel {d.name!r}: FD routing on interface "
-                                     f"{iface.cfg.name!r}, which is not opened with fd=True")
+            routing = check_route(buses, d)
+            iface = self._ifaces[routing.interface]
             if d.direction is Direction.OUTBOUND:
                 tx[d.name] = (iface, routing)
             else:

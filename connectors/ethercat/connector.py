@@ -117,6 +117,18 @@ class EthercatConnector(Connector):
 
     carries_envelope = False
 
+    settings_class = EthercatOptions
+
+    @classmethod
+    def from_settings(cls, name: str, settings: Any) -> EthercatConnector:
+        """The connector of gateway ``name`` (``settings``: its :class:`EthercatOptions`)."""
+        return cls(name, settings)
+
+    @classmethod
+    def check_channel(cls, settings: Any, descriptor: ChannelDescriptor) -> None:
+        """Routing kind ``ethercat`` with ``subdevice``, ``bit_offset``, ``bit_length``."""
+        BitRoute.of(descriptor)
+
     def __init__(self, name: str, options: EthercatOptions) -> None:
         self.name = name
         self.options = options

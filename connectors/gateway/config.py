@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 from taktora.actors.models.backoff import Backoff
+from taktora.connectors import registry
 from taktora.connectors.connector import Connector
 from taktora.connectors.errors import ConnectorError, DescriptorError
 from taktora.connectors.model import ChannelDescriptor
+from taktora.connectors.settings import settings_error, structure_settings
 from taktora.transport import isolation
 from taktora.transport.errors import TaktoraError
 from taktora.transport.validators import AssignChecks, to_tuple
@@ -36,6 +37,13 @@ def _channels(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
                                                           f"{d.name!r} (also channels[{first}])")
 
 
+def _connector(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not registry.is_reference(value):
+        names = ", ".join(repr(n) for n in sorted(registry.known()))
+        raise _v.fail(inst, attribute.name, f"a registered connector name ({names}) or a "
+                                            f"Connector class as 'module:Class'", value)
+
+
 def _prefix(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None:
         try:
@@ -50,8 +58,11 @@ class GatewayConfig:
     picklable. A system file's ``[[gateways]]`` table is structured straight into it.
 
     - ``name``: 1-64 characters of ``[A-Za-z0-9_.-]`` (the gateway's child id).
-    - ``connector``: ``"module:Class"`` of a :class:`Connector` subclass, built as
-      ``Class(**settings)``; ``settings``: its keyword arguments.
+    - ``connector``: a registered short name (``udp``, ``zenoh``, ``zenoh-query``, ``can``,
+      ``ethercat``; entry-point group ``taktora.connectors``) or ``"module:Class"`` of a
+      :class:`Connector` subclass; ``settings``: the table structured into the connector's
+      ``settings_class`` (or its keyword arguments when it has none), or, from code, an
+      instance of that class.
     - ``channels``: the descriptors it serves (names unique per direction).
     - ``reconnect``: the backoff between reconnect attempts.
     - ``shutdown_timeout_s``: bound of an orderly stop (ARCH_0530), > 0 and <= 300.
@@ -62,13 +73,12 @@ class GatewayConfig:
     """
 
     name: str = attrs.field(validator=_v.identifier())
-    connector: str = attrs.field(validator=_v.predicate(
-        lambda v: isinstance(v, str) and v.count(":") == 1 and all(v.split(":")),
-        "a Connector class as 'module:Class'"))
+    connector: str = attrs.field(validator=_connector)
     channels: tuple[ChannelDescriptor, ...] = attrs.field(converter=to_tuple, validator=_channels)
-    settings: Mapping[str, Any] = attrs.field(factory=dict, validator=_v.predicate(
-        lambda v: isinstance(v, Mapping) and all(isinstance(k, str) and k.isidentifier() for k in v),
-        "a mapping of keyword-argument names"))
+    settings: Any = attrs.field(factory=dict, validator=_v.predicate(
+        lambda v: attrs.has(type(v)) or (isinstance(v, Mapping) and all(
+            isinstance(k, str) and k.isidentifier() for k in v)),
+        "a settings table (a mapping of key names) or a connector's settings instance"))
     reconnect: Backoff = attrs.field(factory=Backoff, validator=_v.instance(Backoff))
     shutdown_timeout_s: float = attrs.field(default=5.0, validator=_v.number(
         gt=0, le=SHUTDOWN_TIMEOUT_MAX_S))
@@ -77,23 +87,40 @@ class GatewayConfig:
     iox_prefix: str | None = attrs.field(default=None, validator=_prefix)
 
     def connector_class(self) -> type[Connector]:
-        """Import the connector class; ConnectorError naming the config if that fails."""
-        module, _, name = self.connector.partition(":")
+        """The connector class (a registered short name or ``module:Class``, see
+        :mod:`taktora.connectors.registry`); ConnectorError naming the gateway if that fails."""
         try:
-            cls = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError) as exc:
-            raise ConnectorError(f"gateway {self.name!r}: cannot import connector "
-                                 f"{self.connector!r}: {exc}") from exc
-        if not (isinstance(cls, type) and issubclass(cls, Connector)):
-            raise ConnectorError(f"gateway {self.name!r}: {self.connector!r} is not a "
-                                 "Connector subclass")
-        return cls
+            return registry.resolve(self.connector)
+        except ConnectorError as exc:
+            raise ConnectorError(f"gateway {self.name!r}: {exc}") from exc
+
+    def connector_settings(self) -> Any:
+        """The settings structured into the connector's ``settings_class`` (the raw mapping
+        when it has none); ConnectorError naming the gateway and the key if they do not fit."""
+        cls = self.connector_class()
+        if cls.settings_class is None:
+            if not isinstance(self.settings, Mapping):
+                raise ConnectorError(f"gateway {self.name!r}: {self.connector} has no settings "
+                                     f"class; pass its keyword arguments as a mapping")
+            return dict(self.settings)
+        if isinstance(self.settings, cls.settings_class):
+            return self.settings
+        if not isinstance(self.settings, Mapping):
+            raise ConnectorError(f"gateway {self.name!r}: settings are a "
+                                 f"{type(self.settings).__name__}, {self.connector} takes a "
+                                 f"{cls.settings_class.__name__} or a table of its keys")
+        try:
+            return structure_settings(cls.settings_class, self.settings)
+        except Exception as exc:  # cattrs' validation errors and the class's own validators
+            raise settings_error(self.name, self.connector, exc) from exc
 
     def build_connector(self) -> Connector:
-        """``Class(**settings)``; ConnectorError naming the gateway if the settings do not fit."""
+        """The connector, built from its settings; ConnectorError naming the gateway if the
+        settings do not fit (the actor's ``on_start`` calls it; no I/O)."""
         cls = self.connector_class()
+        settings = self.connector_settings()
         try:
-            return cls(**dict(self.settings))
+            return cls.from_settings(self.name, settings)
         except TypeError as exc:
-            raise ConnectorError(f"gateway {self.name!r}: settings {dict(self.settings)!r} do "
+            raise ConnectorError(f"gateway {self.name!r}: settings {self.settings!r} do "
                                  f"not fit {self.connector}: {exc}") from exc

@@ -20,7 +20,9 @@ import socket
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
+import attrs
 from taktora.actors.control.messages import Ack, Reply
 from taktora.actors.models.health import HealthState
 from taktora.connectors.connector import Connector, Frame, Inbound
@@ -29,6 +31,8 @@ from taktora.connectors.model import ChannelDescriptor, Direction, FrozenMap
 from taktora.connectors.requests import ConnectorRequest
 from taktora.connectors.udp.faults import FaultInjector, Verdict
 from taktora.connectors.udp.messages import InjectFault
+from taktora.transport.envelope import HEADER_SIZE
+from taktora.transport.validators import AssignChecks
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,9 @@ MAX_DATAGRAM = 65507
 
 RECV_BUFFER = 1 << 20
 """Receive buffer asked of the kernel per inbound socket (it may grant less)."""
+
+
+_v = AssignChecks(ConnectorError)
 
 
 def parse_address(descriptor: ChannelDescriptor) -> tuple[str, int]:
@@ -52,6 +59,15 @@ def parse_address(descriptor: ChannelDescriptor) -> tuple[str, int]:
     return host, int(port_text)
 
 
+@attrs.frozen(kw_only=True)
+class UdpSettings:
+    """A UDP gateway's settings table: ``name`` names the connector in logs and counters
+    (None: the gateway's name). Addresses come from each channel's routing
+    (``{ kind = "udp", address = "HOST:PORT" }``)."""
+
+    name: str | None = attrs.field(default=None, validator=_v.optional(_v.identifier()))
+
+
 class UdpConnector(Connector):
     """UDP datagrams, one socket per channel, with a :class:`FaultInjector` on the send side.
 
@@ -60,6 +76,25 @@ class UdpConnector(Connector):
     """
 
     carries_envelope = True
+    settings_class = UdpSettings
+
+    @classmethod
+    def from_settings(cls, name: str, settings: Any) -> UdpConnector:
+        """The connector of gateway ``name`` (``settings``: a :class:`UdpSettings`)."""
+        return cls(settings.name or name)
+
+    @classmethod
+    def check_channel(cls, settings: Any, descriptor: ChannelDescriptor) -> None:
+        """Routing kind ``udp``, ``HOST:PORT`` with a port 1..65535, a frame that fits one
+        datagram."""
+        _, port = parse_address(descriptor)
+        if port == 0:
+            raise ConnectorError(f"channel {descriptor.name!r}: routing address "
+                                 f"{descriptor.routing.address!r} needs a port 1..65535")
+        if descriptor.max_frame > MAX_DATAGRAM:
+            raise ConnectorError(f"channel {descriptor.name!r}: max_payload "
+                                 f"{descriptor.max_payload} does not fit one UDP datagram "
+                                 f"(at most {MAX_DATAGRAM - HEADER_SIZE} bytes with the envelope)")
 
     def __init__(self, name: str = "udp", *, faults: FaultInjector | None = None) -> None:
         self.name = name

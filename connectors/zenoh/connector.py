@@ -92,6 +92,19 @@ class KeyCounts:
 class _Base(Connector):
     """What both zenoh connectors share: the session, the inbound queue, counters."""
 
+    settings_class = ZenohConfig
+
+    @classmethod
+    def from_settings(cls, name: str, settings: Any) -> _Base:
+        """The connector of gateway ``name`` on its own session (``settings``: the
+        :class:`ZenohConfig` of that session)."""
+        return cls(settings, name=name)
+
+    @classmethod
+    def check_channel(cls, settings: Any, descriptor: ChannelDescriptor) -> None:
+        """Routing kind ``zenoh`` whose address is a valid key expression."""
+        key_expr(descriptor)
+
     def __init__(self, session: ZenohSession | ZenohConfig | None, name: str) -> None:
         self.name = name
         self.zsession = (session if isinstance(session, ZenohSession)

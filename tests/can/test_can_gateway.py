@@ -11,6 +11,7 @@ from taktora.actors.control.supervision import SupervisorSpec
 from taktora.actors.models.backoff import Backoff
 from taktora.actors.models.health import HealthState
 from taktora.connectors import ChannelReader, ChannelWriter
+from taktora.connectors.can import CanSettings
 from taktora.connectors.gateway.config import GatewayConfig
 from taktora.connectors.gateway.host import ConnectorHost
 from taktora.connectors.gateway.messages import GatewayStopped
@@ -24,7 +25,7 @@ def test_can_connector_under_the_gateway_actor(iox_prefix: str) -> None:
     peer = can.Bus(interface="virtual", channel=chan)
     cmd, state = out("veh/cmd", "can0", 0x181), inp("veh/state", "can0", 0x201)
     config = GatewayConfig(name="can-gw", connector="taktora.connectors.can:CanConnector",
-                           settings={"buses": (vbus("can0", chan),), "name": "can"},
+                           settings=CanSettings(buses=(vbus("can0", chan),)),
                            channels=(cmd, state), health_poll_s=0.05,
                            reconnect=Backoff(initial_s=0.1, jitter=0.0))
     try:

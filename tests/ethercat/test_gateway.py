@@ -35,7 +35,7 @@ def test_ethercat_connector_under_the_gateway_actor(pair, iox_prefix):
     options = EthercatOptions(bus=BusConfig(iface=master, receive_timeout_us=20_000), cycle_s=0.002,
                               reconnect_s=0.2)
     config = GatewayConfig(name="ec-gw", connector="taktora.connectors.ethercat:EthercatConnector",
-                           settings={"name": "ec", "options": options}, channels=(do, di),
+                           settings=options, channels=(do, di),
                            health_poll_s=0.05, reconnect=Backoff(initial_s=0.1, jitter=0.0))
     with SimProcess(sim_end, [DIO]) as sim, \
             start_system("inprocess", logging_config=QUIET_LOGGING) as handle, \

@@ -45,7 +45,7 @@ def gateway_config(master: str) -> GatewayConfig:
     options = EthercatOptions(bus=BusConfig(iface=master, receive_timeout_us=20_000), cycle_s=0.002,
                               reconnect_s=0.2)
     return GatewayConfig(name="ec-gw", connector="taktora.connectors.ethercat:EthercatConnector",
-                         settings={"name": "ec", "options": options}, channels=(do, di),
+                         settings=options, channels=(do, di),
                          health_poll_s=0.05, reconnect=Backoff(initial_s=0.1, jitter=0.0))
 
 

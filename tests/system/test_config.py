@@ -238,3 +238,208 @@ def test_start_host_is_a_context_manager_that_starts_once(admin_port: int) -> No
     with start_system("inprocess") as handle, start_host(handle, config) as host:
         assert {g.name for g in host.gateways} == {g.name for g in config.gateways}
         assert set(host.health()) == {g.name for g in config.gateways}
+
+
+# ---- connector settings, short names, routings (REQ_0443, REQ_0444) -------------------------
+def _gateway(connector: str, settings: str, channel: str) -> str:
+    return (f'[[gateways]]\nname = "g"\nconnector = "{connector}"\n{settings}\n'
+            f'[[gateways.channels]]\n{channel}\n')
+
+
+UDP_CH = 'name = "c"\ndirection = "outbound"\nrouting = { kind = "udp", address = "127.0.0.1:40001" }'
+ZENOH_CH = 'name = "c"\ndirection = "outbound"\nrouting = { kind = "zenoh", address = "demo/c" }'
+CAN_SETTINGS = ('[[gateways.settings.buses]]\nname = "can0"\ninterface = "virtual"\n'
+                'channel = "tk-demo"')
+CAN_CH = ('name = "c"\ndirection = "outbound"\ncodec = "raw"\n'
+          'routing = { kind = "can", address = "can0", options = { can_id = 0x100 } }')
+EC_SETTINGS = '[gateways.settings]\ncycle_s = 0.001\n[gateways.settings.bus]\niface = "tkec0"'
+EC_CH = ('name = "c"\ndirection = "outbound"\ncodec = "raw"\n'
+         'routing = { kind = "ethercat", address = "", options = { subdevice = 0, bit_offset = 0, '
+         'bit_length = 8 } }')
+
+GOOD = {
+    "udp": _gateway("udp", 'settings = { name = "u" }', UDP_CH),
+    "zenoh": _gateway("zenoh", 'settings = { mode = "peer", listen = ["tcp/127.0.0.1:47999"] }',
+                      ZENOH_CH),
+    "can": _gateway("can", CAN_SETTINGS, CAN_CH),
+    "ethercat": _gateway("ethercat", EC_SETTINGS, EC_CH),
+}
+
+BAD_SETTINGS = [
+    ("udp", 'settings = { name = "u" }', 'settings = { nmae = "u" }', "gateways[0].settings",
+     "nmae"),
+    ("zenoh", 'mode = "peer"', 'mode = "mesh"', "gateways[0].settings.mode", "mesh"),
+    ("can", 'interface = "virtual"', 'interface = "virtual"\nbitrate = "fast"',
+     "gateways[0].settings.buses[0].bitrate", "int"),
+    ("ethercat", 'cycle_s = 0.001', 'cycle_s = 0.001\nspeed = 1',
+     "gateways[0].settings", "speed"),
+]
+
+BAD_ROUTINGS = [
+    ("udp", "127.0.0.1:40001", "127.0.0.1:99999", "port"),
+    ("udp", "127.0.0.1:40001", "127.0.0.1", "HOST:PORT"),
+    ("udp", 'kind = "udp"', 'kind = "can"', "kind"),
+    ("zenoh", "demo/c", "demo/**/x/**/#", "key expression"),
+    ("can", 'address = "can0"', 'address = "can9"', "can9"),
+    ("can", "can_id = 0x100", "can_id = 0x800", "11 bits"),
+    ("ethercat", "bit_length = 8", "bit_len = 8", "bit_length"),
+]
+
+
+@pytest.mark.req("REQ_0443")
+@pytest.mark.parametrize("connector", sorted(GOOD))
+def test_each_connector_loads_from_a_system_file(connector: str) -> None:
+    config = loads(GOOD[connector])
+    g = config.gateways[0]
+    settings_class = g.connector_class().settings_class
+    assert settings_class is not None and isinstance(g.connector_settings(), settings_class)
+
+
+@pytest.mark.req("REQ_0443")
+@pytest.mark.parametrize(("connector", "old", "new", "path", "reason"), BAD_SETTINGS)
+def test_a_bad_settings_key_is_rejected_at_load_with_its_key_path(
+        connector: str, old: str, new: str, path: str, reason: str) -> None:
+    text = GOOD[connector]
+    assert old in text
+    with pytest.raises(ConfigError) as info:
+        loads(text.replace(old, new, 1))
+    problems = dict(info.value.problems)  # type: ignore[attr-defined]
+    assert path in problems, problems
+    assert reason in problems[path], problems
+
+
+@pytest.mark.req("REQ_0443")
+@pytest.mark.parametrize(("connector", "old", "new", "reason"), BAD_ROUTINGS)
+def test_routings_are_checked_at_load_per_connector(connector: str, old: str, new: str,
+                                                    reason: str) -> None:
+    text = GOOD[connector]
+    assert old in text
+    with pytest.raises(ConfigError) as info:
+        loads(text.replace(old, new, 1))
+    problems = dict(info.value.problems)  # type: ignore[attr-defined]
+    assert "gateways[0].channels[0].routing" in problems, problems
+    assert reason in problems["gateways[0].channels[0].routing"], problems
+
+
+@pytest.mark.req("REQ_0443")
+def test_unknown_codecs_and_oversized_udp_frames_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"gateways\[0\]\.channels\[0\]\.codec: codec 'yaml'"):
+        loads(GOOD["udp"].replace('name = "c"', 'name = "c"\ncodec = "yaml"'))
+    with pytest.raises(ConfigError, match=r"channels\[0\]\.routing: .*does not fit one UDP"):
+        loads(GOOD["udp"].replace('name = "c"', 'name = "c"\nmax_payload = 65500'))
+
+
+@pytest.mark.req("REQ_0444")
+def test_connectors_are_found_by_short_name_through_entry_points() -> None:
+    from taktora.connectors import registry
+
+    assert set(registry.known()) >= {"udp", "zenoh", "zenoh-query", "can", "ethercat"}
+    assert registry.resolve("udp").__name__ == "UdpConnector"
+    with pytest.raises(ConfigError, match=r"gateways\[0\]\.connector: .*'udp'"):
+        loads(GOOD["udp"].replace('connector = "udp"', 'connector = "nosuch"'))
+    as_path = GOOD["udp"].replace('connector = "udp"',
+                                  'connector = "taktora.connectors.udp:UdpConnector"')
+    assert loads(as_path).gateways[0].connector_class() is registry.resolve("udp")
+
+
+@pytest.mark.req("REQ_0445")
+def test_hostile_files_raise_config_error_with_a_place(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        loads("x = " + "[" * 5000 + "]" * 5000)
+    with pytest.raises(ConfigError, match=r"gateways: expected an array of tables \(\[\[gateways"):
+        loads('gateways = "left"')
+    with pytest.raises(ConfigError, match=r"gateways\[0\]: expected a table"):
+        loads('gateways = ["left"]')
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes(b'name = "x"\n\n[[gateways]]\nname = "caf\xe9"\n')
+    with pytest.raises(ConfigError, match=r"line 4, column 12: not UTF-8"):
+        load(bad)
+    for value in ("nan", "inf", "-inf", "1e-9", "1e300"):
+        with pytest.raises(ConfigError, match=r"policies\.health_poll_s"):
+            loads(VALID.replace("shutdown_timeout_s = 1.5", f"health_poll_s = {value}"))
+    with pytest.raises(ConfigError, match="'sideways' is not one of 'outbound', 'inbound'"):
+        loads(VALID.replace('direction = "inbound"', 'direction = "sideways"'))
+
+
+# ---- schema-based fuzzing: valid files built from the schema, then mutated -------------------
+HOSTILE = st.one_of(
+    st.sampled_from([float("nan"), float("inf"), -float("inf"), 1e-300, 1e300, -1, 0, 2**63,
+                     "", "x" * 300, True, [], {}, [[[[[]]]]], {"x": {"y": {"z": 1}}}]),
+    st.integers(), st.floats(), st.text(max_size=20), st.binary(max_size=8).map(repr))
+CHANNELS = {
+    "udp": st.builds(lambda port, d: {"name": "c", "direction": d, "routing": {
+        "kind": "udp", "address": f"127.0.0.1:{port}"}}, st.integers(1, 65535),
+        st.sampled_from(["inbound", "outbound"])),
+    "can": st.builds(lambda cid, d: {"name": "c", "direction": d, "codec": "raw", "routing": {
+        "kind": "can", "address": "can0", "options": {"can_id": cid}}}, st.integers(0, 0x7FF),
+        st.sampled_from(["inbound", "outbound"])),
+}
+SETTINGS = {
+    "udp": st.just({"name": "u"}),
+    "can": st.just({"buses": [{"name": "can0", "interface": "virtual", "channel": "tk-fz"}]}),
+}
+
+
+@st.composite
+def system_documents(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(sorted(CHANNELS)))
+    return {
+        "name": "fz",
+        "supervision": {"strategy": draw(st.sampled_from(["one_for_one", "rest_for_one"])),
+                        "intensity": draw(st.integers(0, 5)),
+                        "period_s": draw(st.floats(0.1, 60))},
+        "policies": {"health_poll_s": draw(st.floats(0.001, 1)),
+                     "reconnect": {"initial_s": 0.1, "max_s": draw(st.floats(0.1, 30))}},
+        "gateways": [{"name": "g", "connector": kind, "settings": draw(SETTINGS[kind]),
+                      "channels": [draw(CHANNELS[kind])]}],
+    }
+
+
+def _mutate(doc: Any, path: tuple[Any, ...], value: Any) -> Any:
+    return _replace(doc, path, value)
+
+
+@pytest.mark.req("REQ_0445")
+@settings(max_examples=FUZZ, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(system_documents(), st.data())
+def test_schema_built_files_load_and_their_mutations_raise_config_error(doc: dict[str, Any],
+                                                                        data: st.DataObject) -> None:
+    import time
+
+    assert isinstance(structure(doc), SystemConfig)
+    path = data.draw(st.sampled_from(_paths(doc)))
+    mutation = data.draw(st.one_of(HOSTILE, st.just("__delete__"), st.just("__extra__")))
+    if mutation == "__extra__" and isinstance(_get(doc, path), dict):
+        mutated = _replace(doc, path, {**_get(doc, path), "unexpected_key": 1})
+    elif mutation == "__delete__" and path:
+        parent = _get(doc, path[:-1])
+        mutated = _replace(doc, path[:-1], {k: v for k, v in parent.items() if k != path[-1]}
+                           if isinstance(parent, dict) else parent[:-1])
+    else:
+        mutated = _mutate(doc, path, mutation)
+    began = time.monotonic()
+    try:
+        structure(mutated)
+    except ConfigError as exc:
+        assert exc.problems  # type: ignore[attr-defined]
+        assert all(key for key, _ in exc.problems)  # type: ignore[attr-defined]
+    assert time.monotonic() - began < 1.0
+
+
+def _get(doc: Any, path: tuple[Any, ...]) -> Any:
+    for part in path:
+        doc = doc[part]
+    return doc
+
+
+@pytest.mark.req("REQ_0445")
+@settings(max_examples=FUZZ, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_on_disk_raise_only_config_error(tmp_path_factory: pytest.TempPathFactory,
+                                                      raw: bytes) -> None:
+    path = tmp_path_factory.mktemp("fz") / "system.toml"
+    path.write_bytes(raw)
+    try:
+        load(path)
+    except ConfigError:
+        pass

@@ -44,7 +44,7 @@ def test_zenoh_connector_under_the_gateway_actor(iox_prefix: str) -> None:
     out = zchan("demo/to_plain", Direction.OUTBOUND, "demo/to_plain")
     inn = zchan("demo/from_plain", Direction.INBOUND, "demo/from_plain")
     config = GatewayConfig(name="zgw", connector="taktora.connectors.zenoh:ZenohConnector",
-                           settings={"session": ZenohConfig(listen=(ep,)), "name": "zenoh-gw"},
+                           settings=ZenohConfig(listen=(ep,)),
                            channels=(out, inn), health_poll_s=0.05,
                            reconnect=Backoff(initial_s=0.1, max_s=0.4, jitter=0.0))
     peer = PlainPeer(connect=ep)
