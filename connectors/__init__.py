@@ -29,7 +29,8 @@ from taktora.connectors.codecs import (
     default_registry,
     encode_for,
 )
-from taktora.connectors.connector import Connector, Frame, Inbound
+from taktora.connectors.connector import Connector, Inbound
+from taktora.connectors.context import ConnectorContext, Frame
 from taktora.connectors.errors import CodecError, ConnectorError, DescriptorError, LinkDownError
 from taktora.connectors.gateway import (
     Dispatcher,
@@ -80,6 +81,7 @@ __all__ = [
     "CodecRegistry",
     "Congestion",
     "Connector",
+    "ConnectorContext",
     "ConnectorError",
     "ConnectorHost",
     "ConnectorRequest",

@@ -149,7 +149,7 @@ class ChannelWriter(Generic[T]):
         # loan / commit / discard: the semantics of ``with pub.loan(...)`` (an exception
         # discards the loan, counted, and propagates) without its generator overhead
         if size is not None:
-            sample, view = pub._loan_bytes(HEADER_SIZE + size)
+            sample, view = pub.loan_bytes(HEADER_SIZE + size)
             try:
                 try:
                     written = codec.encode_into(value, view[HEADER_SIZE:])
@@ -158,7 +158,7 @@ class ChannelWriter(Generic[T]):
                     raise channel_error(codec, self._name, "encode", exc) from None
                 self._header(view, written, seq, correlation_id, kind)
             except BaseException:
-                pub._discard(sample, view)
+                pub.discard(sample, view)
                 raise
         else:
             try:
@@ -167,14 +167,14 @@ class ChannelWriter(Generic[T]):
                 self._encode_errors += 1
                 raise
             size = len(data)
-            sample, view = pub._loan_bytes(HEADER_SIZE + size)
+            sample, view = pub.loan_bytes(HEADER_SIZE + size)
             try:
                 view[HEADER_SIZE:] = data
                 self._header(view, size, seq, correlation_id, kind)
             except BaseException:
-                pub._discard(sample, view)
+                pub.discard(sample, view)
                 raise
-        pub._commit(sample, view)
+        pub.commit(sample, view)
         self._seq = seq
         return seq
 
@@ -319,6 +319,8 @@ class ChannelReader(Generic[T]):
 
     def _track(self, publisher: int, seq: int) -> None:
         last = self._last.get(publisher)
+        if last is None and self._subscriber.started_after(publisher):
+            last = 0  # the writer's first envelope came after this reader: all were owed to it
         if last is not None and seq > last + 1:
             self._gaps += 1
             self._lost += seq - last - 1

@@ -1,59 +1,60 @@
-"""The connector protocol: what a protocol back-end implements (python-can's BusABC, smaller).
+"""The connector surface: what a protocol back-end implements (python-can's BusABC, smaller).
 
-A back-end subclasses :class:`Connector` and implements five methods::
+Two methods are required::
 
-    open(descriptors)            bind sockets / open the session for these channels
-    close()                      release everything; idempotent
+    open(ctx)                    bind sockets / open the session for ctx.channels; from then on
+                                 push inbound frames with ctx.deliver(channel, frame) and the
+                                 link's health with ctx.report(state, reason)
     send(descriptor, frame)      put one frame on the protocol for an OUTBOUND channel
-    receive(timeout)             one inbound frame as (channel name or Routing, bytes), or None
-    health()                     HealthState now (Connecting / Up / Degraded / Down)
 
-The framework (:class:`~taktora.connectors.gateway.dispatcher.Dispatcher`) does the rest: iceoryx2 ports,
-threads, envelope checks, pause/resume, counters. Health is the connector's *link* state only;
-whether the gateway is paused is a separate mode of the dispatcher (python-can issue #736 mixed
-the two in one enum).
+Everything else has a default: ``close()`` (nothing), ``poll(timeout)`` (only pull protocols
+implement it; then the framework runs a reader thread that delivers what it returns),
+``health()`` (the last state reported), ``stats()``, ``on_pause``, ``handle_request``, and
+for system files ``settings_class`` / ``from_settings`` / ``check_channel``. The framework
+(:class:`~taktora.connectors.gateway.dispatcher.Dispatcher`) does the rest: iceoryx2 ports,
+the outbound thread, envelope checks, pause/resume, counters. Health is the connector's *link*
+state only; whether the gateway is paused is a separate mode (python-can issue #736 mixed the
+two in one enum).
 
 What a frame is depends on :attr:`Connector.carries_envelope`:
 
 - ``True`` (default, e.g. UDP): the whole envelope (48-byte header + payload) travels on the
-  protocol, so the far side checks sequence and CRC. ``send`` gets it, ``receive`` returns it.
+  protocol, so the far side checks sequence and CRC. ``send`` gets it, ``deliver`` takes it.
 - ``False`` (protocols with their own framing, e.g. CAN): ``send`` gets the payload only,
-  ``receive`` returns the payload only and the dispatcher wraps it in a fresh envelope
+  ``deliver`` takes the payload only and the framework wraps it in a fresh envelope
   (per-channel sequence from 1, the descriptor's codec id).
 
 Either way nothing is re-encoded: codecs run on the application side only.
 
-Threading: ``send`` is called only from the dispatcher's outbound thread and ``receive`` only
-from its inbound thread, possibly at the same time; ``open``/``close`` are called by the owner
-(the dispatcher's ``start``/``stop`` caller) while neither thread runs; ``health`` and
-``stats`` may be called from any thread.
+Threading: ``send`` is called only from the dispatcher's outbound thread; ``poll`` only from
+its reader thread; ``open``/``close`` by the owner while no ``send`` runs; ``deliver`` and
+``report`` from whatever thread the protocol uses; ``health`` and ``stats`` from any thread.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from taktora.actors.control.messages import Reply
 from taktora.actors.errors import ControlError
 from taktora.actors.models.health import HealthState
+from taktora.connectors.context import ConnectorContext, Frame
 from taktora.connectors.model import ChannelDescriptor, Routing
 from taktora.connectors.requests import ConnectorRequest
 
-Frame = bytes | bytearray | memoryview
-
 Inbound = tuple[str | Routing, Frame]
-"""What :meth:`Connector.receive` returns: the channel (by descriptor name or by routing) and
-the frame."""
+"""What :meth:`Connector.poll` returns: the channel (by descriptor name or by routing) and the
+frame."""
 
 
 class Connector(abc.ABC):
-    """Base class of protocol back-ends. Subclasses implement the abstract methods.
+    """Base class of protocol back-ends: implement :meth:`open` and :meth:`send`.
 
     Errors: ``send`` raises :class:`~taktora.connectors.errors.LinkDownError` when the link is
     down and :class:`~taktora.connectors.errors.ConnectorError` for other failures (the
-    dispatcher counts both by cause and keeps going); ``receive`` raises ConnectorError for a
+    dispatcher counts both by cause and keeps going); ``poll`` raises ConnectorError for a
     failure (counted, retried after a short pause); ``open`` raises ConnectorError when the
     channels cannot be served (the owner decides whether to retry).
     """
@@ -65,6 +66,50 @@ class Connector(abc.ABC):
     #: key paths in errors). None: the table holds the constructor's keyword arguments as
     #: they are (``Class(**settings)``), for connectors written before settings classes.
     settings_class: ClassVar[type | None] = None
+
+    _context: ConnectorContext | None = None
+
+    @abc.abstractmethod
+    def open(self, ctx: ConnectorContext) -> None:
+        """Open the protocol side for ``ctx.channels`` (caller's thread; may block on I/O).
+
+        Keep ``ctx``: deliver inbound frames to it and report the link's health to it (at the
+        latest when ``open`` returns: Up, Degraded, or Connecting while a handshake goes on).
+        """
+
+    @abc.abstractmethod
+    def send(self, descriptor: ChannelDescriptor, frame: Frame) -> None:
+        """Send ``frame`` for the OUTBOUND channel ``descriptor`` (outbound thread).
+
+        ``frame`` may be a read-only view of shared memory, valid only during this call: copy
+        it if you keep it.
+        """
+
+    def close(self) -> None:
+        """Release sockets and sessions; idempotent (owner's thread). Default: nothing."""
+        return None
+
+    def poll(self, timeout: float) -> Inbound | None:
+        """Pull protocols only: the next inbound frame, waiting at most ``timeout`` seconds
+        (the framework's reader thread; must return within about ``timeout``; None when
+        nothing arrived). A connector that pushes through ``ctx.deliver`` leaves it alone."""
+        raise NotImplementedError(f"{type(self).__name__} pushes its frames; it has no poll()")
+
+    @classmethod
+    def pulls(cls) -> bool:
+        """True when this connector implements :meth:`poll` (the framework then runs a reader
+        thread for it)."""
+        return cls.poll is not Connector.poll
+
+    def health(self) -> HealthState:
+        """The link's health as last reported to the context (any thread); Connecting before
+        the first report."""
+        ctx = self._context
+        return ctx.state if ctx is not None else HealthState.CONNECTING
+
+    def bind(self, ctx: ConnectorContext) -> None:
+        """Remember ``ctx`` (the framework calls this right before :meth:`open`)."""
+        self._context = ctx
 
     # -- construction from a system file (classmethods: no instance, no I/O) -----------------
     @classmethod
@@ -90,34 +135,6 @@ class Connector(abc.ABC):
         Default: nothing is checked before ``open``.
         """
         return None
-
-    @abc.abstractmethod
-    def open(self, descriptors: Sequence[ChannelDescriptor]) -> None:
-        """Open the protocol side for ``descriptors`` (caller's thread; may block on I/O)."""
-
-    @abc.abstractmethod
-    def close(self) -> None:
-        """Release sockets and sessions; idempotent (caller's thread)."""
-
-    @abc.abstractmethod
-    def send(self, descriptor: ChannelDescriptor, frame: Frame) -> None:
-        """Send ``frame`` for the OUTBOUND channel ``descriptor`` (outbound thread).
-
-        ``frame`` may be a read-only view of shared memory, valid only during this call: copy
-        it if you keep it.
-        """
-
-    @abc.abstractmethod
-    def receive(self, timeout: float) -> Inbound | None:
-        """The next inbound frame, waiting at most ``timeout`` seconds (inbound thread).
-
-        Must return within about ``timeout`` so that the dispatcher can stop; returns None
-        when nothing arrived.
-        """
-
-    @abc.abstractmethod
-    def health(self) -> HealthState:
-        """The link's health now (any thread)."""
 
     # -- optional hooks with defaults ----------------------------------------------------------
     def on_pause(self, paused: bool) -> None:

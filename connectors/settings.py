@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import cattrs
 from taktora.connectors import model
 from taktora.connectors.errors import ConnectorError
+from taktora.transport.errors import TaktoraError
 
 T = TypeVar("T")
 
@@ -74,8 +75,16 @@ def structure_settings(settings_class: type[T], raw: Mapping[str, Any]) -> T:
 def describe(exc: BaseException) -> str:
     """One line per problem of a structuring error: ``path: reason``."""
     if isinstance(exc, cattrs.BaseValidationError):
-        return "; ".join(cattrs.transform_error(exc, path="settings"))
+        return "; ".join(cattrs.transform_error(exc, path="settings",
+                                                format_exception=_format_leaf))
     return str(exc)
+
+
+def _format_leaf(exc: BaseException, type_: Any) -> str:
+    # the project's own errors already say what was wrong; cattrs' default would drop that
+    if isinstance(exc, TaktoraError | ValueError | TypeError):
+        return str(exc)
+    return str(cattrs.v.format_exception(exc, type_))
 
 
 def settings_error(gateway: str, connector: str, exc: BaseException) -> ConnectorError:

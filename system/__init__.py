@@ -10,7 +10,8 @@ from taktora.system.bootstrap import (
 from taktora.system.config import SystemConfig, load, loads
 from taktora.system.errors import ConfigError, SecurityError, SystemError_
 from taktora.system.launch import start_host
-from taktora.system.security import apply_bind_policy, is_loopback
+from taktora.system.security import apply_bind_policy
+from taktora.transport.net import is_loopback
 
 __all__ = [
     "ActorSystemHandle",

@@ -22,6 +22,17 @@ Both start a root :class:`~taktora.actors.control.supervisor.Supervisor` (global
 ``taktora status`` shows its tree. :meth:`~ActorSystemHandle.close` (or leaving the ``with``
 block) stops the root's children in reverse order, shuts the Thespian system down and joins the
 control thread: nothing of the system is left running.
+
+Process lifetime (multi-process): the Thespian admin detaches from the process that starts it,
+so :func:`start_system` also starts the owner watch (:mod:`taktora.system.reaper`): if the
+owner dies without closing the system (``kill -9`` included), the watch shuts the system down
+and ends every process of it. The admin carries the owner's pid as a capability
+(:data:`~taktora.system.attach.OWNER_CAPABILITY`), which marks it as a taktora system for the
+CLI. ``admin_port=0`` picks a free port (:attr:`ActorSystemHandle.admin_port` says which).
+
+Giving up: when the root supervisor exceeds its restart intensity it tells the handle (its
+owner) and exits; :attr:`ActorSystemHandle.failure` then holds the one-line reason, requests
+to the root fail at once, and :meth:`~ActorSystemHandle.close` does not wait for the root.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from taktora.actors.control.messages import (
+    ChildCrashed,
     ChildInfo,
     ControlMessage,
     ErrorReply,
@@ -52,14 +64,21 @@ from taktora.actors.control.messages import (
 )
 from taktora.actors.control.supervision import ChildSpec, SupervisorSpec
 from taktora.actors.control.supervisor import AddChild, Supervisor, WaitIdle
-from taktora.actors.errors import AttachError, ControlError
-from taktora.system import security
+from taktora.actors.errors import ControlError
+from taktora.system import processes, security
+from taktora.system.args import port_problem
+from taktora.system.attach import OWNER_CAPABILITY, ROOT_NAME, attach, detach, port_listening
 from taktora.system.errors import SystemError_
+from taktora.system.reaper import Reaper
 from thespian.actors import ActorSystem
+
+__all__ = [  # attach, detach, port_listening and ROOT_NAME live in taktora.system.attach
+    "DEFAULT_LOGGING", "QUIET_LOGGING", "ROOT_NAME", "ActorSystemHandle", "Mode", "attach",
+    "detach", "port_listening", "start_system",
+]
 
 log = logging.getLogger(__name__)
 
-ROOT_NAME = "taktora.root"
 Mode = Literal["inprocess", "multiprocess"]
 
 #: Thespian logging for multi-process systems: warnings and worse to stderr.
@@ -71,15 +90,6 @@ DEFAULT_LOGGING: dict[str, Any] = {
 }
 #: Thespian logging that drops everything (tests).
 QUIET_LOGGING: dict[str, Any] = {"version": 1, "root": {"level": "CRITICAL", "handlers": []}}
-
-
-def port_listening(port: int, host: str = security.LOOPBACK, timeout: float = 0.5) -> bool:
-    """True if something accepts TCP connections on ``host:port`` (blocks up to ``timeout``)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 class _InprocessPump:
@@ -174,10 +184,17 @@ class ActorSystemHandle:
     INBOX_LEN = 1000
 
     def __init__(self, mode: Mode, asys: Any, admin_port: int | None,
-                 bind_address: str | None) -> None:
+                 bind_address: str | None, *, reaper: Reaper | None = None) -> None:
         self.mode = mode
         self.admin_port = admin_port
         self.bind_address = bind_address
+        #: session id shared by the system's processes (multiprocess, once the root is up)
+        self.session: int | None = None
+        self._reaper = reaper
+        self._failure: str | None = None
+        self._failed = threading.Event()
+        self._watch_stop = threading.Event()
+        self._watch_thread: threading.Thread | None = None
         self._asys = asys
         self._local = threading.local()
         self._contexts: list[Any] = []
@@ -198,6 +215,70 @@ class ActorSystemHandle:
         if self._pump is not None:
             raise SystemError_("raw access is for multiprocess systems; use tell/ask in-process")
         return self._asys
+
+    # ---- the root's owner ----------------------------------------------------------------------
+    @property
+    def failure(self) -> str | None:
+        """Why the root supervisor gave up ("gave up: N restarts within ..."), or None while it
+        has not. Set by the ``taktora-root-watch`` thread; readable from any thread."""
+        return self._failure
+
+    def wait_failure(self, timeout: float) -> str | None:
+        """Block up to ``timeout`` seconds for the root supervisor to give up; its reason, or
+        None if it did not."""
+        self._failed.wait(timeout)
+        return self._failure
+
+    def _start_watch(self) -> Any:
+        """Start the ``taktora-root-watch`` thread; return its endpoint (the root's owner).
+
+        The thread blocks in :meth:`receive` on its own endpoint: the root supervisor sends it
+        :class:`ChildCrashed` when it gives up. Other messages are dropped (debug log).
+        """
+        ready = threading.Event()
+        endpoint: list[Any] = []
+
+        def watch() -> None:
+            try:
+                endpoint.append(self.endpoint())
+            finally:
+                ready.set()
+            while not self._watch_stop.is_set():
+                try:
+                    msg = self.receive(0.1)
+                except Exception:  # the system is closing under us
+                    if self._watch_stop.wait(0.1):
+                        return
+                    continue
+                if isinstance(msg, ChildCrashed):
+                    log.debug("the root supervisor %s", msg.reason)  # it logged it
+                    self._failure = msg.reason
+                    self._failed.set()
+                elif msg is not None:
+                    log.debug("root watch: ignoring %r", msg)
+
+        self._watch_thread = threading.Thread(target=watch, name="taktora-root-watch",
+                                              daemon=True)
+        self._watch_thread.start()
+        if not ready.wait(10.0) or not endpoint:
+            raise SystemError_("the root watch thread did not start")
+        return endpoint[0]
+
+    def _stop_watch(self) -> None:
+        self._watch_stop.set()
+        if self._watch_thread is not None:
+            self._watch_thread.join(5.0)
+            self._watch_thread = None
+
+    def _announce_session(self) -> None:
+        """Learn the session id of the system's processes (from the root's pid) and tell the
+        owner watch."""
+        pid = self.tree().pid
+        session = processes.session_of(pid) if pid else None
+        if session is not None and processes.safe_session(session):
+            self.session = session
+            if self._reaper is not None:
+                self._reaper.announce(session)
 
     # ---- plumbing ----------------------------------------------------------------------------
     def _context(self) -> Any:
@@ -232,6 +313,9 @@ class ActorSystemHandle:
         An :class:`ErrorReply` is returned, not raised. Raises :class:`ControlError` after
         ``timeout`` seconds without a reply.
         """
+        if self._failure is not None and self.root is not None and target == self.root:
+            raise ControlError(f"the root supervisor is gone ({self._failure}): "
+                               f"{type(msg).__name__} not sent")
         ctx = self._context()
         ctx.tell(target, msg)
         if self._pump is not None:
@@ -316,12 +400,13 @@ class ActorSystemHandle:
             return
         actor_pids: set[int] = set()
         try:
-            if self.root is not None:
+            if self.root is not None and self._failure is None:  # a root that gave up is gone
                 if self._pump is None:
                     actor_pids = _tree_pids(self.tree(timeout=min(timeout, 5.0)))
                 self.ask(self.root, Shutdown(), timeout)
         except Exception as exc:
             log.warning("orderly stop of the root supervisor failed: %s", exc)
+        self._stop_watch()
         self._closed = True
         with self._ctx_lock:
             contexts, self._contexts = self._contexts, []
@@ -338,8 +423,18 @@ class ActorSystemHandle:
                     ctx.exit_context()
                 except Exception:  # a half-closed socket must not stop the shutdown
                     log.debug("closing a private context failed", exc_info=True)
-            self._asys.shutdown()
-            _reap(actor_pids - {os.getpid()})
+            try:
+                self._asys.shutdown()
+            finally:
+                if self.session is not None:  # everything of the system, whatever it forked
+                    if not processes.wait_session_gone(self.session, 2.0):
+                        left = processes.end_session(self.session)
+                        log.warning("processes %s outlived the system shutdown: ended",
+                                    sorted(left))
+                else:
+                    _reap(actor_pids - {os.getpid()})
+                if self._reaper is not None:
+                    self._reaper.release()
 
     def __enter__(self) -> ActorSystemHandle:
         return self
@@ -356,24 +451,24 @@ def _tree_pids(tree: ChildInfo) -> set[int]:
     return out
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _reap(pids: set[int], grace_s: float = 2.0) -> None:
     """Kill actor processes Thespian's shutdown left behind (seen when a shutdown races a
     restart); they were listed in the supervision tree just before the shutdown."""
     deadline = time.monotonic() + grace_s
-    while (left := {p for p in pids if _alive(p)}) and time.monotonic() < deadline:
+    while (left := {p for p in pids if processes.alive(p)}) and time.monotonic() < deadline:
         time.sleep(0.02)
     for pid in left:
         log.warning("actor process %d outlived the system shutdown: killing it", pid)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def _free_port(host: str) -> int:
+    """A TCP port nothing listens on right now (the kernel's choice). Another process could
+    take it before the admin binds it; the admin's start then fails with SystemError_."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 def start_system(
@@ -390,23 +485,34 @@ def start_system(
 ) -> ActorSystemHandle:
     """Start an actor system and its root supervisor; return its handle (a context manager).
 
-    ``admin_port`` is required for ``"multiprocess"`` (each system on a host needs its own).
-    ``bind_address`` other than loopback (or None: every interface) needs
-    ``allow_remote=True``, else :class:`SecurityError`. ``root`` is the root supervisor's spec
-    (default: one_for_one, intensity 1 per 5 s, no children). Blocks until the root's initial
-    children are up; raises :class:`SystemError_` if something already listens on
-    ``admin_port`` or the system does not come up.
+    ``admin_port`` is required for ``"multiprocess"`` (each system on a host needs its own):
+    1..65535, or 0 to pick a free port (read it from the handle's ``admin_port``); anything
+    else raises :class:`SystemError_` before anything starts. ``bind_address`` other than
+    loopback (or None: every interface) needs ``allow_remote=True``, else
+    :class:`SecurityError`. ``root`` is the root supervisor's spec (default: one_for_one,
+    intensity 1 per 5 s, no children). A multiprocess system gets an owner watch (see the
+    module docstring) and does not outlive the calling process. Blocks until the root's
+    initial children are up; raises :class:`SystemError_` if something already listens on
+    ``admin_port`` or the system does not come up, and ``ControlError`` if the root gives up
+    while its initial children start.
     """
     root_spec = root or SupervisorSpec()
+    reaper: Reaper | None = None
     if mode == "inprocess":
         asys = ActorSystem("simpleSystemBase", logDefs=False, transientUnique=True)
         handle = ActorSystemHandle(mode, asys, None, None)
     elif mode == "multiprocess":
         if admin_port is None:
-            raise SystemError_("mode='multiprocess' needs admin_port (a free TCP port)")
+            raise SystemError_("mode='multiprocess' needs admin_port (a free TCP port, or 0 "
+                               "to pick one)")
+        problem = port_problem(admin_port, allow_zero=True)
+        if problem:
+            raise SystemError_(f"admin_port: {problem} (0 picks a free port)")
         bind = security.resolve_bind(bind_address, allow_remote)
         probe_host = bind or security.LOOPBACK
-        if port_listening(admin_port, probe_host):
+        if admin_port == 0:
+            admin_port = _free_port(probe_host)
+        elif port_listening(admin_port, probe_host):
             raise SystemError_(f"something already listens on {probe_host}:{admin_port}: pick "
                                f"another admin_port (or attach to it with the taktora CLI)")
         security.apply_bind_policy(bind)
@@ -415,42 +521,30 @@ def start_system(
             host, _, port = convention_leader.rpartition(":")
             caps["Convention Address.IPv4"] = (host, int(port))
         caps.update(capabilities or {})
-        asys = ActorSystem("multiprocTCPBase", caps, logDefs=logging_config or DEFAULT_LOGGING,
-                           transientUnique=True)
-        handle = ActorSystemHandle(mode, asys, admin_port, bind)
+        caps[OWNER_CAPABILITY] = os.getpid()
+        reaper = Reaper(admin_port, probe_host)  # before the admin forks: covers start-up
+        try:
+            asys = ActorSystem("multiprocTCPBase", caps,
+                               logDefs=logging_config or DEFAULT_LOGGING, transientUnique=True)
+        except Exception as exc:  # Thespian's InvalidActorAddress and the like
+            reaper.release()
+            raise SystemError_(f"the actor system did not start on {probe_host}:{admin_port}: "
+                               f"{type(exc).__name__}: {exc}") from None
+        except BaseException:
+            reaper.release()
+            raise
+        handle = ActorSystemHandle(mode, asys, admin_port, bind, reaper=reaper)
     else:
         raise SystemError_(f"unknown mode {mode!r}: use 'inprocess' or 'multiprocess'")
     try:
+        owner = handle._start_watch()
         handle.root = handle.create_actor(Supervisor, ROOT_NAME)
         handle.tell(handle.root, Supervised(supervisor=None, child_id="root",
-                                            args={"spec": root_spec}))
+                                            args={"spec": root_spec, "owner": owner}))
         handle.call(handle.root, WaitIdle(), start_timeout)
+        if reaper is not None:
+            handle._announce_session()
     except BaseException:
         handle.close(timeout=5.0)
         raise
     return handle
-
-
-def attach(admin_port: int, host: str = security.LOOPBACK, timeout: float = 5.0) -> Any:
-    """Attach to a running multi-process system on ``host:admin_port``; return the root address
-    and the Thespian system object as ``(asys, root)``.
-
-    Checks first that something listens (else :class:`AttachError`: Thespian would silently
-    start a new, empty system). The caller must never call ``asys.shutdown()``; release it with
-    ``asys._systemBase.transport.close()`` (see :func:`detach`).
-    """
-    if not port_listening(admin_port, host, timeout=min(timeout, 2.0)):
-        raise AttachError(f"nothing listens on {host}:{admin_port}: start the system first "
-                          f"(taktora never starts an empty one to attach to)")
-    security.apply_bind_policy(host if security.is_loopback(host) else None)
-    asys = ActorSystem("multiprocTCPBase", {"Admin Port": admin_port}, logDefs=QUIET_LOGGING,
-                       transientUnique=True)
-    return asys
-
-
-def detach(asys: Any) -> None:
-    """Release an attached system's local endpoint without shutting the system down."""
-    try:
-        asys._systemBase.transport.close()
-    except Exception:
-        log.debug("detach: closing the transport failed", exc_info=True)

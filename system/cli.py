@@ -5,10 +5,16 @@ Subcommands that attach to a running multi-process system (``--port`` = its admi
 - ``taktora status --port P``: the supervision tree with states and restart counts;
 - ``taktora health --port P``: the health of every worker that answers ``GetHealth``;
 - ``taktora control PATH pause|resume|reconnect|stats --port P``: one control message to the
-  actor at PATH (child ids from the root, ``gw`` or ``line1/gw``).
+  actor at PATH (child ids from the root, ``gw`` or ``line1/gw``);
+- ``taktora stop --port P``: shut down a system that lost its owner (refused while the owner
+  runs, unless ``--force``).
 
-Attaching first checks that something listens on 127.0.0.1:P (Thespian would otherwise start a
-new, empty system) and never shuts the system down.
+Attaching (:mod:`taktora.system.attach`) never starts a system and fails within a few seconds
+with a one-line message (exit status 2) when nothing, something other than Thespian, or a
+Thespian system that is not taktora's listens on 127.0.0.1:P. Only ``stop`` shuts a system
+down. ``--port`` must be 1..65535 and ``--timeout`` a finite number of seconds > 0 (else a
+usage error, exit status 2). Every message that carries user or error text is printed with
+rich markup escaped, so ``[[gateways]]`` reaches the terminal as written.
 
 Adding a subcommand: write ``register(subparsers)`` in your module (add a parser, set
 ``func=handler`` with ``handler(args) -> int``) and append it to :data:`REGISTRARS`.
@@ -39,10 +45,10 @@ from taktora.actors.control.messages import (
     StatsReply,
     TreeReply,
 )
-from taktora.actors.control.supervisor import Supervisor
 from taktora.actors.errors import AttachError, ControlError
 from taktora.connectors.ethercat.cli import register as register_ethercat
-from taktora.system.bootstrap import ROOT_NAME, attach, detach
+from taktora.system.args import port_arg, seconds_type
+from taktora.system.attach import attach, detach, inspect
 from taktora.system.run import register as register_run
 from taktora.transport.errors import TaktoraError
 
@@ -59,7 +65,15 @@ class Attached:
     def __init__(self, port: int, timeout: float) -> None:
         self.timeout = timeout
         self.asys = attach(port, timeout=timeout)
-        self.root = self.asys.createActor(Supervisor, globalName=ROOT_NAME)
+        try:
+            info = inspect(self.asys, port, timeout)
+            if info.root is None:
+                raise AttachError(f"the taktora system on port {port} has no root supervisor "
+                                  f"(it gave up or the system is shutting down)")
+        except BaseException:
+            detach(self.asys)
+            raise
+        self.root = info.root
 
     def ask(self, target: Any, msg: ControlMessage, cid: str | None = None) -> Reply:
         want = cid or msg.correlation_id
@@ -91,13 +105,23 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False)
 
 
+def error(text: object, label: str = "error") -> None:
+    """Print ``label: text`` on stderr, one line; ``text`` is escaped (never read as markup)."""
+    from rich.markup import escape
+
+    _console(stderr=True).print(f"[red]{escape(label)}:[/red] {escape(str(text))}",
+                                soft_wrap=True)
+
+
 def _label(node: ChildInfo) -> str:
+    from rich.markup import escape
+
     colour = {"running": "green", "starting": "yellow", "backoff": "yellow",
               "stopping": "yellow", "failed": "red", "stopped": "dim"}.get(node.state, "white")
     extra = f" {node.strategy}" if node.strategy else ""
     pid = f" pid={node.pid}" if node.pid else ""
-    return (f"[bold]{node.id}[/bold] [{colour}]{node.state}[/{colour}] "
-            f"({node.kind}{extra}) restarts={node.restarts}{pid}")
+    return (f"[bold]{escape(node.id)}[/bold] [{colour}]{escape(node.state)}[/{colour}] "
+            f"({escape(node.kind + extra)}) restarts={node.restarts}{pid}")
 
 
 def render_tree(tree: ChildInfo) -> Any:
@@ -130,12 +154,12 @@ def _with_attached(args: argparse.Namespace, body: Callable[[Attached], int]) ->
     try:
         attached = Attached(args.port, args.timeout)
     except AttachError as exc:
-        _console(stderr=True).print(f"[red]error:[/red] {exc}")
+        error(exc)
         return 2
     try:
         return body(attached)
     except TaktoraError as exc:
-        _console(stderr=True).print(f"[red]error:[/red] {exc}")
+        error(exc)
         return 1
     finally:
         attached.close()
@@ -153,16 +177,18 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_health(args: argparse.Namespace) -> int:
     """Print the health of every worker (n/a for workers without a health state)."""
     def body(a: Attached) -> int:
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table("path", "health", "detail")
         for path in _leaves(a.tree()):
             reply = a.route(path, GetHealth())
+            name = escape("/".join(path))
             if isinstance(reply, HealthReply):
-                table.add_row("/".join(path), reply.state.value,
-                              reply.last_event.reason if reply.last_event else "")
+                table.add_row(name, reply.state.value,
+                              escape(reply.last_event.reason) if reply.last_event else "")
             elif isinstance(reply, ErrorReply):
-                table.add_row("/".join(path), "n/a", reply.kind.value)
+                table.add_row(name, "n/a", reply.kind.value)
         _console().print(table)
         return 0
 
@@ -174,28 +200,50 @@ def cmd_control(args: argparse.Namespace) -> int:
     path = tuple(p for p in args.path.split("/") if p)
 
     def body(a: Attached) -> int:
+        from rich.markup import escape
+
         reply = a.route(path, ACTIONS[args.action]())
         out = _console()
         if isinstance(reply, ErrorReply):
-            _console(stderr=True).print(f"[red]{reply.kind.value}[/red]: {reply.detail}")
+            error(reply.detail, label=reply.kind.value)
             return 1
         if isinstance(reply, StatsReply):
             for key, value in reply.stats.items():
-                out.print(f"{key}: {value}")
+                out.print(escape(f"{key}: {value}"))
         else:
-            out.print(f"{args.action}: ok {getattr(reply, 'detail', '')}".rstrip())
+            out.print(escape(f"{args.action}: ok {getattr(reply, 'detail', '')}".rstrip()))
         return 0
 
     return _with_attached(args, body)
 
 
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Shut down the taktora system on ``--port`` (one that lost its owner, or ``--force``)."""
+    from rich.markup import escape
+    from taktora.system.stop import stop_system
+
+    try:
+        report = stop_system(args.port, timeout=args.timeout, force=args.force)
+    except AttachError as exc:
+        error(exc)
+        return 2
+    except TaktoraError as exc:
+        error(exc)
+        return 1
+    _console().print(escape(f"stopped the taktora system on port {args.port} (owner pid "
+                            f"{report.owner_pid}): {report}"))
+    return 0
+
+
 def _attach_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--port", type=int, required=True, help="admin port of the running system")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for replies")
+    p.add_argument("--port", type=port_arg, required=True,
+                   help="admin port of the running system (1..65535)")
+    p.add_argument("--timeout", type=seconds_type(), default=5.0,
+                   help="seconds to wait for replies (> 0, default 5)")
 
 
 def register(subparsers: Any) -> None:
-    """This module's subcommands: status, health, control."""
+    """This module's subcommands: status, health, control, stop."""
     p = subparsers.add_parser("status", help="show the supervision tree")
     _attach_args(p)
     p.set_defaults(func=cmd_status)
@@ -207,6 +255,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("action", choices=sorted(ACTIONS))
     _attach_args(p)
     p.set_defaults(func=cmd_control)
+    p = subparsers.add_parser("stop", help="shut down a system that lost its owner")
+    _attach_args(p)
+    p.add_argument("--force", action="store_true",
+                   help="stop it even though its owner process still runs")
+    p.set_defaults(func=cmd_stop)
 
 
 #: Every module contributing subcommands; append your ``register`` here.
@@ -230,7 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``taktora`` command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    status: int = args.func(args)
+    try:
+        status: int = args.func(args)
+    except TaktoraError as exc:  # a handler's uncaught user-facing error: one line, no traceback
+        error(exc)
+        return 1
+    except KeyboardInterrupt:
+        error("interrupted")
+        return 130
     return status
 
 

@@ -21,8 +21,8 @@ Document layout (every table optional except ``gateways``; unknown keys are erro
 
     [[gateways]]                                  # a GatewayConfig
     name = "left"
-    connector = "taktora.connectors.udp:UdpConnector"
-    settings = { name = "udp-left" }              # keyword arguments of the connector class
+    connector = "udp"                             # a registered connector (entry point)
+    settings = { name = "udp-left" }              # structured into the connector's settings class
     [[gateways.channels]]                         # ChannelDescriptor documents
     name = "demo/cmd"
     direction = "outbound"
@@ -39,7 +39,8 @@ merged key by key). Defaults are those of the types themselves, documented there
 
 :func:`load` / :func:`loads` check everything before anything starts: TOML syntax, types
 (strict: no string-to-number coercion), each value's validators, then cross-field rules (unique
-gateway names, importable connector classes that accept their settings). A problem raises
+gateway names, a connector that resolves, settings that fit its settings class, a known codec
+and a routing the connector accepts on every channel). A problem raises
 :class:`~taktora.system.errors.ConfigError` whose message names the key path
 (``gateways[0].channels[1].qos.priority``; a bad inherited policy is named under
 ``policies``) and the reason; nothing else escapes. Pure functions of the document: no

@@ -19,13 +19,13 @@ restored; with ``allow_remote=True`` and an address, the listeners bind to that 
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import threading
 from typing import Any
 
 from taktora.system.errors import SecurityError
+from taktora.transport.net import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +35,6 @@ ENV = "THESPIAN_BASE_IPADDR"
 _lock = threading.Lock()
 _bind_address: str | None = None
 _installed = False
-
-
-def is_loopback(address: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and ``localhost``."""
-    if address == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
 
 
 def resolve_bind(bind_address: str | None, allow_remote: bool) -> str | None:

@@ -15,9 +15,15 @@ A supervisor receives its :class:`~taktora.actors.control.supervision.Supervisor
 - restarts per strategy and restart type; more than ``intensity`` restarts within
   ``period_s`` stops every child (reverse order) and escalates: a nested supervisor reports
   :class:`ChildCrashed` to its parent (which restarts it per its own spec); the root supervisor
-  exits;
+  tells its owner (``args["owner"]``, an address, if given) with :class:`ChildCrashed` and
+  exits (it tells its owner the same when the actor system is shut down under it). Requests
+  still waiting for the supervisor (``AddChild``, ``WaitIdle``) are answered with
+  ``ErrorReply(REJECTED)`` naming the reason as soon as it begins to exit;
 - answers :class:`GetTree` with the tree (ids, states, restart counts, recent events), routes
   :class:`Route` messages to descendants, and pushes its subtree to its parent after changes.
+
+A supervisor that never got its :class:`Supervised` message (a stray ``createActor`` of the
+class) answers every request with ``ErrorReply(REJECTED)`` saying so.
 
 All of it runs on the supervisor's actor thread, event-driven: nothing blocks, waits are
 timers or replies. Its log (``events`` in the tree) records ``start:ID``, ``stop:ID``,
@@ -151,6 +157,15 @@ class Supervisor(TaktoraActor):
             self.ops.append(("start", c.spec.id))
         self._pump()
 
+    def dispatch(self, msg: Any, sender: Any) -> None:
+        """The base's dispatch, once the supervisor has its spec (actor thread)."""
+        if not hasattr(self, "spec"):  # created without Supervised: there is no tree to show
+            self._reply_error(msg, sender, ErrorKind.REJECTED,
+                              f"supervisor {self.name!r} is not initialised (it got no "
+                              f"Supervised message): not a running taktora supervisor")
+            return
+        super().dispatch(msg, sender)
+
     # ---- queries and control -----------------------------------------------------------------
     def tree(self) -> ChildInfo:
         """This supervisor's subtree as a value."""
@@ -209,7 +224,7 @@ class Supervisor(TaktoraActor):
 
         The Ack's detail lists the children in the order they stopped: ``"stopped: c,b,a"``.
         """
-        self._begin_exit()
+        self._begin_exit(f"supervisor {self.name!r} is shutting down")
         self.ops.append(("exit_normal", (msg, sender)))
         self._pump()
 
@@ -299,6 +314,9 @@ class Supervisor(TaktoraActor):
 
     def on_stop(self) -> None:
         # Thespian is taking this supervisor down: best effort, reverse order, no waiting.
+        if self.supervisor is None and not getattr(self, "exiting", True):
+            self._tell_owner("was stopped from outside its owner (an actor system shutdown, "
+                             "e.g. taktora stop --force)")
         for child in reversed(getattr(self, "children", [])):
             if child.address is not None:
                 self.send(child.address, ActorExitRequest())
@@ -357,10 +375,13 @@ class Supervisor(TaktoraActor):
         child.consecutive += 1
         return b.delay(child.consecutive, self.rng)
 
-    def _begin_exit(self) -> None:
+    def _begin_exit(self, why: str) -> None:
         self.exiting = True
         self.exit_mark = len(self.events)
         self.ops.clear()
+        waiters, self.idle_waiters = self.idle_waiters, []
+        for msg, sender in waiters:  # an AddChild / WaitIdle that will never complete now
+            self._reply_error(msg, sender, ErrorKind.REJECTED, why)
         if self.waiting is not None and self.waiting[0] == "delay":
             self.cancel_timer("backoff")
             self.waiting = None
@@ -371,7 +392,7 @@ class Supervisor(TaktoraActor):
     def _escalate(self, reason: str) -> None:
         log.error("supervisor %s gives up: %s", self.name, reason)
         self.events.append(f"escalate:{reason}")
-        self._begin_exit()
+        self._begin_exit(f"supervisor {self.name!r} gave up: {reason}")
         self.ops.append(("escalate", reason))
 
     def _pump(self) -> None:
@@ -389,6 +410,7 @@ class Supervisor(TaktoraActor):
                 if self.supervisor is not None:
                     self.crash(f"escalated: {arg}")
                 else:
+                    self._tell_owner(f"gave up: {arg}")
                     self.send(self.myAddress, ActorExitRequest())
                 return
             elif op == "exit_normal":
@@ -443,6 +465,12 @@ class Supervisor(TaktoraActor):
         self.send(child.address, ActorExitRequest())
         self.start_timer(f"kill:{child_id}", child.spec.shutdown_s)
         self.waiting = ("stop", child_id)
+
+    def _tell_owner(self, reason: str) -> None:
+        """A root supervisor is going away without being asked to: tell its owner (if any)."""
+        owner = self.args.get("owner")
+        if owner is not None:
+            self.send(owner, ChildCrashed(child_id=self.name, reason=reason))
 
     def _push_tree(self) -> None:
         if self.supervisor is None:

@@ -31,16 +31,18 @@ from taktora.connectors.can.config import (
     CanRouting,
     CanSettings,
     can_routing,
+    check_dbc_channel,
+    dbc_descriptor,
+    dbc_routing,
     routing_of,
 )
 from taktora.connectors.can.connector import CanConnector, inject
 from taktora.connectors.can.dbc import (
     DBC_CODEC_ID,
     DbcCodec,
-    dbc_descriptor,
-    dbc_routing,
     load_dbc,
     register_dbc,
+    use_dbc,
 )
 from taktora.connectors.can.errorframes import BusState, ErrorFrame, classify, error_frame_data
 from taktora.connectors.can.errors import CanBusError, CanConfigError, CanError
@@ -65,6 +67,7 @@ __all__ = [
     "ErrorFrame",
     "FilterEntry",
     "can_routing",
+    "check_dbc_channel",
     "classify",
     "compile_filters",
     "dbc_descriptor",
@@ -76,4 +79,5 @@ __all__ = [
     "register_dbc",
     "routing_of",
     "subsumes",
+    "use_dbc",
 ]

@@ -3,7 +3,10 @@
 :class:`CanBusConfig` describes one interface (a python-can ``Bus``); a connector opens
 several. :class:`CanRouting` is the CAN view of a channel's :class:`Routing`
 (``Routing(kind="can", address=<interface name>, options={...})``), parsed and validated once
-when the connector opens; :func:`can_routing` builds one.
+when the connector opens; :func:`can_routing` builds one, :func:`dbc_routing` and
+:func:`dbc_descriptor` derive one from a DBC message (frame id, extended, FD as the DBC says -
+cantools marks a frame FD only when the DBC's ``VFrameFormat`` says so), and
+:func:`check_dbc_channel` checks a hand-written ``dbc:<Message>`` channel against the DBC.
 
 Everything here is a frozen attrs value with the shared validators of
 :mod:`taktora.transport.validators` (:class:`AssignChecks`): a bad value raises
@@ -13,13 +16,15 @@ Everything here is a frozen attrs value with the shared validators of
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 from taktora.actors.models.backoff import Backoff
+from taktora.connectors.can.dbc import use_dbc
 from taktora.connectors.can.errors import CanConfigError
-from taktora.connectors.model import ChannelDescriptor, FrozenMap, Routing, Scalar
+from taktora.connectors.model import ChannelDescriptor, Direction, FrozenMap, Routing, Scalar
 from taktora.transport.validators import AssignChecks, to_tuple
 
 CAN_SFF_MASK = 0x7FF
@@ -70,9 +75,17 @@ class CanBusConfig:
     ``recovery_window_s``: a Degraded interface is Up again after this long without error
     frames. ``quiet_up_s``: an interface in Connecting goes Up after this long without error
     frames even when no frame was read or sent (None: only traffic brings it Up).
-    ``rx_queue_frames``: capacity of the queue between this interface's receive thread and the
-    dispatcher (overflow: the newest frame is dropped and counted as ``drops.rx_queue_full``).
     ``send_timeout_s``: how long a send may block on a full transmit queue.
+
+    ``dbc``: a DBC file describing the frames on this bus (a relative path is taken from the
+    working directory). It is read when the config is built, once per process and path (a file
+    cantools cannot load raises CanConfigError naming this field), and each of its messages is
+    registered as codec ``dbc:<Message>`` in the process-wide ``default_registry``
+    (:func:`~taktora.connectors.can.dbc.use_dbc`): that is how a system file's ``codec =
+    "dbc:<Message>"`` channels are known to the gateway, which only stamps their codec id.
+    The connector then checks each such channel on this interface against the DBC at load
+    (message, identifier, frame format, payload bound). None: no DBC; ``dbc:*`` channels on
+    this interface need their codecs registered in code (:func:`register_dbc`).
     """
 
     name: str = attrs.field(validator=_v.identifier())
@@ -85,13 +98,19 @@ class CanBusConfig:
     filter_mode: str = attrs.field(default="auto", validator=_v.one_of(FILTER_MODES))
     recovery_window_s: float = attrs.field(default=1.0, validator=_positive)
     quiet_up_s: float | None = attrs.field(default=None, validator=_v.optional(_positive))
-    rx_queue_frames: int = attrs.field(default=4096, validator=_v.integer(ge=1, le=1 << 20))
     send_timeout_s: float = attrs.field(default=0.1, validator=_positive)
     options: FrozenMap[str, Scalar] = attrs.field(factory=FrozenMap, converter=_to_map)
+    dbc: str | None = attrs.field(default=None, validator=_v.optional(_v.string(nonempty=True)))
 
     def __attrs_post_init__(self) -> None:
         if self.data_bitrate is not None and not self.fd:
             raise _v.fail(self, "data_bitrate", "None (data_bitrate needs fd=True)", self.data_bitrate)
+        if self.dbc is not None:
+            try:
+                use_dbc(self.dbc)
+            except CanConfigError as exc:
+                where = "" if os.path.isabs(self.dbc) else f" (from {os.getcwd()})"
+                raise CanConfigError(f"CanBusConfig.dbc={self.dbc!r}{where}: {exc}") from None
 
     def bus_kwargs(self) -> dict[str, Any]:
         """The keyword arguments for ``can.Bus`` (only what is set)."""
@@ -182,6 +201,49 @@ def can_routing(interface: str, can_id: int, *, mask: int | None = None, extende
     full = CAN_EFF_MASK if extended else CAN_SFF_MASK
     return CanRouting(interface=interface, can_id=can_id, mask=full if mask is None else mask,
                       extended=extended, fd=fd, brs=brs, esi=esi).to_routing()
+
+
+def check_dbc_channel(db: Any, descriptor: ChannelDescriptor, routing: CanRouting) -> None:
+    """A ``dbc:<Message>`` channel fits ``db``: the message exists, the routing's identifier,
+    ``extended`` and ``fd`` are the DBC's and ``max_payload`` holds the message. CanConfigError
+    naming the channel otherwise; channels of other codecs pass."""
+    if not descriptor.codec.startswith("dbc:"):
+        return
+    name = descriptor.codec[4:]
+    where = f"channel {descriptor.name!r} (codec {descriptor.codec!r})"
+    try:
+        msg = db.get_message_by_name(name)
+    except KeyError:
+        known = sorted(m.name for m in db.messages)
+        raise CanConfigError(f"{where}: the interface's DBC has no message {name!r} (it has "
+                             f"{known})") from None
+    want = (msg.frame_id, bool(msg.is_extended_frame), bool(msg.is_fd))
+    got = (routing.can_id, routing.extended, routing.fd)
+    if got != want:
+        raise CanConfigError(f"{where}: routing can_id={got[0]:#x}, extended={got[1]}, "
+                             f"fd={got[2]}, the DBC says can_id={want[0]:#x}, "
+                             f"extended={want[1]}, fd={want[2]}")
+    if descriptor.max_payload < msg.length:
+        raise CanConfigError(f"{where}: max_payload {descriptor.max_payload} is below the "
+                             f"message's {msg.length} bytes")
+
+
+def dbc_routing(db: Any, message: str, interface: str, *, brs: bool = False) -> Routing:
+    """The CAN routing of a DBC message on ``interface`` (id, extended and FD from the DBC)."""
+    msg = db.get_message_by_name(message)
+    fd = bool(msg.is_fd)
+    return can_routing(interface, msg.frame_id, extended=bool(msg.is_extended_frame), fd=fd,
+                       brs=brs and fd)
+
+
+def dbc_descriptor(db: Any, message: str, direction: Direction, interface: str, *,
+                   name: str | None = None, brs: bool = False, **kwargs: Any) -> ChannelDescriptor:
+    """A channel descriptor for a DBC message: codec ``dbc:<message>``, payload bound = the
+    message length, routing from the DBC. ``kwargs`` go to :class:`ChannelDescriptor`."""
+    msg = db.get_message_by_name(message)
+    return ChannelDescriptor(name or f"can/{interface}/{message}", direction,
+                             codec=f"dbc:{message}", max_payload=max(1, int(msg.length)),
+                             routing=dbc_routing(db, message, interface, brs=brs), **kwargs)
 
 
 def routing_of(descriptor: ChannelDescriptor) -> CanRouting:

@@ -1,44 +1,45 @@
-"""The CAN connector: python-can buses behind the generic :class:`Connector` protocol.
+"""The CAN connector: python-can buses behind the generic :class:`Connector` surface.
 
-Send path (ARCH_0060): the dispatcher's outbound thread calls :meth:`CanConnector.send` with
+Send path (ARCH_0701): the dispatcher's outbound thread calls :meth:`CanConnector.send` with
 the payload bytes of one envelope (``carries_envelope = False``: CAN has its own framing). The
 connector builds one classic or FD ``can.Message`` from the channel's routing (identifier,
 extended, FD, BRS, ESI) around those bytes - copied once into the message, never re-encoded -
 and writes it on the routing's interface.
 
-Receive path (ARCH_0061): every interface has its own receive thread (``<name>-rx-<iface>``)
-blocked in ``bus.recv``. Error frames go to the classifier and never reach a channel. A data
+Receive path (ARCH_0702): CAN pushes. Every interface has its own receive thread
+(``<name>-rx-<iface>``, started by :meth:`CanConnector.open`) blocked in ``bus.recv``: it is
+the protocol's own thread, since python-can has no file descriptor a WaitSet could wait on
+for every interface type. Error frames go to the classifier and never reach a channel. A data
 frame is demultiplexed to EVERY INBOUND channel whose (can_id, mask, extended) accepts it and
-put, once per channel, on the connector's receive queue; :meth:`CanConnector.receive` (the
-dispatcher's inbound thread) takes them off and the dispatcher wraps each in a fresh envelope.
-The interface's filter, compiled from the union of its readers (:mod:`.filters`), is applied
-at the bus (``filter_mode``, see :class:`CanBusConfig`). When only one interface has INBOUND
-channels (the common case) it is read *inline*: :meth:`CanConnector.receive` runs that
-interface's receive step on the dispatcher's inbound thread, without the thread and queue hop
-(``inline_rx``, default on); the other interfaces keep their threads.
+handed, once per channel, to ``ctx.deliver`` on that thread, which wraps it in a fresh
+envelope and publishes it into the channel's iceoryx2 service: no queue, no other thread
+between the bus and the application. The interface's filter, compiled from the union of its
+readers (:mod:`.filters`), is applied at the bus (``filter_mode``, see :class:`CanBusConfig`).
 
-Health (ARCH_0062): one :class:`HealthMachine` per interface (source ``<connector>/<iface>``)
+Health (ARCH_0703): one :class:`HealthMachine` per interface (source ``<connector>/<iface>``)
 driven by the classified error frames; :meth:`CanConnector.health` is their
-:func:`worst_of` aggregate. Bus-off closes the interface; its receive thread then waits the
-:class:`ReconnectPolicy` delay, reopens the bus, re-applies the filter and goes through
-Connecting, and Up again at the first frame read or sent. Reading, classification and
-recovery of one interface live in :mod:`.interface`; this module opens and closes the
-interfaces, sends, and hands received frames to the dispatcher.
+:func:`worst_of` aggregate, and every change of that aggregate is pushed with
+``ctx.report(state, reason)``, the reason naming the interface whose transition changed it.
+Bus-off closes the interface; its receive thread then waits the :class:`ReconnectPolicy`
+delay, reopens the bus, re-applies the filter and goes through Connecting, and Up again at
+the first frame read or sent. Meanwhile the connector stays open (the gateway reconnects it
+only when the aggregate is Down, i.e. every interface is) and frames written for the closed
+interface are refused with :class:`LinkDownError`, which the dispatcher counts as
+``link_down``. Reading, classification and recovery of one interface live in
+:mod:`.interface`; this module opens and closes the interfaces, sends, and aggregates health.
 
-Threads: the receive threads (one per interface but the inline one, started by :meth:`open`,
-joined by :meth:`close`; the dispatcher's inbound thread for the inline one) own reading,
-classification, recovery and their interface's receive counters; :meth:`send` runs on the
-caller's (outbound) thread and owns the send counters; a per-interface lock serializes
-``bus.send`` against the bus being closed and replaced. Health subscribers are called on the
-thread that made the transition (a receive thread, or the sending thread for Connecting -> Up
-after a send).
+Threads: the receive threads (one per interface, started by :meth:`open`, joined by
+:meth:`close`) own reading, delivery, classification, recovery and their interface's receive
+counters; :meth:`send` runs on the caller's (outbound) thread and owns the send counters; a
+per-interface lock serializes ``bus.send`` against the bus being closed and replaced. Health
+subscribers and ``ctx.report`` are called on the thread that made the transition (a receive
+thread, or the sending thread for Connecting -> Up after a send); reports are serialized by
+one lock so that they follow the order of the transitions.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
-import queue
 import random
 import threading
 import time
@@ -54,12 +55,15 @@ from taktora.connectors.can.config import (
     CanBusConfig,
     CanRouting,
     CanSettings,
+    check_dbc_channel,
     check_route,
 )
+from taktora.connectors.can.dbc import use_dbc
 from taktora.connectors.can.errors import CanBusError, CanConfigError, CanError
 from taktora.connectors.can.filters import CanFilter, Demux, compile_filters
 from taktora.connectors.can.interface import Interface
-from taktora.connectors.connector import Connector, Frame, Inbound
+from taktora.connectors.connector import Connector
+from taktora.connectors.context import ConnectorContext, Frame
 from taktora.connectors.errors import ConnectorError, LinkDownError
 from taktora.connectors.model import ChannelDescriptor, Direction, FrozenMap
 
@@ -77,12 +81,8 @@ class CanConnector(Connector):
     ``buses``: the interfaces (unique names). ``reconnect``: the bus-off / failure backoff
     (one :class:`ReconnectPolicy` per interface; ``seed`` makes its jitter reproducible).
     ``poll_s``: how long a receive thread blocks in ``bus.recv`` before it checks for stop,
-    recovery windows and reconnect requests. ``inline_rx``: when exactly one interface has
-    INBOUND channels, read it on the caller of :meth:`receive` (the dispatcher's inbound
-    thread) instead of a receive thread of its own - one thread hop and one queue less per
-    frame; the other interfaces keep their receive threads (error frames, recovery). The
-    inline interface makes progress (frames, error frames, recovery) only while
-    :meth:`receive` is being called.
+    recovery windows and reconnect requests (it bounds how long :meth:`close` waits, not the
+    latency of a frame: ``recv`` returns as soon as one arrives).
     """
 
     carries_envelope = False
@@ -96,13 +96,16 @@ class CanConnector(Connector):
 
     @classmethod
     def check_channel(cls, settings: Any, descriptor: ChannelDescriptor) -> None:
-        """A valid CAN routing on one of the settings' interfaces (FD only on FD buses)."""
-        check_route(settings.buses, descriptor)
+        """A valid CAN routing on one of the settings' interfaces (FD only on FD buses); a
+        ``dbc:<Message>`` channel on an interface with a ``dbc`` must fit that DBC."""
+        routing = check_route(settings.buses, descriptor)
+        bus = next(b for b in settings.buses if b.name == routing.interface)
+        if bus.dbc is not None:
+            check_dbc_channel(use_dbc(bus.dbc), descriptor, routing)
 
     def __init__(self, buses: Sequence[CanBusConfig], *, name: str = "can",
                  reconnect: Backoff | None = None, seed: int | None = None,
-                 poll_s: float = 0.05, inline_rx: bool = True,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 poll_s: float = 0.05, clock: Callable[[], float] = time.monotonic) -> None:
         names = [b.name for b in buses]
         if not buses:
             raise CanConfigError(f"connector {name!r}: needs at least one CanBusConfig")
@@ -111,6 +114,9 @@ class CanConnector(Connector):
             raise CanConfigError(f"connector {name!r}: interface names {dupes} appear more than once")
         if poll_s <= 0:
             raise CanConfigError(f"connector {name!r}: poll_s must be > 0, got {poll_s}")
+        for b in buses:  # settings built in another process: their DBC codecs, here too
+            if b.dbc is not None:
+                use_dbc(b.dbc)
         self.name = name
         self.poll_s = poll_s
         self._clock = clock
@@ -120,14 +126,13 @@ class CanConnector(Connector):
         self._ifaces: dict[str, Interface] = {
             b.name: Interface(b, HealthMachine(f"{name}/{b.name}"),
                               ReconnectPolicy(settings, rng=random.Random(rng.random()), clock=clock),
-                              owner=name, stop=self._stop, poll_s=poll_s, clock=clock)
+                              owner=name, stop=self._stop, poll_s=poll_s, clock=clock,
+                              on_change=self._on_change)
             for b in buses}
         self._tx_routes: dict[str, tuple[Interface, CanRouting]] = {}
-        self._queue: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
-        self.inline_rx = inline_rx
-        self._inline: Interface | None = None
-        self._inline_rx: defaultdict[str, int] = defaultdict(int)
-        self._pending: collections.deque[Inbound] = collections.deque()
+        self._ctx: ConnectorContext | None = None  # the open connection's; None while closed
+        self._report_lock = threading.Lock()
+        self._reported: HealthState | None = None  # the aggregate last pushed to _ctx
         self._state = "new"
 
     # -- configuration views -------------------------------------------------------------------
@@ -176,23 +181,41 @@ class CanConnector(Connector):
 
     def health(self) -> HealthState:
         """The worst-of aggregate of the interfaces (any thread): one Down while another is Up
-        is Degraded, all Down is Down."""
+        is Degraded, all Down is Down. While open it is also what was last reported to the
+        context."""
         return worst_of(i.machine.state for i in self._ifaces.values())
 
+    def _on_change(self, iface: Interface, state: HealthState, reason: str) -> None:
+        """An interface moved to ``state``: push the aggregate if that changed it (the
+        transitioning thread, with the interface's ``state_lock`` held; never blocks but for
+        the report lock). Nothing is reported while the connector is closed."""
+        with self._report_lock:
+            ctx = self._ctx
+            if ctx is None:
+                return
+            aggregate = self.health()
+            if aggregate is self._reported:
+                return
+            self._reported = aggregate
+            ctx.report(aggregate, f"interface {iface.cfg.name!r} {state.value}: {reason}")
+
     # -- lifecycle -----------------------------------------------------------------------------
-    def open(self, descriptors: Sequence[ChannelDescriptor]) -> None:
-        """Open every interface, apply its compiled filter and start its receive thread.
+    def open(self, ctx: ConnectorContext) -> None:
+        """Open every interface for ``ctx.channels``, apply its compiled filter, report the
+        aggregate health (Connecting: an interface is Up at its first frame read or sent) and
+        start the receive threads, which deliver to ``ctx`` from then on.
 
         Raises CanConfigError naming the channel (bad routing, unknown interface, FD channel on
         a classic interface) or CanBusError naming the interface (python-can cannot open it);
-        nothing stays open then. Caller's thread; blocks while the buses open.
+        nothing stays open and nothing is reported then. Caller's thread; blocks while the
+        buses open.
         """
         if self._state == "open":
             raise CanError(f"connector {self.name!r} is already open")
         tx: dict[str, tuple[Interface, CanRouting]] = {}
         readers: dict[str, list[tuple[str, CanRouting]]] = {n: [] for n in self._ifaces}
         buses = [i.cfg for i in self._ifaces.values()]
-        for d in descriptors:
+        for d in ctx.channels:
             routing = check_route(buses, d)
             iface = self._ifaces[routing.interface]
             if d.direction is Direction.OUTBOUND:
@@ -210,33 +233,36 @@ class CanConnector(Connector):
                 iface.bus = iface.open_bus()
                 iface.since = self._clock()
                 opened.append(iface)
-        except ConnectorError:
+        except ConnectorError as exc:
             for iface in opened:
                 iface.shutdown_bus()
+            for iface in self._ifaces.values():
+                iface.transition(D, f"open failed: {exc}")
             raise
         self._tx_routes = tx
         self._stop.clear()
-        with_readers = [i for i in self._ifaces.values() if i.readers]
-        self._inline = with_readers[0] if self.inline_rx and len(with_readers) == 1 else None
-        if self._inline is not None:
-            self._inline_rx = self._inline.rx
-        self._pending.clear()
         self._state = "open"
+        with self._report_lock:
+            self._ctx = ctx
+            self._reported = aggregate = self.health()
+            ctx.report(aggregate, ", ".join(f"interface {n!r} {s.value}"
+                                            for n, s in self.interface_health().items()))
         for iface in self._ifaces.values():
             iface.gave_up = False
             iface.reopen_at = None
-            if iface is self._inline:
-                continue
-            iface.thread = threading.Thread(target=self._run_rx, args=(iface,),
+            iface.thread = threading.Thread(target=iface.run, args=(ctx.deliver,),
                                             name=f"{self.name}-rx-{iface.cfg.name}", daemon=True)
             iface.thread.start()
 
     def close(self) -> None:
-        """Stop and join the receive threads, close every bus; each interface goes Down.
+        """Stop and join the receive threads, close every bus; each interface goes Down (its
+        subscribers hear it; the context is not told: the owner is closing the connection).
         Idempotent (caller's thread; blocks up to ~poll_s per thread)."""
         if self._state != "open":
             self._state = "closed" if self._state == "new" else self._state
             return
+        with self._report_lock:
+            self._ctx = None
         self._stop.set()
         for iface in self._ifaces.values():
             if iface.thread is not None:
@@ -260,7 +286,9 @@ class CanConnector(Connector):
     def send(self, descriptor: ChannelDescriptor, frame: Frame) -> None:
         """Write ``frame`` (the payload bytes) as one CAN frame with the channel's routing.
 
-        Raises LinkDownError while the interface is closed (bus-off recovery), CanError for a
+        Raises LinkDownError while the interface is closed (bus-off recovery, or its policy
+        gave up: the dispatcher counts it ``link_down``, the interface ``drops.link_down``;
+        the other interfaces keep sending), CanError for a
         payload the frame format cannot carry (> 8 bytes classic, > 64 or not a DLC length FD)
         and CanBusError for a failed ``bus.send``. Blocks at most ``send_timeout_s`` on a full
         TX queue.
@@ -295,58 +323,15 @@ class CanConnector(Connector):
         if not iface.up and iface.machine.state is C:
             iface.transition(U, "first frame sent", only_from=frozenset({C}))
 
-    # -- receive path --------------------------------------------------------------------------
-    def receive(self, timeout: float) -> Inbound | None:
-        """The next demultiplexed (channel name, data) pair, waiting up to ``timeout``
-        (dispatcher's inbound thread).
-
-        With an inline interface (see ``inline_rx``) this reads that bus directly: one frame
-        matching several channels is returned once per channel, over consecutive calls.
-        """
-        inline = self._inline
-        if inline is None:
-            try:
-                return self._queue.get(timeout=timeout)
-            except queue.Empty:
-                return None
-        pending = self._pending
-        if pending:
-            return pending.popleft()
-        if self._state != "open":
-            self._stop.wait(timeout)
-            return None
-        inline.step(timeout, self._emit_inline)
-        return pending.popleft() if pending else None
-
-    def _emit_inline(self, channel: str, data: bytearray) -> None:
-        self._pending.append((channel, data))
-        self._inline_rx["delivered"] += 1
-
-    def _run_rx(self, iface: Interface) -> None:
-        """Receive thread of one interface (see the module doc). Never raises: failures are
-        logged, counted and turned into health transitions."""
-        stop = self._stop
-        put = self._queue.put
-        qsize = self._queue.qsize
-        cap = iface.cfg.rx_queue_frames
-        rx = iface.rx
-
-        def emit(channel: str, data: bytearray) -> None:
-            if qsize() >= cap:
-                rx["drops.rx_queue_full"] += 1
-                return
-            put((channel, data))
-            rx["delivered"] += 1
-
-        while not stop.is_set():
-            iface.step(self.poll_s, emit)
-
     # -- stats -----------------------------------------------------------------------------------
     def stats(self) -> Mapping[str, int]:
         """Counters per interface (``<iface>.frames_in``, ``.frames_out``, ``.filtered``,
         ``.unmatched``, ``.delivered``, ``.error_frames``, ``.errors.<class>``,
         ``.drops.<cause>``, ``.reopens`` ...) and connector totals (``frames_in``,
-        ``frames_out``, ``filtered``, ``unmatched``, ``error_frames``, ``drops``)."""
+        ``frames_out``, ``filtered``, ``unmatched``, ``error_frames``, ``drops``).
+        ``delivered`` counts (frame, channel) pairs the context published; a frame the
+        context refused (paused, too large ...) is counted there by cause, not here. Any
+        thread."""
         out: dict[str, int] = {}
         totals: defaultdict[str, int] = defaultdict(int)
         for name, iface in self._ifaces.items():

@@ -8,12 +8,17 @@ a reader decodes them into a dict (or the attrs class given). The gateway never 
 codec must be registered (:func:`register_dbc`) in the registry the *dispatcher* gets too: it
 stamps inbound envelopes with the codec's id.
 
-:func:`dbc_routing` derives a channel's routing from the DBC (frame id, extended, FD as the
-DBC says - cantools marks a frame FD only when the DBC's ``VFrameFormat`` says so).
+From a system file a bus names its DBC (``CanBusConfig.dbc``): :func:`use_dbc` loads it once
+per process and registers its codecs in ``default_registry``. The routings a DBC implies
+(:func:`~taktora.connectors.can.config.dbc_routing`, ``dbc_descriptor``,
+``check_dbc_channel``) live with the other routings in :mod:`taktora.connectors.can.config`,
+which uses this module (so this one imports nothing of it).
 """
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,11 +26,9 @@ from typing import Any
 import attrs
 import cantools
 import cattrs
-from taktora.connectors.can.config import can_routing
 from taktora.connectors.can.errors import CanConfigError
-from taktora.connectors.codecs import BaseCodec, Buffer, CodecRegistry
+from taktora.connectors.codecs import BaseCodec, Buffer, CodecRegistry, default_registry
 from taktora.connectors.errors import CodecError
-from taktora.connectors.model import ChannelDescriptor, Direction, Routing
 from taktora.transport.envelope import CodecId
 
 DBC_CODEC_ID = int(CodecId.USER) + 0xDB
@@ -101,19 +104,16 @@ def register_dbc(registry: CodecRegistry, db: Any, *,
     return codecs
 
 
-def dbc_routing(db: Any, message: str, interface: str, *, brs: bool = False) -> Routing:
-    """The CAN routing of a DBC message on ``interface`` (id, extended and FD from the DBC)."""
-    msg = db.get_message_by_name(message)
-    fd = bool(msg.is_fd)
-    return can_routing(interface, msg.frame_id, extended=bool(msg.is_extended_frame), fd=fd,
-                       brs=brs and fd)
+@functools.lru_cache(maxsize=64)
+def _load_once(path: str) -> Any:
+    return load_dbc(path)
 
 
-def dbc_descriptor(db: Any, message: str, direction: Direction, interface: str, *,
-                   name: str | None = None, brs: bool = False, **kwargs: Any) -> ChannelDescriptor:
-    """A channel descriptor for a DBC message: codec ``dbc:<message>``, payload bound = the
-    message length, routing from the DBC. ``kwargs`` go to :class:`ChannelDescriptor`."""
-    msg = db.get_message_by_name(message)
-    return ChannelDescriptor(name or f"can/{interface}/{message}", direction,
-                             codec=f"dbc:{message}", max_payload=max(1, int(msg.length)),
-                             routing=dbc_routing(db, message, interface, brs=brs), **kwargs)
+def use_dbc(path: str | Path, registry: CodecRegistry | None = None) -> Any:
+    """The DBC at ``path`` (read once per process and absolute path: a later change of the file
+    is not seen), its messages registered as ``dbc:<Message>`` codecs decoding to dicts in
+    ``registry`` (None: ``default_registry``; a codec of the same name is replaced).
+    CanConfigError naming the file if cantools cannot load it. Caller's thread."""
+    db = _load_once(os.path.abspath(path))
+    register_dbc(registry or default_registry, db)
+    return db

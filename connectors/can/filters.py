@@ -1,4 +1,4 @@
-"""Per-interface filter compilation and demultiplexing (ARCH_0061).
+"""Per-interface filter compilation and demultiplexing (ARCH_0702).
 
 :func:`compile_filters` turns the INBOUND channels of one interface into the smallest list of
 python-can filters (``{"can_id", "can_mask", "extended"}``) whose union accepts exactly the

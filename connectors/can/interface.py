@@ -1,21 +1,28 @@
-"""One CAN interface of a connector: its python-can bus, receive step, recovery and health.
+"""One CAN interface of a connector: its python-can bus, receive thread, recovery and health.
 
 An :class:`Interface` owns one ``can.BusABC`` (opened with its compiled reader filter, see
 :func:`Interface.open_bus`), one :class:`HealthMachine` driven by classified error frames
-(ARCH_0062) and one :class:`ReconnectPolicy`. :meth:`Interface.step` reads and handles at most
-one frame: error frames go to the classifier and never reach a channel; a data frame is
-demultiplexed to every INBOUND channel whose (can_id, mask, extended) accepts it and handed,
-once per channel, to the caller's ``emit``. Bus-off closes the bus; later steps wait the
-policy's delay, reopen the bus, re-apply the filter and go through Connecting, and Up again at
-the first frame read or sent (or after ``quiet_up_s`` without error frames).
+(ARCH_0703), one :class:`ReconnectPolicy` and the receive thread that reads the bus
+(:meth:`Interface.run`). Each :meth:`Interface.step` reads and handles at most one frame:
+error frames go to the classifier and never reach a channel; a data frame is demultiplexed to
+every INBOUND channel whose (can_id, mask, extended) accepts it and delivered, once per
+channel, with the ``deliver`` the thread was started with (the connector context's: it
+publishes into iceoryx2 on this thread, so there is no queue between the bus and the channel).
+Bus-off closes the bus; later steps wait the policy's delay, reopen the bus, re-apply the
+filter and go through Connecting, and Up again at the first frame read or sent (or after
+``quiet_up_s`` without error frames).
 
-Threads: :meth:`Interface.step` runs on the interface's receive thread, or on the dispatcher's
-inbound thread for the connector's inline interface; it blocks in ``bus.recv`` (or in the
-backoff wait while the bus is closed) for at most its ``timeout`` and never raises. ``rx``
-counters are written by that thread only, ``tx`` counters by the sending thread only (single
-writer each: a snapshot copy under the GIL is coherent). ``lock`` serializes ``bus.send``
-against the bus being closed and replaced; ``state_lock`` makes check-and-transition of the
-health machine atomic. Health subscribers are called on the thread that made the transition.
+Why a thread per interface: python-can offers no file descriptor a WaitSet could wait on for
+every interface type, so each bus is read by a thread blocked in ``bus.recv``.
+
+Threads: :meth:`Interface.step` runs on the interface's receive thread only; it blocks in
+``bus.recv`` (or in the backoff wait while the bus is closed) for at most its ``timeout`` and
+never raises. ``rx`` counters are written by that thread only, ``tx`` counters by the sending
+thread only (single writer each: a snapshot copy under the GIL is coherent). ``lock``
+serializes ``bus.send`` against the bus being closed and replaced; ``state_lock`` makes
+check-and-transition of the health machine atomic. Health subscribers and ``on_change`` are
+called on the thread that made the transition, with ``state_lock`` held (so they see one
+interface's transitions in order; they must not block).
 """
 
 from __future__ import annotations
@@ -33,6 +40,12 @@ from taktora.connectors.can.errorframes import BusState, ErrorFrame, classify
 from taktora.connectors.can.errors import CanBusError
 from taktora.connectors.can.filters import Demux, FilterEntry
 
+Deliver = Callable[[str, bytearray], bool]
+"""Hands one frame's data to a channel by name; False when the framework dropped it (counted
+there by cause)."""
+OnChange = Callable[["Interface", HealthState, str], None]
+"""Called after every transition of an interface's health: (interface, new state, reason)."""
+
 log = logging.getLogger(__name__)
 
 C, U, G, D = HealthState.CONNECTING, HealthState.UP, HealthState.DEGRADED, HealthState.DOWN
@@ -49,12 +62,14 @@ class Interface:
 
     ``owner``: the connector's name (log lines and error messages carry it). ``stop``: the
     connector's stop event (set by its ``close``; every wait here returns early when it is set).
-    ``poll_s``: the longest pause after an internal error. ``clock``: monotonic seconds.
+    ``poll_s``: how long one step blocks in ``bus.recv``, and the longest pause after an
+    internal error. ``clock``: monotonic seconds. ``on_change``: see :data:`OnChange` (None:
+    nobody is told but the health machine's subscribers).
     """
 
     def __init__(self, cfg: CanBusConfig, machine: HealthMachine, policy: ReconnectPolicy, *,
                  owner: str, stop: threading.Event, poll_s: float,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], on_change: OnChange | None = None) -> None:
         self.cfg = cfg
         self.machine = machine
         self.policy = policy
@@ -62,6 +77,7 @@ class Interface:
         self.poll_s = poll_s
         self._stop = stop
         self._clock = clock
+        self.on_change = on_change
         self.bus: can.BusABC | None = None
         self.lock = threading.Lock()  # bus swap vs bus.send
         self.state_lock = threading.Lock()  # check-and-transition of the health machine
@@ -85,7 +101,8 @@ class Interface:
     def transition(self, new: HealthState, reason: str,
                    only_from: frozenset[HealthState] | None = None) -> bool:
         """Move the health machine to ``new`` unless it is there already or not in
-        ``only_from``; True if it moved (calling thread; subscribers run on it)."""
+        ``only_from``; True if it moved (calling thread; subscribers and ``on_change`` run on
+        it)."""
         with self.state_lock:
             cur = self.machine.state
             if cur is new or (only_from is not None and cur not in only_from):
@@ -97,6 +114,8 @@ class Interface:
                 self.policy.mark_up()
             log.info("connector %r interface %r: %s -> %s (%s)", self.owner, self.cfg.name,
                      cur.value, new.value, reason)
+            if self.on_change is not None:
+                self.on_change(self, new, reason)
             return True
 
     # -- bus -----------------------------------------------------------------------------------
@@ -142,12 +161,20 @@ class Interface:
         self.reopen_at = None
         self.transition(D, reason)
 
-    # -- receive step --------------------------------------------------------------------------
-    def step(self, timeout: float, emit: Callable[[str, bytearray], None]) -> None:
+    # -- receive thread ------------------------------------------------------------------------
+    def run(self, deliver: Deliver) -> None:
+        """The receive thread's body: :meth:`step` until the stop event is set (returns within
+        about ``poll_s`` of it). Never raises: failures are logged, counted and turned into
+        health transitions."""
+        stop = self._stop
+        while not stop.is_set():
+            self.step(self.poll_s, deliver)
+
+    def step(self, timeout: float, deliver: Deliver) -> None:
         """Read and handle at most one frame, waiting up to ``timeout``; or, while the bus is
-        closed, advance its recovery without waiting longer than ``timeout``. Runs on the
-        interface's receive thread, or on the dispatcher's inbound thread for the inline
-        interface. Never raises."""
+        closed, advance its recovery without waiting longer than ``timeout``. Every channel
+        the frame matches gets it through ``deliver`` (counted ``delivered`` when published).
+        Receive thread. Never raises."""
         rx = self.rx
         try:
             if self.reconnect_now:
@@ -188,7 +215,8 @@ class Interface:
                 return
             data = msg.data
             for channel in names:
-                emit(channel, data)
+                if deliver(channel, data):
+                    rx["delivered"] += 1
         except Exception:
             rx["internal_errors"] += 1
             log.exception("connector %r: receiving on %r failed; continuing", self.owner,
@@ -197,7 +225,7 @@ class Interface:
 
     def _recover_step(self, timeout: float) -> None:
         """The bus is closed: arm the policy's delay once, wait for it in slices of at most
-        ``timeout``, then reopen (receive thread or inline interface's caller)."""
+        ``timeout``, then reopen (receive thread)."""
         if self.gave_up:
             self._stop.wait(timeout)
             return

@@ -3,41 +3,45 @@
 A channel's routing is ``Routing(kind="ethercat", options={"subdevice": S, "bit_offset": B,
 "bit_length": L})``: L bits starting at bit B of SubDevice S's output image (OUTBOUND
 channels, ``{name}.out``) or input image (INBOUND, ``{name}.in``). Payloads are the raw bytes
-of the value, little-endian, bit 0 first (``carries_envelope`` is False: the dispatcher wraps
-inbound values in envelopes; codecs run on the application side).
+of the value, little-endian, bit 0 first (``carries_envelope`` is False: the gateway's sink
+wraps inbound values in envelopes; codecs run on the application side).
 
-Threads:
+Data path (no dispatcher inbound thread, no queue):
 
-- ``open`` (owner's thread) brings the bus up (ARCH_0040, blocks up to the configured
+- ``open(ctx)`` (owner's thread) brings the bus up (ARCH_0040, blocks up to the configured
   state timeouts; BringUpError on failure) and starts the cycle thread;
 - the cycle thread runs a taktora :class:`~taktora.actors.Executor` with one item on a
   drift-free ``every(cycle_s)`` interval (missed ticks skipped and counted). Each tick it
   writes pending outputs (read-modify-write: neighbouring bits kept), exchanges process data,
-  checks the working counter, publishes changed inputs, and drives health (ARCH_0041). pysoem
-  is told to release the GIL while it waits for frames;
-- ``send`` (dispatcher outbound thread) stores the latest value per channel (a newer value
-  replaces one not yet written: counted as ``overwritten``); ``receive`` (dispatcher inbound
-  thread) takes from a bounded queue of ``INBOUND_QUEUE`` values (full: the oldest is dropped
-  and counted as ``inbound_overflow``).
+  checks the working counter, publishes every changed input slice straight into its
+  ``{name}.in`` service with ``ctx.deliver`` (on the cycle thread: the sink's overflow policy
+  applies and it counts what it cannot publish, e.g. ``paused``), and drives health
+  (ARCH_0041). pysoem releases the GIL while it waits for frames;
+- ``send`` (the dispatcher's outbound thread) stores the latest value per channel for the next
+  tick (a newer value replaces one not yet written: counted as ``overwritten``).
 
 Health: Connecting until OP with the expected working counter, then Up; Degraded after
 ``degraded_after`` consecutive low-WKC cycles; Up again when the WKC is restored; Down when a
 SubDevice leaves OP (checked whenever the WKC is low) or the WKC stays low past
 ``down_after_s``; from Down, every ``reconnect_s`` a re-bring-up (Connecting -> Up / Down).
-One HealthEvent per transition (:attr:`EthercatConnector.machine`).
+One HealthEvent per transition (:attr:`EthercatConnector.machine`); every transition is also
+pushed to the context with ``ctx.report(state, reason)`` on the thread that made it (the
+cycle thread, or the owner's in ``open`` / ``close``), from ``open`` until the end of
+``close``. Under a gateway a reported Down makes the gateway close and later reopen the
+connector (a fresh bring-up); alone (a test, a script) the cycle re-brings the bus up itself.
 
 Outputs take the safe value (zeros) while :meth:`EthercatConnector.set_safe_outputs` is on
-(e.g. on Pause), and before the bus leaves OP on ``close``.
+(e.g. on Pause; a value that still reaches ``send`` meanwhile is discarded and counted as
+``discarded_safe``), and before the bus leaves OP on ``close``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
@@ -46,8 +50,9 @@ import attrs
 from taktora.actors import ErrorPolicy, Executor, every, item
 from taktora.actors.control.messages import Ack, Reply
 from taktora.actors.executor.context import Context
-from taktora.actors.models.health import HealthMachine, HealthState
-from taktora.connectors.connector import Connector, Frame, Inbound
+from taktora.actors.models.health import HealthEvent, HealthMachine, HealthState
+from taktora.connectors.connector import Connector
+from taktora.connectors.context import ConnectorContext, Frame
 from taktora.connectors.errors import ConnectorError, LinkDownError
 from taktora.connectors.ethercat.bits import copy_bits
 from taktora.connectors.ethercat.bus import OP, Bus, BusConfig
@@ -59,7 +64,6 @@ from taktora.transport.validators import Checks
 
 log = logging.getLogger(__name__)
 
-INBOUND_QUEUE = 1024
 REQUEST_QUEUE = 16
 T = TypeVar("T")
 INIT = 1
@@ -138,10 +142,14 @@ class EthercatConnector(Connector):
         self._pending: dict[str, bytes] = {}
         self._safe = False
         self._out: list[tuple[ChannelDescriptor, BitRoute]] = []
+        self._out_names: frozenset[str] = frozenset()
         self._in: list[tuple[ChannelDescriptor, BitRoute]] = []
+        self._in_by_sub: dict[int, list[tuple[ChannelDescriptor, BitRoute]]] = {}
         self._last_in: dict[str, bytes] = {}
+        self._last_image: dict[int, bytes] = {}
         self._shadow: list[bytearray] = []
-        self._queue: queue.Queue[Inbound] = queue.Queue(INBOUND_QUEUE)
+        self._ctx: ConnectorContext | None = None  # set from open until the end of close
+        self.machine.subscribe(self._push)
         self._requests: queue.Queue[tuple[Callable[[Bus], Any], Future[Any]]] = queue.Queue(REQUEST_QUEUE)
         self._executor: Executor | None = None
         self._thread: threading.Thread | None = None
@@ -149,7 +157,7 @@ class EthercatConnector(Connector):
         self._low_since = 0.0
         self._next_attempt = 0.0
         self.counters: dict[str, int] = dict.fromkeys(
-            ("cycles", "wkc_errors", "lost_frames", "sent", "overwritten", "received", "inbound_overflow",
+            ("cycles", "wkc_errors", "lost_frames", "sent", "overwritten", "discarded_safe", "received",
              "bringups", "bringup_failures"), 0)
         self.cycle_ns: list[int] = []  # exchange durations (send+receive), up to CYCLE_SAMPLES
         self.period_err_ns: list[int] = []  # tick start - scheduled tick time
@@ -157,28 +165,44 @@ class EthercatConnector(Connector):
         self._count: int | None = None
 
     # ---- Connector ----------------------------------------------------------------------------------
-    def open(self, descriptors: Sequence[ChannelDescriptor]) -> None:
-        """Bring the bus up and start the cycle thread (BringUpError / EthercatError on failure).
-        May be called again after :meth:`close` (a gateway's reconnect): health goes Down ->
-        Connecting -> Up."""
+    def open(self, ctx: ConnectorContext) -> None:
+        """Bring the bus up for ``ctx.channels`` and start the cycle thread (owner's thread;
+        blocks for the bring-up). From here on changed inputs are delivered to ``ctx`` and
+        health transitions reported to it; Up is reported before this returns.
+
+        Raises ConnectorError naming the channel for a routing that is not ``ethercat`` (before
+        anything is touched); EthercatError / BringUpError when the bus cannot be opened or
+        brought up, or a routing lies outside the process image (Down is reported; nothing
+        stays open). May be called again after :meth:`close` (a gateway's reconnect): health
+        goes Down -> Connecting -> Up."""
         if self.bus is not None:
             raise EthercatError(f"EtherCAT {self.name}: already open")
-        self._out, self._in = [], []
-        self._pending.clear()
-        if self.machine.state is HealthState.DOWN:
-            self.machine.transition(HealthState.CONNECTING, "open")
-        for d in descriptors:
-            route = BitRoute.of(d)
-            (self._out if d.direction is Direction.OUTBOUND else self._in).append((d, route))
-        bus = Bus(self.options.bus)
-        bus.master.always_release_gil = True
-        bus.open()
-        self.bus = bus
+        routes = [(d, BitRoute.of(d)) for d in ctx.channels]
+        self._out = [(d, r) for d, r in routes if d.direction is Direction.OUTBOUND]
+        self._in = [(d, r) for d, r in routes if d.direction is Direction.INBOUND]
+        self._out_names = frozenset(d.name for d, _ in self._out)
+        self._in_by_sub = {}
+        for d, r in self._in:
+            self._in_by_sub.setdefault(r.subdevice, []).append((d, r))
+        with self._lock:
+            self._pending.clear()
+        self._ctx = ctx
         try:
-            self._bring_up()
-        except EthercatError:
-            self.bus = None
-            bus.close()
+            if self.machine.state is HealthState.DOWN:
+                self.machine.transition(HealthState.CONNECTING, "open")
+            bus = Bus(self.options.bus)
+            bus.open()
+            self.bus = bus
+            try:
+                self._bring_up()
+            except EthercatError:
+                self.bus = None
+                bus.close()
+                raise
+        except Exception as exc:
+            if self.machine.state is not HealthState.DOWN:  # e.g. the interface did not open
+                self.machine.transition(HealthState.DOWN, f"open failed: {exc}")
+            self._ctx = None
             raise
         self._executor = Executor(f"{self.name}-cycle", signals=False)
         self._executor.add(item(self._tick, [every(self.options.cycle_s)], name="ethercat-cycle",
@@ -202,6 +226,7 @@ class EthercatConnector(Connector):
                 fut.set_exception(EthercatError(f"EtherCAT {self.name}: closed"))
         bus = self.bus
         if bus is None:
+            self._ctx = None
             return
         self.bus = None
         try:
@@ -217,28 +242,39 @@ class EthercatConnector(Connector):
             bus.close()
             if self.machine.state in (HealthState.UP, HealthState.DEGRADED):
                 self.machine.transition(HealthState.DOWN, "closed")
+            self._ctx = None
 
     def send(self, descriptor: ChannelDescriptor, frame: Frame) -> None:
-        """Keep the latest value for the next cycle (outbound thread)."""
+        """Keep the latest value of an OUTBOUND channel for the next cycle (the dispatcher's
+        outbound thread; never blocks beyond a short lock). ``frame`` is copied. Raises
+        LinkDownError while the bus is Down, ConnectorError for a channel not opened as
+        outbound."""
         if self.machine.state is HealthState.DOWN:
             raise LinkDownError(f"EtherCAT {self.name}: bus is down")
+        name = descriptor.name
+        if name not in self._out_names:
+            raise ConnectorError(f"EtherCAT {self.name}: channel {name!r} is not an open outbound channel")
         with self._lock:
-            if descriptor.name in self._pending:
+            if name in self._pending:
                 self.counters["overwritten"] += 1
-            self._pending[descriptor.name] = bytes(frame)
+            self._pending[name] = bytes(frame)
             self.counters["sent"] += 1
 
-    def receive(self, timeout: float) -> Inbound | None:
-        """The next changed input value (inbound thread)."""
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
     def health(self) -> HealthState:
+        """The state of :attr:`machine` (any thread): the last state reported to the context."""
         return self.machine.state
 
+    def _push(self, event: HealthEvent) -> None:
+        """Report a transition of :attr:`machine` to the open context (the transitioning
+        thread, under the machine's lock; ``ctx.report`` does not block)."""
+        ctx = self._ctx
+        if ctx is not None:
+            ctx.report(event.state, event.reason)
+
     def stats(self) -> Mapping[str, int]:
+        """A snapshot of :attr:`counters` (any thread): ``cycles``, ``wkc_errors``,
+        ``lost_frames``, ``sent``, ``overwritten``, ``discarded_safe``, ``received`` (changed
+        input values delivered), ``bringups``, ``bringup_failures``."""
         return dict(self.counters)
 
     def on_pause(self, paused: bool) -> None:
@@ -251,7 +287,8 @@ class EthercatConnector(Connector):
         self.set_safe_outputs(paused)
 
     def set_safe_outputs(self, safe: bool) -> None:
-        """While on, every cycle writes the safe value (zeros) instead of channel values (any thread)."""
+        """While on, every cycle writes the safe value (zeros) instead of channel values, and
+        values sent meanwhile are discarded (counted ``discarded_safe``; any thread)."""
         with self._lock:
             self._safe = safe
 
@@ -324,6 +361,8 @@ class EthercatConnector(Connector):
         return out
 
     def _serve_request(self, bus: Bus) -> None:
+        if self._requests.empty():  # the usual case, checked without raising queue.Empty
+            return
         try:
             fn, fut = self._requests.get_nowait()
         except queue.Empty:
@@ -357,6 +396,7 @@ class EthercatConnector(Connector):
                                     f"{r.bit_offset}..{r.bit_offset + r.bit_length - 1} of SubDevice "
                                     f"{r.subdevice}, whose image has {max(size, 0)} bytes")
         self._last_in.clear()
+        self._last_image.clear()
         self._low = 0
         self.machine.transition(HealthState.UP, f"OP, working counter {self.bus.expected_wkc}")
 
@@ -424,6 +464,7 @@ class EthercatConnector(Connector):
             safe = self._safe
         subs = bus.subdevices
         if safe:
+            self.counters["discarded_safe"] += len(pending)
             self._write_safe(bus)
             return
         if not pending:
@@ -440,27 +481,26 @@ class EthercatConnector(Connector):
             subs[s].output = bytes(self._shadow[s])
 
     def _publish_inputs(self, bus: Bus) -> None:
-        if not self._in:
+        """Deliver every input slice that changed since it was last delivered (cycle thread).
+        A SubDevice whose whole input image is unchanged is skipped without slicing."""
+        ctx = self._ctx
+        if not self._in_by_sub or ctx is None:
             return
-        images: dict[int, bytes] = {}
-        for d, r in self._in:
-            img = images.get(r.subdevice)
-            if img is None:
-                img = images[r.subdevice] = bytes(bus.subdevices[r.subdevice].input)
-            value = bytearray(r.nbytes)
-            copy_bits(img, r.bit_offset, value, 0, r.bit_length)
-            raw = bytes(value)
-            if self._last_in.get(d.name) == raw:
+        subs = bus.subdevices
+        for s, channels in self._in_by_sub.items():
+            img = bytes(subs[s].input)
+            if self._last_image.get(s) == img:
                 continue
-            self._last_in[d.name] = raw
-            try:
-                self._queue.put_nowait((d.name, raw))
-            except queue.Full:
-                with contextlib.suppress(queue.Empty):
-                    self._queue.get_nowait()
-                self.counters["inbound_overflow"] += 1
-                self._queue.put_nowait((d.name, raw))
-            self.counters["received"] += 1
+            self._last_image[s] = img
+            for d, r in channels:
+                value = bytearray(r.nbytes)
+                copy_bits(img, r.bit_offset, value, 0, r.bit_length)
+                raw = bytes(value)
+                if self._last_in.get(d.name) == raw:
+                    continue
+                self._last_in[d.name] = raw
+                self.counters["received"] += 1
+                ctx.deliver(d.name, raw)  # a value the sink cannot publish is counted there
 
     @staticmethod
     def _record(ring: list[int], ns: int) -> None:

@@ -1,51 +1,56 @@
-"""The ``Gateway`` actor: one connector, its dispatcher threads, health and reconnects.
+"""The ``Gateway`` actor: one connector, its dispatcher, health and reconnects.
 
 A gateway is a :class:`~taktora.actors.control.base.TaktoraActor` configured by a
 :class:`GatewayConfig` in ``args["config"]`` (normally from a supervisor's ``ChildSpec``).
 Everything with threads, sockets or iceoryx2 nodes is built in :meth:`Gateway.on_start`,
 inside the actor (actors are forked on multi-process bases):
 
-- the **connector**, imported from ``config.connector`` (``"module:Class"``) and built with
-  ``config.settings`` as keyword arguments;
-- a :class:`~taktora.connectors.gateway.dispatcher.Dispatcher` per connection: its two threads move the
-  data between iceoryx2 and the connector. Data never passes through the actor mailbox;
-- a :class:`~taktora.actors.models.health.HealthMachine` (Connecting / Up / Degraded / Down): every
-  transition is one :class:`HealthEvent`, sent to every subscriber (actor addresses from
+- the **connector**, found by ``config.connector`` (a registered short name or
+  ``"module:Class"``) and built from ``config.settings`` (structured into its settings class);
+- one :class:`~taktora.connectors.gateway.dispatcher.Dispatcher`: its iceoryx2 ports and
+  outbound thread live as long as this incarnation, so a reconnect reopens only the protocol
+  side; inbound frames are published by the connector's own threads through the context it
+  gets in ``open``. Data never passes through the actor mailbox;
+- a :class:`~taktora.actors.models.health.HealthMachine` (Connecting / Up / Degraded / Down):
+  every transition is one :class:`HealthEvent`, sent to every subscriber (actor addresses from
   ``args["subscribers"]``, which survive restarts, plus those added at run time with
   :class:`~taktora.actors.control.health_monitor.Subscribe`, which do not);
-- a :class:`~taktora.actors.models.backoff.ReconnectPolicy`: when the link goes down the gateway
-  stops the dispatcher, closes the connector, goes Down and arms the ``reconnect`` timer
-  (the base's timers carry a generation token: a re-armed or cancelled timer's stale wakeup
-  is dropped); when it fires: Connecting, reopen, Up (or Down again and the next backoff).
+- a :class:`~taktora.actors.models.backoff.ReconnectPolicy`: when the link goes down the
+  gateway disconnects the connector, goes Down and arms the ``reconnect`` timer (the base's
+  timers carry a generation token: a re-armed or cancelled timer's stale wakeup is dropped);
+  when it fires: Connecting, reopen, Up (or Down again and the next backoff).
 
-The link is watched by the ``health`` timer every ``health_poll_s``: the connector's own
-``health()`` (Down: reconnect; Degraded: Degraded) and the dispatcher's threads (a dead thread
-is a connector failure: reconnect).
+The link is **pushed**: the connector reports Up / Degraded / Down through its context; the
+report reaches the actor thread as a :class:`LinkReport` message (reports of an earlier
+connection are dropped). The gateway never polls the connector. The ``health`` timer (every
+``health_poll_s``) only checks that the dispatcher's own threads still run.
+
+While the connector is disconnected (Down, reconnecting), what the application writes on an
+outbound channel is drained and counted as dropped with cause ``down``.
 
 Control messages (all on the actor thread, answered with typed replies): :class:`Pause` /
-:class:`Resume` (Ack; the dispatcher counts what arrives meanwhile as ``paused`` drops; a
-reconnect keeps the pause), :class:`Reconnect` (Ack; drop and re-establish now, the backoff
-starts again at attempt 1), :class:`GetHealth` (HealthReply), :class:`GetStats`
-(StatsReply: dispatcher counters summed over this incarnation's connections, connector
-counters, health, reconnect attempts), :class:`Shutdown` (stop the data plane in order and
-answer :class:`GatewayStopped`; the actor stays, Down, until its supervisor stops it: a
-restart brings the gateway back), any :class:`ConnectorRequest` (handed to the connector's
-``handle_request`` hook, which returns the typed reply, e.g. an EtherCAT ``ReadSdo`` ->
-``SdoValue``; a refusal or a protocol failure, such as an SDO abort, becomes ``ErrorReply``
-REJECTED naming it; UDP's fault injection is such a request), :class:`InjectCrash` (raises:
-a crash the supervisor restarts). Anything else gets
-``ErrorReply`` and the gateway keeps running.
+:class:`Resume` (Ack; what arrives meanwhile is counted as ``paused`` drops; a reconnect
+keeps the pause), :class:`Reconnect` (Ack; drop and re-establish now, the backoff starts
+again at attempt 1), :class:`GetHealth` (HealthReply), :class:`GetStats` (StatsReply:
+dispatcher counters of this incarnation, connector counters, health, reconnect attempts),
+:class:`Shutdown` (stop the data plane in order and answer :class:`GatewayStopped`; the
+actor stays, Down, until its supervisor stops it: a restart brings the gateway back), any
+:class:`ConnectorRequest` (handed to the connector's ``handle_request`` hook, which returns
+the typed reply, e.g. an EtherCAT ``ReadSdo`` -> ``SdoValue``; a refusal or a protocol
+failure, such as an SDO abort, becomes ``ErrorReply`` REJECTED naming it; UDP's fault
+injection is such a request), :class:`InjectCrash` (raises: a crash the supervisor
+restarts). Anything else gets ``ErrorReply`` and the gateway keeps running.
 
-Shutdown (ARCH_0530): the dispatcher's threads are stopped first (outbound, then inbound,
-bounded by ``shutdown_timeout_s`` in total), then the connector is closed, then the iceoryx2
-ports; a thread that did not stop in time is named in the :class:`GatewayStopped` reply and
-logged, and its ports are released once it has ended (``on_stop`` waits up to
-``linger_s`` more for it).
+Shutdown (ARCH_0530): the connector is disconnected first (its reader thread, if any, then
+``close``), then the outbound thread, then the iceoryx2 ports, bounded by
+``shutdown_timeout_s`` in total; a thread that did not stop in time is named in the
+:class:`GatewayStopped` reply and logged, and its ports are released once it has ended
+(``on_stop`` waits up to ``linger_s`` more for it).
 
 Blocking: opening the connector and stopping the dispatcher block the actor thread (bounded by
 the connector's open and ``shutdown_timeout_s``). Raising: a failing connector never crashes
-the gateway (it reconnects); a bad config or an unimportable connector class crashes it in
-``on_start`` (its supervisor restarts it per its intensity, then escalates).
+the gateway (it reconnects); a bad config or an unknown connector crashes it in ``on_start``
+(its supervisor restarts it per its intensity, then escalates).
 """
 
 from __future__ import annotations
@@ -53,7 +58,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from taktora.actors.control.base import TaktoraActor, handles
@@ -76,7 +80,7 @@ from taktora.actors.models.health import HealthEvent, HealthMachine, HealthState
 from taktora.connectors.errors import ConnectorError
 from taktora.connectors.gateway.config import GatewayConfig
 from taktora.connectors.gateway.dispatcher import Dispatcher, DispatcherStats, StopReport
-from taktora.connectors.gateway.messages import GatewayStopped, InjectCrash
+from taktora.connectors.gateway.messages import GatewayStopped, InjectCrash, LinkReport
 from taktora.connectors.requests import ConnectorRequest
 from taktora.transport import isolation
 from taktora.transport.errors import TaktoraError
@@ -104,11 +108,6 @@ def flatten_stats(stats: DispatcherStats) -> dict[str, int]:
     return out
 
 
-def _add(total: dict[str, int], more: Mapping[str, int]) -> None:
-    for key, n in more.items():
-        total[key] = total.get(key, 0) + int(n)
-
-
 # --- the actor --------------------------------------------------------------------------------
 class Gateway(TaktoraActor):
     """Owns one connector and its dispatcher; see the module docstring."""
@@ -125,18 +124,23 @@ class Gateway(TaktoraActor):
         self.prefix = config.iox_prefix or isolation.prefix_from_env()
         self.subscribers: list[Any] = list(self.args.get("subscribers", ()))
         self.started_ns = time.time_ns()
-        self.dispatcher: Dispatcher | None = None
         self.paused = False
-        self.totals: dict[str, int] = {}
-        self.connects = 0
+        self.connects = 0  # connections that opened
+        self.generation = 0  # connection attempts: tags link reports
         self.link_losses = 0
         self.gave_up = False
         self.stop_report: StopReport | None = None
         self.stopped = False
+        self.final_counts: dict[str, int] = {}
         self.policy = ReconnectPolicy(config.reconnect)
         self.health = HealthMachine(config.name)
         self.health.subscribe(self._fan_out)
         self.connector = config.build_connector()
+        # the ports live as long as this incarnation: a reconnect reopens only the protocol
+        self.dispatcher: Dispatcher | None = Dispatcher(
+            self.prefix, self.connector, config.channels, name=config.name,
+            poll_s=config.poll_s, on_report=self._on_report)
+        self.dispatcher.open_ports()
         self._fan_out(self.health.last_event)  # the initial Connecting: subscribers see restarts
         self._connect()
         self.start_timer("health", config.health_poll_s)
@@ -151,56 +155,63 @@ class Gateway(TaktoraActor):
     def _go(self, state: HealthState, reason: str) -> None:
         self.health.transition(state, reason)
 
+    def _on_report(self, state: HealthState, reason: str) -> None:
+        """The connector (or a dispatcher thread) reported its link: on the reporting thread,
+        so hand it to the actor thread as a message (Thespian's route from a background
+        thread of the actor)."""
+        self.send(self.myAddress, LinkReport(state=state, reason=reason,
+                                             generation=self.generation))
+
+    @handles(LinkReport)
+    def _link_report(self, msg: LinkReport, sender: Any) -> None:
+        if msg.generation == self.generation:  # reports of an earlier connection are stale
+            self._apply_link(msg.state, msg.reason)
+
     # ---- connection --------------------------------------------------------------------------
     def _connect(self) -> None:
-        """Connecting -> open the connector, start a dispatcher -> Up; or -> Down + backoff."""
+        """Connecting -> open the connector on the dispatcher's ports -> Up; or -> Down +
+        backoff."""
+        assert self.dispatcher is not None
+        self.generation += 1
         try:
-            self.connector.open(self.config.channels)
-            link = self.connector.health()
-            if link is D:
-                self.connector.close()
+            self.dispatcher.connect(self.connector)
+            if self.dispatcher.link is D:
                 raise ConnectorError("the link is down")
-            dispatcher = Dispatcher(self.prefix, self.connector, self.config.channels,
-                                    name=self.config.name, manage_connector=False,
-                                    poll_s=self.config.poll_s)
-            try:
-                dispatcher.start()
-            except BaseException:
-                self.connector.close()
-                raise
         except TaktoraError as exc:
+            self.dispatcher.disconnect(self.config.shutdown_timeout_s)
             self._go(D, f"connect failed: {exc}")
             self._schedule()
             return
-        if self.paused:
-            dispatcher.pause()
-        self.dispatcher = dispatcher
         self.connects += 1
-        self._promote(link)
+        if self.paused:
+            self.dispatcher.pause()
+        self._apply_link(self.dispatcher.link, "")
 
-    def _promote(self, link: HealthState) -> None:
-        """The connection is open: follow the connector's own state out of Connecting (a
-        connector still Connecting after ``open`` is promoted later by the health timer)."""
-        if link is U:
-            self.policy.mark_up()
-            self._go(U, "connected" if self.connects == 1
-                     else f"reconnected (#{self.connects - 1})")
+    def _apply_link(self, link: HealthState, reason: str) -> None:
+        """Follow the connector's reported link state (on the actor thread)."""
+        dispatcher = self.dispatcher
+        if dispatcher is None or not dispatcher.connected or self.health.state is D:
+            return
+        if link is D:
+            self._link_lost(f"link down: {reason}" if reason else "link down")
+        elif self.health.state is C:
+            if link is U:
+                self.policy.mark_up()
+                self._go(U, "connected" if self.connects == 1
+                         else f"reconnected (#{self.connects - 1})")
+            elif link is G:
+                self._go(G, f"connected, connector degraded: {reason}" if reason
+                         else "connected, connector degraded")
         elif link is G:
-            self._go(G, "connected, connector degraded")
+            self._go(G, reason or "connector degraded")
+        elif link is U and self.health.state is G:
+            self._go(U, reason or "recovered")
 
     def _disconnect(self, timeout: float) -> StopReport | None:
-        """Stop the dispatcher (bounded by ``timeout``), close the connector; keep the counts."""
-        report = None
-        if self.dispatcher is not None:
-            report = self.dispatcher.stop(timeout)
-            _add(self.totals, flatten_stats(self.dispatcher.stats()))
-            if report.clean:
-                self.dispatcher = None
-            else:
-                log.error("gateway %s: %s did not stop within %.3f s", self.config.name,
-                          list(report.not_stopped), timeout)
-        self.connector.close()
-        return report
+        """Stop forwarding and close the connector (bounded by ``timeout``); keep the ports."""
+        if self.dispatcher is None:
+            return None
+        return self.dispatcher.disconnect(timeout)
 
     def _link_lost(self, reason: str) -> None:
         self.link_losses += 1
@@ -222,35 +233,22 @@ class Gateway(TaktoraActor):
         if self.stopped:
             return
         if name == "reconnect" and self.health.state is D:
-            if self.dispatcher is not None:  # a thread missed the stop timeout: done now?
-                if not self.dispatcher.stop(0.0).clean:
-                    self._schedule()
-                    return
-                self.dispatcher = None
             self._go(C, f"reconnect attempt {self.policy.attempts}")
             self._connect()
         elif name == "health":
-            self._check_link()
+            self._check_threads()
             self.start_timer("health", self.config.health_poll_s)
 
-    def _check_link(self) -> None:
-        if self.dispatcher is None or self.health.state is D:
+    def _check_threads(self) -> None:
+        """Backstop for a lost report: the dispatcher's threads must be alive while connected
+        (it never asks the connector)."""
+        dispatcher = self.dispatcher
+        if dispatcher is None or self.health.state is D or not dispatcher.connected:
             return
-        link = self.connector.health()
-        if self.health.state is C:
-            if link is D:
-                self._link_lost("link down while connecting")
-            else:
-                self._promote(link)
-            return
-        if link is D:
-            self._link_lost("link down")
-        elif not self.dispatcher.stats().running:
+        if not dispatcher.threads_alive():
             self._link_lost("dispatcher thread ended")
-        elif link is G:
-            self._go(G, "connector degraded")
-        elif link is U and self.health.state is G:
-            self._go(U, "recovered")
+        else:
+            self._apply_link(dispatcher.link, "")
 
     # ---- control -----------------------------------------------------------------------------
     @handles(Pause)
@@ -292,11 +290,10 @@ class Gateway(TaktoraActor):
                            last_event=self.health.last_event)
 
     def counters(self) -> dict[str, int]:
-        """Dispatcher counters summed over this incarnation's connections."""
-        total = dict(self.totals)
-        if self.dispatcher is not None:
-            _add(total, flatten_stats(self.dispatcher.stats()))
-        return total
+        """Dispatcher counters of this incarnation (its ports outlive every reconnect)."""
+        if self.dispatcher is None:
+            return dict(self.final_counts)
+        return flatten_stats(self.dispatcher.stats())
 
     @handles(GetStats)
     def _get_stats(self, msg: GetStats, sender: Any) -> StatsReply:
@@ -368,7 +365,12 @@ class Gateway(TaktoraActor):
         self.cancel_timer("reconnect")
         self.cancel_timer("health")
         began = time.monotonic()
-        report = self._disconnect(self.config.shutdown_timeout_s)
+        report = None
+        if self.dispatcher is not None:
+            report = self.dispatcher.close(self.config.shutdown_timeout_s)
+            self.final_counts = flatten_stats(self.dispatcher.stats())
+            if report.clean:
+                self.dispatcher = None
         if self.health.state is not D:
             self._go(D, "crashed: being restarted" if self.crashed else "stopped")
         report = report or StopReport((), (), 0.0)
@@ -386,7 +388,7 @@ class Gateway(TaktoraActor):
             return  # on_start never ran or failed before the connector existed
         self._stop_all()
         if self.dispatcher is not None:  # a thread missed the timeout: release its ports late
-            late = self.dispatcher.stop(self.linger_s)
+            late = self.dispatcher.close(self.linger_s)
             if late.clean:
                 self.dispatcher = None
             else:

@@ -1,26 +1,34 @@
-"""The gateway's data plane: two dispatcher threads between iceoryx2 and a :class:`Connector`.
+"""The gateway's data plane: iceoryx2 ports, the outbound thread, the inbound sink.
 
 Data never passes through an actor mailbox. A gateway actor owns a :class:`Dispatcher` and
-sends it control calls (``pause``, ``resume``, ``stop``, ``stats``); the payload bytes move on
-the dispatcher's own threads:
+calls it (``connect``, ``disconnect``, ``pause``, ``resume``, ``stats``); the payload bytes move
+on the dispatcher's and the protocol's own threads:
 
-- **outbound thread** (``<name>-out``): blocks in an iceoryx2 WaitSet on the listeners of every
-  OUTBOUND descriptor's ``{name}.out`` subscriber (and a stop eventfd); per wake it drains the
-  subscribers, checks each envelope header (no CRC check: the writer is local) and hands the
-  frame to ``connector.send`` - the whole envelope if the connector carries envelopes, the
-  payload only otherwise. The frame is a read-only view of shared memory: no copy is made on
-  the way to the protocol, and nothing is re-encoded.
-- **inbound thread** (``<name>-in``): loops on ``connector.receive(poll_s)``, resolves the channel
-  by descriptor name or routing, validates the envelope (bad ones are counted by cause and
-  dropped - a corrupted UDP frame ends here with cause ``crc``) or wraps a payload-only frame
-  in a fresh envelope, counts sequence gaps, and publishes it on ``{name}.in``.
+- **ports** (:meth:`Dispatcher.open_ports`): one subscriber per OUTBOUND channel
+  (``{name}.out``) and one publisher per INBOUND channel (``{name}.in``, in the
+  :class:`~taktora.connectors.gateway.sink.InboundSink`). They live as long as the
+  dispatcher: a reconnect reopens only the protocol side.
+- **outbound thread** (``<name>-out``, runs from ``open_ports`` to ``close``): blocks in an
+  iceoryx2 WaitSet on the listeners of every outbound subscriber (and a stop eventfd); per
+  wake it drains the subscribers whose listener woke (everything available on each), checks
+  each envelope's header (sanity only, no CRC: the bytes never left shared memory) and hands
+  the frame to
+  ``connector.send`` - the whole envelope if the connector carries envelopes, the payload
+  only otherwise, as a read-only view of shared memory (no copy, nothing re-encoded). While
+  no connector is connected (the gateway is Down or reconnecting) each frame is counted as
+  dropped with cause ``down``.
+- **inbound**: the connector delivers through the :class:`ConnectorContext` it got in
+  ``open`` (its own threads publish into iceoryx2); only for a pull connector (one that
+  implements ``poll``) does the dispatcher run a reader thread (``<name>-in``) per connection.
+- **health**: the connector reports through the context; :meth:`Dispatcher.link` is the last
+  report and ``on_report`` (the gateway's) hears every one. A dispatcher thread that dies
+  reports ``Down`` itself.
 
 Pause: a paused direction keeps draining its source and counts every frame as dropped with
-cause ``paused`` (nothing is held: held data would be stale control data when resumed, and
-the iceoryx2 queues are bounded anyway).
+cause ``paused``.
 
 Failures never stop a thread: a send that raises is counted (``link_down`` for
-:class:`LinkDownError`, ``send_error`` otherwise), a receive that raises is counted in
+:class:`LinkDownError`, ``send_error`` otherwise), a poll that raises is counted in
 ``receive_errors`` and retried after ``poll_s``; an unexpected exception is logged with its
 traceback and counted as ``internal_error``.
 """
@@ -32,21 +40,23 @@ import logging
 import os
 import threading
 import time
-import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 import iceoryx2 as iox
-from taktora.connectors.codecs import CodecRegistry, codec_id_for
-from taktora.connectors.connector import Connector, Frame
+from taktora.actors.models.health import HealthState
+from taktora.connectors.codecs import CodecRegistry
+from taktora.connectors.connector import Connector
+from taktora.connectors.context import ConnectorContext, Frame
 from taktora.connectors.errors import ConnectorError, LinkDownError
-from taktora.connectors.model import ChannelDescriptor, Direction, FrozenMap, Routing
+from taktora.connectors.gateway.sink import Counts, InboundSink
+from taktora.connectors.model import ChannelDescriptor, Direction, FrozenMap
 from taktora.transport import envelope
-from taktora.transport.envelope import HEADER_SIZE, EnvelopeCounters
-from taktora.transport.errors import EnvelopeError, PayloadError, TransportError
+from taktora.transport.envelope import EnvelopeCounters
+from taktora.transport.errors import EnvelopeError
 from taktora.transport.node import Node
-from taktora.transport.pubsub import Publisher, Subscriber
+from taktora.transport.pubsub import Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +65,8 @@ _HEADER_LEN, _PAYLOAD_LEN, _SEQUENCE = 3, 7, 8
 
 OUTBOUND_WAKE_S = 0.5
 """Longest the outbound thread sleeps without a wake-up (a safety net for a lost wake-up)."""
+
+OnReport = Callable[[HealthState, str], None]
 
 
 @attrs.frozen
@@ -99,66 +111,45 @@ class StopReport:
         return not self.not_stopped
 
 
-class _Counts:
-    """Counters written by one thread each, read by any (the lock makes snapshots coherent)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.forwarded = 0
-        self.dropped: dict[str, int] = {}
-
-    def drop(self, cause: str) -> None:
-        with self.lock:
-            self.dropped[cause] = self.dropped.get(cause, 0) + 1
-
-    def forward(self) -> None:
-        with self.lock:
-            self.forwarded += 1
-
-
 class Dispatcher:
-    """Moves frames between iceoryx2 and ``connector`` on two threads (see the module doc).
+    """Moves frames between iceoryx2 and a connector (see the module docstring).
 
     ``node_prefix``: the iceoryx2 prefix of the application it serves (None: the
-    ``TAKTORA_IOX_PREFIX`` environment variable). ``manage_connector``: :meth:`start` opens the
-    connector and :meth:`stop` closes it (a gateway that reconnects the connector itself passes
-    False). ``registry``: resolves codec ids for payload-only connectors.
+    ``TAKTORA_IOX_PREFIX`` environment variable). ``connector``: the one :meth:`start` connects
+    (a gateway passes its connector to :meth:`connect` instead). ``registry``: resolves codec
+    ids for payload-only connectors. ``on_report``: called with every health report of the
+    connector or of a dying dispatcher thread, on the reporting thread (must not block).
 
-    Lifecycle methods (:meth:`start`, :meth:`stop`) are called by the owner from one thread;
-    :meth:`pause`, :meth:`resume` and :meth:`stats` from any thread. Not restartable: make a
-    new dispatcher after :meth:`stop`.
+    Lifecycle (owner's thread): :meth:`open_ports` once, then :meth:`connect` /
+    :meth:`disconnect` any number of times, then :meth:`close`; :meth:`start` / :meth:`stop`
+    do ports and connection together. :meth:`pause`, :meth:`resume`, :meth:`stats` and
+    :attr:`link` from any thread. Not restartable after :meth:`close`.
     """
 
-    def __init__(self, node_prefix: str | None, connector: Connector,
+    def __init__(self, node_prefix: str | None, connector: Connector | None,
                  descriptors: Sequence[ChannelDescriptor], *, name: str = "dispatcher",
-                 manage_connector: bool = True, poll_s: float = 0.05,
-                 registry: CodecRegistry | None = None) -> None:
+                 poll_s: float = 0.05, registry: CodecRegistry | None = None,
+                 on_report: OnReport | None = None) -> None:
         names = [d.name for d in descriptors]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ConnectorError(f"dispatcher {name!r}: channel names must be unique, "
                                  f"{dupes} appear more than once")
-        if poll_s <= 0:
+        if not poll_s > 0:
             raise ConnectorError(f"dispatcher {name!r}: poll_s must be > 0, got {poll_s}")
         self.name = name
         self.node_prefix = node_prefix
         self.connector = connector
         self.descriptors = tuple(descriptors)
-        self.manage_connector = manage_connector
         self.poll_s = poll_s
+        self.registry = registry
+        self.on_report = on_report
+        self.link = HealthState.CONNECTING
+        """The connector's last reported health (Down while disconnected)."""
         self._outbound = [d for d in descriptors if d.direction is Direction.OUTBOUND]
         self._inbound = [d for d in descriptors if d.direction is Direction.INBOUND]
-        self._in_by_name = {d.name: d for d in self._inbound}
-        self._in_by_routing: dict[Routing, ChannelDescriptor] = {d.routing: d for d in self._inbound}
-        self._codec_ids = {d.name: codec_id_for(d.codec, registry) for d in self._inbound}
-        self._out = _Counts()
-        self._in = _Counts()
-        self._in_malformed = EnvelopeCounters()
+        self._out = Counts()
         self._out_malformed = EnvelopeCounters()
-        self._in_last: dict[str, int] = {}
-        self._in_seq: dict[str, int] = {}
-        self._gaps = 0
-        self._lost = 0
         self._receive_errors = 0
         self._out_paused = False
         self._in_paused = False
@@ -166,79 +157,154 @@ class Dispatcher:
         self._stop_fd = -1
         self._node: Node | None = None
         self._subs: list[tuple[ChannelDescriptor, Subscriber]] = []
-        self._pubs: dict[str, Publisher] = {}
-        self._threads: list[threading.Thread] = []
+        self._sink: InboundSink | None = None
+        self._out_thread: threading.Thread | None = None
+        self._poll_thread: threading.Thread | None = None
+        self._poll_stop = threading.Event()
+        self._send_lock = threading.Lock()
+        self._live: Connector | None = None  # the connected connector; None while down
+        self._ctx: ConnectorContext | None = None
         self._state = "new"
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> Dispatcher:
-        """Open the iceoryx2 ports (and the connector, if managed) and start the threads.
-
-        Runs on the caller's thread; blocks while the connector opens. Raises ConnectorError
-        if already started or the connector cannot open, TransportError if a port cannot be
-        opened; on failure everything opened so far is closed again.
-        """
+    def open_ports(self) -> Dispatcher:
+        """Open the iceoryx2 ports and start the outbound thread (caller's thread). Raises
+        ConnectorError if already opened, the transport's errors if a port cannot be opened;
+        on failure everything opened so far is closed again."""
         if self._state != "new":
-            raise ConnectorError(f"dispatcher {self.name!r} was already started ({self._state})")
-        self._state = "starting"
+            raise ConnectorError(f"dispatcher {self.name!r}: ports already opened ({self._state})")
+        self._state = "opening"
         try:
             self._node = Node(self.name, prefix=self.node_prefix)
             self._subs = [(d, self._node.subscriber(d.channel_spec())) for d in self._outbound]
-            self._pubs = {d.name: self._node.publisher(d.channel_spec()) for d in self._inbound}
-            if self.manage_connector:
-                self.connector.open(self.descriptors)
+            carries = self.connector.carries_envelope if self.connector is not None else True
+            self._sink = InboundSink(self.name, self._node, self._inbound,
+                                     carries_envelope=carries, registry=self.registry)
             self._stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         except BaseException:
             self._release()
             self._state = "failed"
             raise
         if self._outbound:
-            self._threads.append(threading.Thread(target=self._run_outbound,
-                                                  name=f"{self.name}-out", daemon=True))
-        if self._inbound:
-            self._threads.append(threading.Thread(target=self._run_inbound,
-                                                  name=f"{self.name}-in", daemon=True))
-        for thread in self._threads:
-            thread.start()
-        self._state = "running"
-        log.info("dispatcher %r started: %d outbound, %d inbound channel(s) on %r",
-                 self.name, len(self._outbound), len(self._inbound), self.connector)
+            self._out_thread = threading.Thread(target=self._run_outbound,
+                                                name=f"{self.name}-out", daemon=True)
+            self._out_thread.start()
+        self._state = "open"
         return self
 
-    def stop(self, timeout: float = 5.0) -> StopReport:
-        """Stop both threads, waiting at most ``timeout`` seconds in total; then close the ports
-        and (if managed) the connector. Idempotent; blocks the caller up to ``timeout``.
+    def connect(self, connector: Connector | None = None) -> None:
+        """Open ``connector`` (default: the one given at construction) on a fresh context and
+        start forwarding to it; starts the reader thread of a pull connector. Blocks while the
+        connector opens; raises what its ``open`` raises (nothing stays connected then)."""
+        conn = connector or self.connector
+        if conn is None:
+            raise ConnectorError(f"dispatcher {self.name!r}: no connector to connect")
+        if self._state != "open":
+            raise ConnectorError(f"dispatcher {self.name!r}: connect needs open ports "
+                                 f"({self._state})")
+        if self._live is not None:
+            raise ConnectorError(f"dispatcher {self.name!r}: already connected")
+        assert self._sink is not None
+        self.connector = conn
+        self._sink.carries_envelope = conn.carries_envelope
+        ctx = ConnectorContext(self.name, self.descriptors, deliver=self._sink.deliver,
+                               report=self._report, log=logging.getLogger(
+                                   f"taktora.connectors.gateway.{self.name}"))
+        self.link = HealthState.CONNECTING
+        conn.bind(ctx)
+        conn.open(ctx)
+        self._ctx = ctx
+        with self._send_lock:
+            self._live = conn
+        if conn.pulls() and self._inbound:
+            self._poll_stop = threading.Event()  # per connection: an old reader keeps its own
+            self._poll_thread = threading.Thread(target=self._run_poll,
+                                                 args=(conn, self._poll_stop),
+                                                 name=f"{self.name}-in", daemon=True)
+            self._poll_thread.start()
+        log.info("dispatcher %r connected %r: %d outbound, %d inbound channel(s)", self.name,
+                 conn, len(self._outbound), len(self._inbound))
 
-        A thread that did not stop in time is named in the report and logged; its ports stay
-        open (closing them under a running thread would be unsafe) until a later ``stop()``
-        finds every thread gone and releases them.
-        """
+    def disconnect(self, timeout: float = 5.0) -> StopReport:
+        """Stop forwarding to the connector (outbound frames count as ``down`` from now on),
+        stop its reader thread (bounded by ``timeout``) and close it. Idempotent."""
         began = time.monotonic()
-        if self._state in ("new", "stopped", "failed"):
-            self._state = "stopped" if self._state == "new" else self._state
-            return StopReport(tuple(t.name for t in self._threads), (), 0.0)
+        conn = self._detach()
+        stopped, stuck = self._join([self._poll_thread], began + timeout)
+        if self._poll_thread is not None and not self._poll_thread.is_alive():
+            self._poll_thread = None
+        self._close_connector(conn)
+        return StopReport(stopped, stuck, time.monotonic() - began)
+
+    def close(self, timeout: float = 5.0) -> StopReport:
+        """Disconnect, stop the outbound thread (the whole call bounded by ``timeout``), then
+        release the ports. Idempotent. A thread that did not stop in time is named in the
+        report; its ports stay open until a later ``close()`` finds every thread gone."""
+        began = time.monotonic()
+        if self._state in ("new", "closed", "failed"):
+            self._state = "closed" if self._state == "new" else self._state
+            return StopReport((), (), 0.0)
+        conn = self._detach()
         self._stop.set()
         with contextlib.suppress(OSError):
             os.eventfd_write(self._stop_fd, 1)
-        deadline = began + timeout
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        stopped = tuple(t.name for t in self._threads if not t.is_alive())
-        stuck = tuple(t.name for t in self._threads if t.is_alive())
+        stopped, stuck = self._join([self._out_thread, self._poll_thread], began + timeout)
+        self._close_connector(conn)  # may also unblock a reader stuck in the protocol
         if stuck:
             log.error("dispatcher %r: %s did not stop within %.3f s", self.name, list(stuck),
                       timeout)
-            if self.manage_connector:
-                self._close_connector()  # may unblock a thread stuck in the protocol
-            self._state = "stopping"  # calling stop() again finishes the job
+            self._state = "closing"  # calling close() again finishes the job
         else:
             self._release()
-            self._state = "stopped"
+            self._state = "closed"
         return StopReport(stopped, stuck, time.monotonic() - began)
 
+    def _detach(self) -> Connector | None:
+        """Stop handing frames to the connector and tell its reader thread to stop."""
+        with self._send_lock:
+            conn, self._live = self._live, None
+        self._poll_stop.set()
+        self.link = HealthState.DOWN
+        return conn
+
+    def _join(self, threads: list[threading.Thread | None], deadline: float
+              ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        stopped: list[str] = []
+        stuck: list[str] = []
+        for thread in threads:
+            if thread is None:
+                continue
+            thread.join(max(0.0, deadline - time.monotonic()))
+            (stuck if thread.is_alive() else stopped).append(thread.name)
+        return tuple(stopped), tuple(stuck)
+
+    def _close_connector(self, conn: Connector | None) -> None:
+        if conn is None:
+            return
+        try:
+            conn.close()
+        except Exception:
+            log.exception("dispatcher %r: closing %r failed", self.name, conn)
+
+    def start(self) -> Dispatcher:
+        """:meth:`open_ports` and :meth:`connect` the constructor's connector (on a failure
+        to connect the ports are closed again)."""
+        self.open_ports()
+        try:
+            self.connect()
+        except BaseException:
+            self.close(timeout=1.0)
+            raise
+        return self
+
+    def stop(self, timeout: float = 5.0) -> StopReport:
+        """:meth:`close` (disconnect, threads, ports)."""
+        return self.close(timeout)
+
     def _release(self) -> None:
-        if self.manage_connector:
-            self._close_connector()
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
         if self._node is not None:
             self._node.close()
             self._node = None
@@ -246,11 +312,13 @@ class Dispatcher:
             os.close(self._stop_fd)
             self._stop_fd = -1
 
-    def _close_connector(self) -> None:
-        try:
-            self.connector.close()
-        except Exception:
-            log.exception("dispatcher %r: closing %r failed", self.name, self.connector)
+    def _report(self, state: HealthState, reason: str) -> None:
+        self.link = state
+        if self.on_report is not None:
+            try:
+                self.on_report(state, reason)
+            except Exception:
+                log.exception("dispatcher %r: health report callback failed", self.name)
 
     def __enter__(self) -> Dispatcher:
         return self.start()
@@ -266,6 +334,8 @@ class Dispatcher:
             self._out_paused = True
         if inbound:
             self._in_paused = True
+            if self._sink is not None:
+                self._sink.paused = True
 
     def resume(self, *, outbound: bool = True, inbound: bool = True) -> None:
         """Forward again in the given directions."""
@@ -273,44 +343,73 @@ class Dispatcher:
             self._out_paused = False
         if inbound:
             self._in_paused = False
+            if self._sink is not None:
+                self._sink.paused = False
 
     @property
     def paused(self) -> bool:
         """True when either direction is paused."""
         return self._out_paused or self._in_paused
 
+    @property
+    def connected(self) -> bool:
+        """True while a connector is connected."""
+        return self._live is not None
+
+    def threads_alive(self) -> bool:
+        """True when every thread that should run runs (outbound while the ports are open,
+        the reader while a pull connector is connected)."""
+        if self._state != "open":
+            return False
+        if self._out_thread is not None and not self._out_thread.is_alive():
+            return False
+        return not (self._live is not None and self._live.pulls() and self._inbound
+                    and (self._poll_thread is None or not self._poll_thread.is_alive()))
+
     def stats(self) -> DispatcherStats:
         """A snapshot of the counters (any thread)."""
-        with self._out.lock:
-            out_fwd, out_drop = self._out.forwarded, dict(self._out.dropped)
-        with self._in.lock:
-            in_fwd, in_drop = self._in.forwarded, dict(self._in.dropped)
-            gaps, lost = self._gaps, self._lost
+        out_fwd, out_drop = self._out.snapshot()
+        sink = self._sink
+        if sink is not None:
+            in_fwd, in_drop = sink.counts.snapshot()
+            gaps, lost = sink.gaps()
+            malformed = {k: v for k, v in sink.malformed.snapshot().items() if v}
+        else:
+            in_fwd, in_drop, gaps, lost, malformed = 0, {}, 0, 0, {}
         return DispatcherStats(
             outbound_forwarded=out_fwd, outbound_dropped=FrozenMap(out_drop),
             inbound_forwarded=in_fwd, inbound_dropped=FrozenMap(in_drop),
-            inbound_malformed=FrozenMap(
-                {k: v for k, v in self._in_malformed.snapshot().items() if v}),
+            inbound_malformed=FrozenMap(malformed),
             inbound_gaps=gaps, inbound_lost=lost, receive_errors=self._receive_errors,
             outbound_paused=self._out_paused, inbound_paused=self._in_paused,
-            running=self._state == "running" and any(t.is_alive() for t in self._threads))
+            running=self.threads_alive())
 
     # -- outbound thread ---------------------------------------------------------------------
     def _run_outbound(self) -> None:
         ws: Any = (iox.WaitSetBuilder.new().signal_handling_mode(iox.SignalHandlingMode.Disabled)
                    .create(iox.ServiceType.Ipc))
         stop_fd = iox.FileDescriptor.non_owning_new(self._stop_fd)
-        guards = [ws.attach_notification(sub.listener) for _, sub in self._subs]
+        guards = []
+        table: dict[Any, tuple[ChannelDescriptor, Subscriber]] = {}
+        for descriptor, sub in self._subs:
+            guard = ws.attach_notification(sub.listener)
+            guards.append(guard)
+            table[iox.WaitSetAttachmentId.from_guard(guard)] = (descriptor, sub)
         guards.append(ws.attach_notification_fd(stop_fd))
         wake = iox.Duration.from_secs_f64(OUTBOUND_WAKE_S)
+        everything = list(table.values())
         try:
             while not self._stop.is_set():
-                ws.wait_and_process_with_timeout(wake)
-                for descriptor, sub in self._subs:
+                ids, _ = ws.wait_and_process_with_timeout(wake)
+                # only the channels that woke: a gateway with many channels touches one per
+                # message; a wake without ids (the safety-net timeout) looks at every channel
+                woke = [table[i] for i in ids if i in table] if ids else everything
+                for descriptor, sub in woke:
                     sub.consume_wakeups()
                     self._drain_outbound(descriptor, sub)
         except Exception:
             log.exception("dispatcher %r: outbound thread failed", self.name)
+            self._report(HealthState.DOWN, "outbound thread failed")
             raise
         finally:
             for guard in guards:
@@ -341,101 +440,43 @@ class Dispatcher:
             log.warning("dispatcher %r: %r carries a malformed envelope: %s", self.name,
                         descriptor.name, str(exc))
             return
-        frame: Frame = (data[: fields[_HEADER_LEN] + fields[_PAYLOAD_LEN]]
-                        if self.connector.carries_envelope else payload)
-        try:
-            self.connector.send(descriptor, frame)
-        except LinkDownError as exc:
-            self._out.drop("link_down")
-            log.debug("dispatcher %r: %r seq %d dropped: %s", self.name, descriptor.name,
-                      fields[_SEQUENCE], str(exc))
-            return
-        except ConnectorError as exc:
-            self._out.drop("send_error")
-            log.warning("dispatcher %r: sending %r seq %d failed: %s", self.name,
-                        descriptor.name, fields[_SEQUENCE], str(exc))
-            return
+        with self._send_lock:
+            conn = self._live
+            if conn is None:
+                self._out.drop("down")
+                return
+            frame: Frame = (data[: fields[_HEADER_LEN] + fields[_PAYLOAD_LEN]]
+                            if conn.carries_envelope else payload)
+            try:
+                conn.send(descriptor, frame)
+            except LinkDownError as exc:
+                self._out.drop("link_down")
+                log.debug("dispatcher %r: %r seq %d dropped: %s", self.name, descriptor.name,
+                          fields[_SEQUENCE], str(exc))
+                return
+            except ConnectorError as exc:
+                self._out.drop("send_error")
+                log.warning("dispatcher %r: sending %r seq %d failed: %s", self.name,
+                            descriptor.name, fields[_SEQUENCE], str(exc))
+                return
         self._out.forward()
 
-    # -- inbound thread ----------------------------------------------------------------------
-    def _run_inbound(self) -> None:
-        connector = self.connector
-        while not self._stop.is_set():
-            try:
-                got = connector.receive(self.poll_s)
-            except Exception as exc:
-                self._receive_errors += 1
-                log.warning("dispatcher %r: receive failed: %s", self.name, str(exc))
-                self._stop.wait(self.poll_s)
-                continue
-            if got is None:
-                continue
-            try:
-                self._forward_inbound(*got)
-            except Exception:
-                self._in.drop("internal_error")
-                log.exception("dispatcher %r: inbound frame failed", self.name)
-
-    def _resolve(self, key: str | Routing) -> ChannelDescriptor | None:
-        if isinstance(key, Routing):
-            return self._in_by_routing.get(key)
-        return self._in_by_name.get(key)
-
-    def _forward_inbound(self, key: str | Routing, frame: Frame) -> None:
-        descriptor = self._resolve(key)
-        if descriptor is None:
-            self._in.drop("unknown_channel")
-            log.warning("dispatcher %r: frame for unknown channel %r dropped", self.name, key)
-            return
-        if self._in_paused:
-            self._in.drop("paused")
-            return
-        pub = self._pubs[descriptor.name]
+    # -- reader thread (pull connectors only) ------------------------------------------------
+    def _run_poll(self, conn: Connector, stop: threading.Event) -> None:
+        sink = self._sink
+        assert sink is not None
         try:
-            if self.connector.carries_envelope:
-                fields, _ = envelope.split(frame, self._in_malformed, verify_crc=True)
-                self._track(descriptor.name, fields[_SEQUENCE])
-                pub.send_copy(frame)
-            else:
-                self._publish_wrapped(descriptor, pub, frame)
-        except EnvelopeError as exc:
-            self._in.drop("malformed")
-            log.warning("dispatcher %r: %r: malformed frame dropped: %s", self.name,
-                        descriptor.name, str(exc))
-            return
-        except PayloadError as exc:  # larger than the channel allows
-            self._in.drop("too_large")
-            log.warning("dispatcher %r: %r: %s", self.name, descriptor.name, str(exc))
-            return
-        except TransportError as exc:
-            self._in.drop("publish_error")
-            log.warning("dispatcher %r: publishing %r failed: %s", self.name, descriptor.name,
-                        str(exc))
-            return
-        self._in.forward()
-
-    def _publish_wrapped(self, descriptor: ChannelDescriptor, pub: Publisher,
-                         frame: Frame) -> None:
-        src = memoryview(frame).cast("B")
-        size = src.nbytes
-        seq = self._in_seq.get(descriptor.name, 0) + 1
-        sample, view = pub._loan_bytes(HEADER_SIZE + size)  # pub.loan() without the generator
-        try:
-            view[HEADER_SIZE:] = src
-            crc = zlib.crc32(src) if descriptor.crc else None
-            envelope.pack_header(view, codec_id=self._codec_ids[descriptor.name],
-                                 payload_len=size, sequence=seq, crc32=crc)
+            while not stop.is_set() and not self._stop.is_set():
+                try:
+                    got = conn.poll(self.poll_s)
+                except Exception as exc:
+                    self._receive_errors += 1
+                    log.warning("dispatcher %r: poll failed: %s", self.name, str(exc))
+                    stop.wait(self.poll_s)
+                    continue
+                if got is not None:
+                    sink.deliver(*got)
         except BaseException:
-            pub._discard(sample, view)
+            log.exception("dispatcher %r: reader thread failed", self.name)
+            self._report(HealthState.DOWN, "reader thread failed")
             raise
-        pub._commit(sample, view)
-        self._in_seq[descriptor.name] = seq
-
-    def _track(self, channel: str, seq: int) -> None:
-        last = self._in_last.get(channel)
-        if last is not None and seq > last + 1:
-            with self._in.lock:
-                self._gaps += 1
-                self._lost += seq - last - 1
-        self._in_last[channel] = seq
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import attrs
 from taktora.actors.control.messages import ControlMessage, Reply
+from taktora.actors.models.health import HealthState
 
 
 @attrs.frozen(kw_only=True)
@@ -25,3 +26,13 @@ class GatewayStopped(Reply):
     @property
     def clean(self) -> bool:
         return not self.not_stopped
+
+
+@attrs.frozen(kw_only=True)
+class LinkReport:
+    """A connector's health report, sent by the gateway to itself from the reporting thread
+    (``generation``: the connection it belongs to; reports of an earlier one are dropped)."""
+
+    state: HealthState
+    reason: str = ""
+    generation: int = 0

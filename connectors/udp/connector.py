@@ -19,19 +19,21 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 from taktora.actors.control.messages import Ack, Reply
 from taktora.actors.models.health import HealthState
-from taktora.connectors.connector import Connector, Frame, Inbound
+from taktora.connectors.connector import Connector, Inbound
+from taktora.connectors.context import ConnectorContext, Frame
 from taktora.connectors.errors import ConnectorError, LinkDownError
 from taktora.connectors.model import ChannelDescriptor, Direction, FrozenMap
 from taktora.connectors.requests import ConnectorRequest
 from taktora.connectors.udp.faults import FaultInjector, Verdict
 from taktora.connectors.udp.messages import InjectFault
 from taktora.transport.envelope import HEADER_SIZE
+from taktora.transport.net import is_loopback
 from taktora.transport.validators import AssignChecks
 
 log = logging.getLogger(__name__)
@@ -59,13 +61,25 @@ def parse_address(descriptor: ChannelDescriptor) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def _check_listen(descriptor: ChannelDescriptor, host: str, allow_remote: bool) -> None:
+    """An inbound socket listens on ``host``: loopback only, unless explicitly opened."""
+    if not allow_remote and not is_loopback(host):
+        raise ConnectorError(f"channel {descriptor.name!r}: inbound address {host!r} is not "
+                             "loopback; set allow_remote = true in the gateway's settings to "
+                             "listen beyond this machine (only on a network you trust)")
+
+
 @attrs.frozen(kw_only=True)
 class UdpSettings:
     """A UDP gateway's settings table: ``name`` names the connector in logs and counters
-    (None: the gateway's name). Addresses come from each channel's routing
-    (``{ kind = "udp", address = "HOST:PORT" }``)."""
+    (None: the gateway's name); ``allow_remote`` opens inbound sockets beyond loopback.
+    Addresses come from each channel's routing (``{ kind = "udp", address = "HOST:PORT" }``:
+    where an outbound channel sends to, where an inbound channel listens)."""
 
     name: str | None = attrs.field(default=None, validator=_v.optional(_v.identifier()))
+    allow_remote: bool = attrs.field(default=False, validator=_v.instance(bool))
+    """Let inbound channels bind an address beyond loopback (``0.0.0.0``, an interface
+    address). Off by default: every listener stays on loopback unless you open it here."""
 
 
 class UdpConnector(Connector):
@@ -81,13 +95,15 @@ class UdpConnector(Connector):
     @classmethod
     def from_settings(cls, name: str, settings: Any) -> UdpConnector:
         """The connector of gateway ``name`` (``settings``: a :class:`UdpSettings`)."""
-        return cls(settings.name or name)
+        return cls(settings.name or name, allow_remote=settings.allow_remote)
 
     @classmethod
     def check_channel(cls, settings: Any, descriptor: ChannelDescriptor) -> None:
         """Routing kind ``udp``, ``HOST:PORT`` with a port 1..65535, a frame that fits one
         datagram."""
-        _, port = parse_address(descriptor)
+        host, port = parse_address(descriptor)
+        if descriptor.direction is Direction.INBOUND:
+            _check_listen(descriptor, host, getattr(settings, "allow_remote", False))
         if port == 0:
             raise ConnectorError(f"channel {descriptor.name!r}: routing address "
                                  f"{descriptor.routing.address!r} needs a port 1..65535")
@@ -96,8 +112,10 @@ class UdpConnector(Connector):
                                  f"{descriptor.max_payload} does not fit one UDP datagram "
                                  f"(at most {MAX_DATAGRAM - HEADER_SIZE} bytes with the envelope)")
 
-    def __init__(self, name: str = "udp", *, faults: FaultInjector | None = None) -> None:
+    def __init__(self, name: str = "udp", *, faults: FaultInjector | None = None,
+                 allow_remote: bool = False) -> None:
         self.name = name
+        self.allow_remote = allow_remote
         self.faults = faults or FaultInjector()
         self._lock = threading.Lock()
         self._out: dict[str, tuple[socket.socket, tuple[str, int]]] = {}
@@ -108,14 +126,15 @@ class UdpConnector(Connector):
         self._counts: dict[str, int] = {"sent": 0, "received": 0, "send_errors": 0}
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def open(self, descriptors: Sequence[ChannelDescriptor]) -> None:
-        """Bind one socket per channel. Raises ConnectorError naming the channel when a routing
-        is invalid or its socket cannot be bound; nothing stays open then."""
+    def open(self, ctx: ConnectorContext) -> None:
+        """Bind one socket per channel of ``ctx`` and report Up (Down while an injected link
+        cut lasts). Raises ConnectorError naming the channel when a routing is invalid or its
+        socket cannot be bound; nothing stays open then."""
         if self._state == "open":
             raise ConnectorError(f"connector {self.name!r} is already open")
         selector = selectors.DefaultSelector()
         try:
-            for d in descriptors:
+            for d in ctx.channels:
                 host, port = parse_address(d)
                 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 try:
@@ -125,6 +144,7 @@ class UdpConnector(Connector):
                         sock.bind((host, int(local)))
                         self._out[d.name] = (sock, (host, port))
                     else:
+                        _check_listen(d, host, self.allow_remote)
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER)
                         sock.bind((host, port))
                         self._in[d.name] = sock
@@ -141,6 +161,13 @@ class UdpConnector(Connector):
             raise
         self._selector = selector
         self._state = "open"
+        self.faults.on_link = lambda up: ctx.report(
+            HealthState.UP if up else HealthState.DOWN,
+            "link restored (fault injection)" if up else "link cut (fault injection)")
+        if self.faults.is_link_down:
+            ctx.report(HealthState.DOWN, "link cut (fault injection)")
+        else:
+            ctx.report(HealthState.UP, f"{len(ctx.channels)} socket(s) bound")
 
     def close(self) -> None:
         """Close every socket; idempotent."""
@@ -149,6 +176,7 @@ class UdpConnector(Connector):
                 self._state = "closed"
                 return
             self._state = "closed"
+        self.faults.on_link = None
         self._close_sockets(self._selector)
         self._selector = None
 
@@ -193,8 +221,9 @@ class UdpConnector(Connector):
                                  f"{remote} failed: {exc}") from exc
         self._count("sent")
 
-    def receive(self, timeout: float) -> Inbound | None:
-        """The next datagram of any inbound channel, waiting up to ``timeout`` seconds."""
+    def poll(self, timeout: float) -> Inbound | None:
+        """The next datagram of any inbound channel, waiting up to ``timeout`` seconds in
+        ``select`` (the dispatcher's reader thread: UDP is pulled)."""
         if self._pending:
             return self._pending.popleft()
         selector = self._selector
@@ -223,7 +252,8 @@ class UdpConnector(Connector):
         return self._pending.popleft() if self._pending else None
 
     def health(self) -> HealthState:
-        """Connecting before open, Up when open with the link up, Down otherwise."""
+        """Connecting before open, Up when open with the link up, Down otherwise (what it
+        reports to its context)."""
         if self._state == "new":
             return HealthState.CONNECTING
         if self._state != "open" or self.faults.is_link_down:

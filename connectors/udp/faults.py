@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import random
 import threading
+from collections.abc import Callable
 
 import attrs
 from taktora.connectors.errors import ConnectorError
@@ -74,17 +75,29 @@ class FaultInjector:
         self._corrupt_p = 0.0
         self._frames = 0
         self._counts: dict[str, int] = {}
+        self.on_link: Callable[[bool], None] | None = None
+        """Called with False when the link is cut and True when it is restored (on the thread
+        that changed it); the UDP connector reports its health through it."""
 
     # -- setting faults (any thread) -----------------------------------------------------------
     def link_down(self) -> None:
         """Cut the link: sends fail with LinkDownError, arriving frames are discarded."""
         with self._lock:
-            self._link_down = True
+            changed, self._link_down = not self._link_down, True
+        if changed:
+            self._tell(False)
 
     def link_up(self) -> None:
         """Restore the link."""
         with self._lock:
-            self._link_down = False
+            changed, self._link_down = self._link_down, False
+        if changed:
+            self._tell(True)
+
+    def _tell(self, up: bool) -> None:
+        callback = self.on_link
+        if callback is not None:
+            callback(up)
 
     @property
     def is_link_down(self) -> bool:
@@ -114,10 +127,12 @@ class FaultInjector:
     def clear(self) -> None:
         """Turn every fault off (the link comes up); counters stay."""
         with self._lock:
-            self._link_down = False
+            changed, self._link_down = self._link_down, False
             self._delay_s = 0.0
             self._drop_every = self._corrupt_every = 0
             self._drop_p = self._corrupt_p = 0.0
+        if changed:
+            self._tell(True)
 
     # -- applying them (connector threads) -----------------------------------------------------
     def decide(self, frame: bytes | bytearray | memoryview) -> Decision:

@@ -9,27 +9,27 @@ wraps received payloads in a fresh one, so plain zenoh programs interoperate.
 
 Threads: ``send`` runs on the dispatcher's outbound thread (``Publisher.put``; blocks only
 under congestion control BLOCK). Subscriber callbacks run on zenoh's own threads
-(``indirect=False``: no extra Python thread per subscriber) and only copy the payload into a
-bounded queue (``ZenohConfig.inbound_queue``; full: the newest frame is dropped and counted as
-``queue_full`` for its key expression); ``receive`` runs on the dispatcher's inbound thread and
-waits on that queue.
+(``indirect=False``: no extra Python thread per subscriber) and publish the payload into
+iceoryx2 right there through ``ctx.deliver`` (no queue, no reader thread): the channel's
+overflow policy applies, and what the gateway's sink cannot publish it counts by cause.
 
 Health comes from the shared :class:`~taktora.connectors.zenoh.session.ZenohSession` (peer
-count). While it is Down, ``send`` raises LinkDownError (the dispatcher counts ``link_down``):
-nothing leaves uncounted when no peer can receive it.
+count); every transition of its machine is reported to the context. While it is Down,
+``send`` raises LinkDownError (the dispatcher counts ``link_down``): nothing leaves uncounted
+when no peer can receive it.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import zenoh
-from taktora.actors.models.health import HealthState
-from taktora.connectors.connector import Connector, Frame, Inbound
+from taktora.actors.models.health import HealthEvent, HealthState
+from taktora.connectors.connector import Connector
+from taktora.connectors.context import ConnectorContext, Frame
 from taktora.connectors.errors import ConnectorError, LinkDownError
 from taktora.connectors.model import ChannelDescriptor, Direction, FrozenMap
 from taktora.connectors.zenoh.config import ZenohConfig, publisher_options
@@ -90,7 +90,7 @@ class KeyCounts:
 
 
 class _Base(Connector):
-    """What both zenoh connectors share: the session, the inbound queue, counters."""
+    """What both zenoh connectors share: the session, the context, counters."""
 
     settings_class = ZenohConfig
 
@@ -110,23 +110,24 @@ class _Base(Connector):
         self.zsession = (session if isinstance(session, ZenohSession)
                          else ZenohSession(session, name=f"{name}-session"))
         self.counts = KeyCounts()
-        # SimpleQueue (C, fast wake-ups) bounded by a size check: the bound may be overshot by
-        # the number of zenoh threads pushing at the same instant, never more
-        self._queue: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
-        self._bound = self.zsession.config.inbound_queue
+        self._ctx: ConnectorContext | None = None
         self._descriptors: tuple[ChannelDescriptor, ...] = ()
         self._state = "new"
 
-    def open(self, descriptors: Sequence[ChannelDescriptor]) -> None:
-        """Check the routings, attach to the session (opening it if first) and declare.
+    def open(self, ctx: ConnectorContext) -> None:
+        """Check the routings, attach to the session (opening it if first) and declare; from
+        then on the session's health transitions are reported to ``ctx``.
 
         Raises ConnectorError for a bad routing or a session zenoh cannot open."""
         if self._state == "open":
             raise ConnectorError(f"connector {self.name!r} is already open")
-        self._check(descriptors)
-        self._descriptors = tuple(descriptors)
+        self._check(ctx.channels)
+        self._descriptors = ctx.channels
+        self._ctx = ctx
         self.zsession.attach(self)
         self._state = "open"
+        self.zsession.machine.subscribe(self._on_health)
+        ctx.report(self.zsession.health(), "session attached")
 
     def close(self) -> None:
         """Undeclare and detach (the last connector closes the session); idempotent."""
@@ -134,7 +135,14 @@ class _Base(Connector):
             self._state = "closed"
             return
         self._state = "closed"
+        self.zsession.machine.unsubscribe(self._on_health)
         self.zsession.detach(self)
+
+    def _on_health(self, event: HealthEvent) -> None:
+        """The session's machine moved (on the thread that moved it): report it."""
+        ctx = self._ctx
+        if ctx is not None and self._state == "open":
+            ctx.report(event.state, f"session: {event.reason}")
 
     def _check(self, descriptors: Sequence[ChannelDescriptor]) -> None:
         for d in descriptors:
@@ -146,19 +154,14 @@ class _Base(Connector):
     def undeclare(self) -> None:
         raise NotImplementedError
 
-    def _push(self, key: str, item: Inbound) -> None:
-        """Hand one inbound frame to the dispatcher (zenoh's thread; never blocks)."""
-        if self._queue.qsize() >= self._bound:
-            self.counts.add(key, "dropped:queue_full")
-            return
-        self._queue.put_nowait(item)
-
-    def receive(self, timeout: float) -> Inbound | None:
-        """The next inbound frame, waiting at most ``timeout`` seconds (inbound thread)."""
-        try:
-            return self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
+    def _push(self, key: str, channel: str, frame: Frame) -> bool:
+        """Publish one inbound frame into iceoryx2 from zenoh's callback thread (never blocks
+        for long); what cannot be published is counted by the gateway's sink."""
+        ctx = self._ctx
+        if ctx is None:
+            self.counts.add(key, "dropped:closed")
+            return False
+        return ctx.deliver(channel, frame)
 
     def health(self) -> HealthState:
         """The session's state: Connecting before open, then from the peer count."""
@@ -221,7 +224,7 @@ class ZenohConnector(_Base):
     def _on_sample(self, channel: str, key: str) -> Any:
         def on_sample(sample: zenoh.Sample) -> None:
             self.counts.add(key, "in")
-            self._push(key, (channel, sample.payload.to_bytes()))
+            self._push(key, channel, sample.payload.to_bytes())
 
         return on_sample
 

@@ -33,9 +33,10 @@ gateway (``KEY|dropped:expired``); replies to an unknown or ended QueryId are co
 ``KEY|dropped:late_reply`` and refused (ConnectorError, the dispatcher counts ``send_error``).
 
 Threads: ``send`` on the dispatcher's outbound thread (``get`` and ``reply`` do not block);
-reply, drop and query callbacks on zenoh's threads (they only build a frame and queue it); the
-deadlines are checked by ``receive`` on the dispatcher's inbound thread, which wakes at the
-next deadline at the latest. A full inbound queue drops the frame (``KEY|dropped:queue_full``).
+reply, drop and query callbacks on zenoh's threads build a frame and publish it into iceoryx2
+right there (``ctx.deliver``); the deadlines are checked by ``poll`` on the dispatcher's reader
+thread, which wakes at the next deadline at the latest (``poll`` returns no frames: it is this
+connector's clock). A frame the gateway's sink cannot publish is counted there by cause.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import Sequence
@@ -53,7 +53,8 @@ import attrs
 import zenoh
 from taktora.connectors.channel import ChannelReader, ChannelWriter, Received
 from taktora.connectors.codecs import codec_id_for
-from taktora.connectors.connector import Frame, Inbound
+from taktora.connectors.connector import Inbound
+from taktora.connectors.context import Frame
 from taktora.connectors.errors import ConnectorError, LinkDownError
 from taktora.connectors.model import ChannelDescriptor, Direction, QoS, Routing
 from taktora.connectors.zenoh.config import ZenohConfig
@@ -148,6 +149,7 @@ class ZenohQueryConnector(_Base):
                  name: str = "zenoh-query") -> None:
         super().__init__(session, name)
         self._qlock = threading.Lock()
+        self._clock = threading.Event()  # never set: poll() sleeps on it with a timeout
         self._pending: dict[int, _Pending] = {}
         self._served: dict[int, _Served] = {}
         self._ids = itertools.count(1)
@@ -203,10 +205,8 @@ class ZenohQueryConnector(_Base):
         seq = self._seq.get(d.name, 0) + 1
         frame = envelope.encode(payload, codec_id=codec_id_for(d.codec), sequence=seq,
                                 correlation_id=qid, kind=kind, with_crc=d.crc)
-        if self._queue.qsize() >= self._bound:
-            self.counts.add(key, "dropped:queue_full")
+        if not self._push(key, d.name, frame):
             return False
-        self._queue.put_nowait((d.name, frame))
         self._seq[d.name] = seq
         self.counts.add(key, "in")
         return True
@@ -366,15 +366,16 @@ class ZenohQueryConnector(_Base):
         else:
             self._answer(key, qid, header.kind, payload)
 
-    def receive(self, timeout: float) -> Inbound | None:
-        """The next reply/query frame; also seals overdue queries (inbound thread)."""
+    def poll(self, timeout: float) -> Inbound | None:
+        """The query clock (the dispatcher's reader thread): seals overdue queries, then
+        sleeps until the next deadline or ``timeout``. Frames never come from here: zenoh's
+        callbacks publish them straight into iceoryx2. Returns None."""
         now = time.monotonic()
         nearest = self._expire(now)
         wait = timeout if nearest is None else max(0.0, min(timeout, nearest - now))
-        try:
-            return self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
-        except queue.Empty:
-            return None
+        if wait > 0:
+            self._clock.wait(wait)
+        return None
 
     def in_flight(self) -> int:
         """Queries issued and not yet finished by zenoh (sealed ones included)."""

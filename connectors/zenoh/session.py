@@ -19,6 +19,10 @@ Threads:
 
 A poll or reopen that raises is logged and counted (``health_errors`` / ``reopen_failures``)
 and the thread keeps going.
+
+Every open and reopen builds its ``zenoh.Config`` with :meth:`ZenohConfig.to_zenoh`, so the
+session listens only where :meth:`ZenohConfig.listen_endpoints` says (loopback unless the
+config has ``allow_remote=True``), never on zenoh's every-interface default.
 """
 
 from __future__ import annotations
@@ -112,7 +116,8 @@ class ZenohSession:
             raise
         except Exception as exc:
             raise ConnectorError(f"zenoh session {self.name!r} cannot open "
-                                 f"({self.config.mode}, listen={list(self.config.listen)}, "
+                                 f"({self.config.mode}, "
+                                 f"listen={list(self.config.listen_endpoints())}, "
                                  f"connect={list(self.config.connect)}): {exc}") from exc
         self._stop.clear()
         self._seen_peer = False
@@ -123,8 +128,9 @@ class ZenohSession:
             self.machine.transition(U, "no peers required")
         self._thread = threading.Thread(target=self._run, name=f"{self.name}-health", daemon=True)
         self._thread.start()
-        log.info("zenoh session %r open (%s, zid %s)", self.name, self.config.mode,
-                 self.session.info.zid())
+        log.info("zenoh session %r open (%s, zid %s, listening on %s)", self.name,
+                 self.config.mode, self.session.info.zid(),
+                 list(self.config.listen_endpoints()) or "nothing")
 
     def _close_session(self) -> None:
         session: Any = self.session

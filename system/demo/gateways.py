@@ -56,7 +56,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "demo.toml"
 
 CAUSES = {
     "steady": "none expected",
-    "link-down": "left's link cut: sends fail (link_down), then left is Down/reconnecting",
+    "link-down": "left's link cut: left is Down/reconnecting, what it gets is dropped (down)",
     "corrupt": "every 10th frame of right corrupted on the wire: left drops it (crc)",
     "crash": "right crashed: not subscribed until the supervisor restarted it",
     "kill-9": "left's process killed: nothing subscribed until restarted",

@@ -14,7 +14,8 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterable, Sequence
+import traceback
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from hdrh.histogram import HdrHistogram
 
 HIST_MAX_US = 60_000_000  # 60 s, in microseconds
 HIST_DIGITS = 3
+_LOAD_AT_START = os.getloadavg()[0]  # when the benchmark began (machine() gives the end)
 
 
 def private_prefix(tag: str = "tkbench") -> str:
@@ -53,6 +55,7 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "loadavg_1m": round(load[0], 2),
+        "loadavg_1m_start": round(_LOAD_AT_START, 2),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -91,6 +94,75 @@ def ratio(results: list[dict[str, Any]], num: str, den: str, field: str = "p50_u
     return round(a / b, 3) if b else None
 
 
+def target(results: list[dict[str, Any]], num: str, den: str, op: str, bound: float,
+           field: str = "p50_us") -> dict[str, Any]:
+    """``num[field] / den[field]`` with the issue's target: ``{"value", "target",
+    "target_met"}`` (value None and target_met False when a case is missing or failed)."""
+    value = ratio(results, num, den, field)
+    met = value is not None and (value <= bound if op == "<=" else value >= bound)
+    return {"value": value, "target": f"{op} {bound}", "target_met": met,
+            "of": f"{num}.{field} / {den}.{field}"}
+
+
+def run_case(case: str, fn: Callable[..., dict[str, Any]], *args: Any,
+             **kwargs: Any) -> dict[str, Any]:
+    """``fn(*args, **kwargs)``'s result row, or ``{"case": case, "error": ...}`` if it raised
+    (the traceback goes to stderr): one broken case must not hide the others' numbers."""
+    t0 = time.monotonic()
+    try:
+        row = fn(*args, **kwargs)
+    except Exception as exc:
+        traceback.print_exc()
+        row = {"case": case, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    print(f"done {case} in {time.monotonic() - t0:.1f} s: {row}", file=sys.stderr, flush=True)
+    return row
+
+
+def cpu_s(pids: Iterable[int]) -> float:
+    """CPU time (s, every thread, ns resolution from schedstat) used so far by ``pids``;
+    processes that are gone count 0."""
+    total = 0
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return total / 1e9
+
+
+def forks_of_me() -> set[int]:
+    """Every other process running this process's command line: its forks, also those that
+    detached (a multi-process actor system's admin and actors re-parent to init)."""
+    with open("/proc/self/cmdline", "rb") as f:
+        me = f.read()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if f.read() == me:
+                    found.add(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def rss_mb(pid: int | None = None) -> float:
+    """Resident set size of ``pid`` (default: this process) in MiB."""
+    with open(f"/proc/{pid or os.getpid()}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
 def write(name: str, results: list[dict[str, Any]], json_out: str | None,
           ratios: dict[str, Any] | None = None) -> dict[str, Any]:
     """Print a table (rich) and write the JSON document if asked; return the document."""
@@ -105,11 +177,13 @@ def write(name: str, results: list[dict[str, Any]], json_out: str | None,
             table.add_column(c, justify="left" if c == "case" else "right")
         for r in results:
             table.add_row(*(_fmt(r.get(c, "")) for c in cols))
-        console = Console()
+        console = Console(width=None if sys.stdout.isatty() else 220)
         console.print(table)
         if ratios:
             for k, v in ratios.items():
                 console.print(f"  {k}: {v}")
+        console.print(f"  loadavg_1m: {doc['machine']['loadavg_1m_start']} at start, "
+                      f"{doc['machine']['loadavg_1m']} at the end")
     except ImportError:  # pragma: no cover - rich is a core dependency
         print(json.dumps(doc, indent=2))
     if json_out:

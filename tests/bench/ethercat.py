@@ -7,14 +7,24 @@ I/O terminals. Cases:
 - ``taktora_ethercat_free``: the EthercatConnector behind a Dispatcher, interval 10 us (the
   executor free-runs, skipped ticks are not overruns here), with channel traffic (a writer
   flipping an output slice, a reader draining the looped-back input slice);
-- ``taktora_ethercat_1kHz``: the same paced at 1 kHz.
+- ``taktora_ethercat_1kHz``: the same paced at 1 kHz;
+- ``floor_ethercat_free``: the taktora free case written by hand with raw pysoem and raw
+  iceoryx2 (``_floor``), no taktora code: each cycle takes the pending ``.out`` samples into
+  the output image, exchanges process data, and publishes the routed input byte on ``.in``
+  when it changed (as the connector does), all on one cycle thread; the same app traffic
+  thread (1 kHz writes, draining reads) in the same process;
+- ``soem_raw_1kHz``: raw pysoem paced by a timerfd (absolute 1 ms ticks) in a process of its
+  own: the least a 1 kHz Python loop on SOEM costs here.
 
 Fields: cycles_per_s, p50/p99/p999_us (round trip of one exchange for the free cases; period
-error = tick start - scheduled tick for the paced case), overruns (ticks skipped), wkc_errors, n.
+error = tick start - scheduled tick for the paced cases), overruns (ticks skipped), wkc_errors, n.
 """
 
 from __future__ import annotations
 
+import array
+import ctypes
+import multiprocessing as mp
 import os
 import sys
 import threading
@@ -24,6 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench
+import _floor
 from taktora.connectors.channel import ChannelReader, ChannelWriter
 from taktora.connectors.ethercat.bus import Bus, BusConfig
 from taktora.connectors.ethercat.connector import EthercatConnector, EthercatOptions
@@ -107,6 +118,180 @@ def gateway(case: str, iface: str, seconds: float, cycle_s: float, prefix: str) 
                             overruns=overruns if cycle_s >= 0.001 else 0, wkc_errors=errors)
 
 
+# ---- hand-written floors: raw pysoem (+ raw iceoryx2), no taktora code -------------------------
+PREOP, SAFEOP, OP = 2, 4, 8
+
+
+def soem_up(iface: str, state_timeout_s: float = 2.0) -> tuple[Any, int]:
+    """Raw pysoem bring-up to OP: ``(master, expected working counter)``."""
+    import pysoem
+
+    master = pysoem.Master()
+    master.always_release_gil = True  # as the connector's bus: other threads run during a frame
+    master.open(iface)
+    if master.config_init() <= 0:
+        master.close()
+        raise RuntimeError(f"no SubDevice answered on {iface}")
+    us = int(state_timeout_s * 1e6)
+    if master.state_check(PREOP, us) != PREOP:
+        raise RuntimeError("SubDevices did not reach PRE-OP")
+    master.config_map()
+    if master.state_check(SAFEOP, us) != SAFEOP:
+        raise RuntimeError("SubDevices did not reach SAFE-OP")
+    expected = int(master.expected_wkc)
+    master.state = OP
+    master.send_processdata()
+    master.receive_processdata(2000)
+    master.write_state()
+    deadline = time.monotonic() + state_timeout_s
+    while True:
+        master.send_processdata()
+        master.receive_processdata(2000)
+        if master.state_check(OP, 1000) == OP:
+            return master, expected
+        if time.monotonic() > deadline:
+            raise RuntimeError("SubDevices did not reach OP")
+
+
+def floor_free(iface: str, seconds: float) -> dict[str, Any]:
+    master, expected = soem_up(iface)
+    app: list[Any] = [_floor.node("floor-ecat-app")]
+    gw: list[Any] = [_floor.node("floor-ecat")]
+    stop = threading.Event()
+    try:
+        app_pub = _floor.Pub(app[0], "floor/ecat/do.out", 8)
+        app_sub = _floor.Sub(app[0], "floor/ecat/di.in")
+        app += [app_pub, app_sub]
+        take = _floor.Sub(gw[0], "floor/ecat/do.out")
+        publish = _floor.Pub(gw[0], "floor/ecat/di.in", 8)
+        gw += [take, publish]
+
+        def traffic() -> None:  # the app: write an output byte every ms, drain the inputs
+            k = 0
+            while not stop.is_set():
+                app_pub.send(bytes([k & 0xFF]))
+                k += 1
+                while app_sub.take() is not None:
+                    pass
+                app_sub.consume()
+                time.sleep(0.001)
+
+        t = threading.Thread(target=traffic, name="floor-traffic")
+        t.start()
+        sd = master.slaves[0]
+        shadow = bytearray(len(sd.output))
+        last_in = b""
+        clock = time.perf_counter_ns
+        samples: list[float] = []
+        errors = n = 0
+        try:
+            end = time.monotonic() + min(1.0, seconds / 5) + seconds  # warm-up, then measure
+            measure_from = end - seconds
+            start = 0.0
+            while (now := time.monotonic()) < end:
+                if not start and now >= measure_from:
+                    start, samples, errors, n = now, [], 0, 0
+                changed = False
+                while (s := take.take()) is not None:  # the routed byte: bits 0..7 of SubDevice 0
+                    shadow[0] = ctypes.c_uint8.from_address(s.payload_ptr).value
+                    changed = True
+                    del s
+                if changed:
+                    sd.output = bytes(shadow)
+                t0 = clock()
+                master.send_processdata()
+                wkc = master.receive_processdata(2000)
+                samples.append((clock() - t0) / 1000)
+                n += 1
+                if wkc != expected:
+                    errors += 1
+                    continue
+                value = sd.input[:1]
+                if value != last_in:
+                    last_in = value
+                    publish.send(value)
+            rate = n / (time.monotonic() - start)
+        finally:
+            stop.set()
+            t.join()
+    finally:
+        _floor.close_all(app)
+        _floor.close_all(gw)
+        master.state = 1  # INIT
+        master.write_state()
+        master.close()
+    return _bench.summarize("floor_ethercat_free", samples, cycles_per_s=round(rate), overruns=0,
+                            wkc_errors=errors)
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+def soem_paced_main(iface: str, seconds: float, period_s: float, results: Any) -> None:
+    """Spawned process: raw pysoem cycling on an absolute timerfd; reports period errors."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        master, expected = soem_up(iface)
+        fd = libc.timerfd_create(time.CLOCK_MONOTONIC, 0)
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "timerfd_create")
+        period = int(period_s * 1e9)
+        first = time.monotonic_ns() + 10 * period
+        spec = _Itimerspec(_Timespec(0, period), _Timespec(first // 10**9, first % 10**9))
+        if libc.timerfd_settime(fd, 1, ctypes.byref(spec), None) != 0:  # TFD_TIMER_ABSTIME
+            raise OSError(ctypes.get_errno(), "timerfd_settime")
+        errs = array.array("q")
+        tick = overruns = errors = cycles = 0
+        warm = int(min(1.0, seconds / 5) / period_s)
+        total = warm + int(seconds / period_s)
+        read = os.read
+        while tick < total:
+            expirations = int.from_bytes(read(fd, 8), "little")
+            now = time.monotonic_ns()
+            tick += expirations
+            scheduled = first + (tick - 1) * period
+            if tick > warm:
+                errs.append(now - scheduled)
+                overruns += expirations - 1
+                cycles += 1
+            master.send_processdata()
+            if master.receive_processdata(2000) != expected and tick > warm:
+                errors += 1
+        os.close(fd)
+        master.state = 1
+        master.write_state()
+        master.close()
+        results.put((cycles, overruns, errors, errs.tobytes(), None))
+    except Exception as exc:  # reported to the parent as the case's error
+        results.put((0, 0, 0, b"", f"{type(exc).__name__}: {exc}"))
+
+
+def soem_paced(iface: str, seconds: float, period_s: float = 0.001) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    proc = ctx.Process(target=soem_paced_main, args=(iface, seconds, period_s, results))
+    proc.start()
+    try:
+        cycles, overruns, errors, raw_errs, failure = results.get(timeout=seconds + 60)
+    finally:
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    if failure:
+        raise RuntimeError(failure)
+    errs = array.array("q")
+    errs.frombytes(raw_errs)
+    return _bench.summarize("soem_raw_1kHz", (v / 1000 for v in errs),
+                            cycles_per_s=round(cycles / seconds), overruns=overruns,
+                            wkc_errors=errors)
+
+
 def main() -> None:
     args = _bench.parse_args(__doc__ or "ethercat")
     prefix = _bench.private_prefix()
@@ -120,13 +305,30 @@ def main() -> None:
     master, sim_end = veth.up(name)
     try:
         with SimProcess(sim_end, ["builtin:dio"], count=COUNT):
-            results = [raw(master, seconds),
-                       gateway("taktora_ethercat_free", master, seconds, 0.00001, prefix),
-                       gateway("taktora_ethercat_1kHz", master, paced, 0.001, prefix)]
+            results = [
+                _bench.run_case("soem_raw_free", raw, master, seconds),
+                _bench.run_case("floor_ethercat_free", floor_free, master, seconds),
+                _bench.run_case("taktora_ethercat_free", gateway, "taktora_ethercat_free", master,
+                                seconds, 0.00001, prefix),
+                _bench.run_case("soem_raw_1kHz", soem_paced, master, paced),
+                _bench.run_case("taktora_ethercat_1kHz", gateway, "taktora_ethercat_1kHz", master,
+                                paced, 0.001, prefix)]
     finally:
         veth.down(name)
-    ratios = {"gateway_free_vs_raw_cycles": _bench.ratio(results, "taktora_ethercat_free", "soem_raw_free",
-                                                         "cycles_per_s")}
+    by = {r["case"]: r for r in results}
+    ratios = {
+        "gateway_free_vs_floor_cycles": _bench.target(results, "taktora_ethercat_free",
+                                                      "floor_ethercat_free", ">=", 0.8,
+                                                      "cycles_per_s"),
+        "gateway_1kHz_vs_soem_raw_1kHz_p99": _bench.target(results, "taktora_ethercat_1kHz",
+                                                           "soem_raw_1kHz", "<=", 1.2, "p99_us"),
+        "overruns_1kHz (taktora <= raw)": {
+            "taktora": by.get("taktora_ethercat_1kHz", {}).get("overruns"),
+            "raw": by.get("soem_raw_1kHz", {}).get("overruns")},
+        "floor_free_vs_raw_cycles": _bench.ratio(results, "floor_ethercat_free", "soem_raw_free",
+                                                 "cycles_per_s"),
+        "gateway_free_vs_raw_cycles": _bench.ratio(results, "taktora_ethercat_free",
+                                                   "soem_raw_free", "cycles_per_s")}
     _bench.write("ethercat", results, args.json_out, ratios)
 
 

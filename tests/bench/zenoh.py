@@ -10,6 +10,12 @@ on ``bench/pong`` and counts ``bench/tput``. Process A measures:
   dispatcher wraps the echo and the app's ChannelReader gets it; latency = round trip / 2.
   The far side is the same plain echo, so the difference is taktora's side only (two
   iceoryx2 hops and two dispatcher threads per round trip).
+- ``floor_zenoh_64B`` / ``floor_zenoh_1MiB``: the taktora cases' topology written by hand with
+  raw iceoryx2 (``_floor``) and raw zenoh, no taktora code: the app (main thread of A)
+  publishes into iceoryx2, a bridge thread woken by its WaitSet puts the bytes on bench/ping,
+  B echoes, and A's zenoh subscriber callback publishes the echo straight into iceoryx2 (the
+  push design of the rebuilt gateway: no inbound thread, no queue), where the app's WaitSet
+  wakes; latency = round trip / 2.
 - ``zenoh_raw_throughput_64B`` / ``taktora_zenoh_throughput_64B``: A sends N messages as fast as
   it can (congestion control BLOCK); B's msgs_per_s = delivered / (last - first arrival).
   The taktora app keeps at most WINDOW frames ahead of the dispatcher (a DROP_NEWEST channel of
@@ -17,6 +23,17 @@ on ``bench/pong`` and counts ``bench/tput``. Process A measures:
   ``send`` holds the GIL inside iceoryx2, so a dispatcher in the same process never drains it
   (a deadlock, observed). ``taktora_zenoh_throughput_64B_xapp`` (extra) runs the app in its own
   process with the BLOCK policy, the gateway in this one - the usual deployment.
+
+Fan-out of 1 MiB to 4 local consumer processes (a producer session in A listening on its own
+endpoint puts a message stamped with CLOCK_MONOTONIC, waits until all 4 consumers have it,
+then sends the next; ``p50_us`` / ``p99_us`` are the **last** consumer's latency per message,
+``cpu_us_per_msg`` the CPU of every process of the case together):
+
+- ``zenoh_fanout_1MiB_x4`` (peer design): 4 consumer processes, each with its own zenoh
+  session connected to the producer and a callback subscriber taking the payload as bytes;
+- ``taktora_fanout_1MiB_x4``: one gateway process (ConnectorHost, connector "zenoh", one
+  INBOUND channel) connected to the producer, and 4 consumer processes each with a
+  ChannelReader on that channel (iceoryx2 shared memory, one zenoh transfer).
 
 Run: ``.venv/bin/python tests/bench/zenoh.py [--quick] --json OUT``.
 """
@@ -38,6 +55,7 @@ import zenoh  # noqa: E402
 
 sys.path.append(str(_HERE))
 import _bench  # noqa: E402
+import _floor  # noqa: E402
 
 ONE_MIB = 1 << 20
 WINDOW = 1024  # taktora throughput: most frames in flight between the app and the dispatcher
@@ -123,6 +141,77 @@ def raw_latency(ep: str, size: int, count: int, case: str) -> dict[str, Any]:
     pub.undeclare()
     session.close()
     return _bench.summarize(case, lat[count // 10:], size=size)
+
+
+def floor_latency(ep: str, size: int, count: int, case: str) -> dict[str, Any]:
+    """Raw iceoryx2 + raw zenoh, the taktora case's hops and threads (see the module doc)."""
+    import ctypes
+    import threading
+
+    base = f"floor/z{size}"
+    session = zenoh.open(_config(connect=ep))
+    zpub = session.declare_publisher("bench/ping", congestion_control=zenoh.CongestionControl.BLOCK,
+                                     express=True)
+    stop = _floor.Stop()
+    ready = threading.Event()
+    ports: list[Any] = [_floor.node("floor-zenoh-app")]
+    gw: list[Any] = [_floor.node("floor-zenoh-gw")]
+    inbound = _floor.Pub(gw[0], f"{base}/pong.in", size, buffer=4)
+    gw.append(inbound)
+
+    def bridge_out() -> None:  # iceoryx2 -> zenoh (the gateway's outbound thread)
+        sub = _floor.Sub(gw[0], f"{base}/ping.out", buffer=4)
+        waiter = _floor.Waiter([sub], stop)
+        put, string_at = zpub.put, ctypes.string_at
+        ready.set()
+        try:
+            while not stop.is_set:
+                waiter.wait(0.2)
+                while (s := sub.take()) is not None:
+                    put(string_at(s.payload_ptr, s.header.number_of_elements))
+                    del s
+        finally:
+            waiter.close()
+            sub.close()
+
+    send_in = inbound.send
+    zsub = session.declare_subscriber("bench/pong", zenoh.handlers.Callback(
+        lambda s: send_in(s.payload.to_bytes()), indirect=False))
+    thread = threading.Thread(target=bridge_out, name="floor-zenoh-out", daemon=True)
+    thread.start()
+    try:
+        ready.wait(10)
+        pub = _floor.Pub(ports[0], f"{base}/ping.out", size, buffer=4)
+        sub = _floor.Sub(ports[0], f"{base}/pong.in", buffer=4)
+        waiter = _floor.Waiter([sub])
+        ports += [pub, sub, waiter]
+        _wait(lambda: len(list(session.info.peers_zid())) > 0)
+        payload = bytes(size)
+        while True:  # until routes exist both ways
+            pub.send(payload)
+            if _floor.recv(sub, waiter, 0.05) is not None:
+                break
+        while _floor.recv(sub, waiter, 0.1) is not None:
+            pass
+        lat = []
+        lost = 0
+        for _ in range(count):
+            t0 = time.perf_counter()
+            pub.send(payload)
+            if _floor.recv(sub, waiter, 5.0) is None:
+                lost += 1
+                continue
+            lat.append((time.perf_counter() - t0) * 1e6 / 2)
+    finally:
+        stop.set()
+        thread.join(5)
+        zsub.undeclare()
+        zpub.undeclare()
+        session.close()
+        _floor.close_all(ports)
+        _floor.close_all(gw)
+        stop.close()
+    return _bench.summarize(case, lat[count // 10:], size=size, lost=lost)
 
 
 def _taktora(ep: str, size: int, tput: bool = False) -> tuple[Any, Any, Any, Any, Any]:
@@ -303,6 +392,154 @@ def taktora_throughput_xapp(ep: str, count: int, commands: Any, results: Any) ->
             "dropped": sum(stats.outbound_dropped.values()), "forwarded": stats.outbound_forwarded}
 
 
+# ---- fan-out ---------------------------------------------------------------------------------
+FANOUT = 4
+FAN_KEY = "bench/fan"
+
+
+def _fan_descriptor() -> Any:
+    from taktora.connectors import ChannelDescriptor, Direction, Routing
+
+    return ChannelDescriptor(FAN_KEY, Direction.INBOUND, max_payload=ONE_MIB, buffer_size=4,
+                             crc=False, routing=Routing("zenoh", FAN_KEY))
+
+
+def zenoh_consumer(ep: str, idx: int, acks: Any, ready: Any, stop: Any) -> None:
+    """Spawned: a plain zenoh consumer (own session, callback subscriber)."""
+    session = zenoh.open(_config(connect=ep))
+    clock = time.monotonic_ns
+
+    def on_sample(sample: zenoh.Sample) -> None:
+        data = sample.payload.to_bytes()
+        acks.put((idx, clock() - int.from_bytes(data[:8], "little")))
+
+    sub = session.declare_subscriber(FAN_KEY, zenoh.handlers.Callback(on_sample, indirect=False))
+    ready.set()
+    stop.wait()
+    sub.undeclare()
+    session.close()
+
+
+def taktora_consumer(idx: int, acks: Any, ready: Any, stop: Any) -> None:
+    """Spawned: a ChannelReader on the gateway's inbound channel."""
+    from taktora.connectors import ChannelReader
+    from taktora.transport import Node
+
+    clock = time.monotonic_ns
+    with Node(f"bench-fan-{idx}") as node:
+        reader: Any = ChannelReader(node, _fan_descriptor())
+        ready.set()
+        while not stop.is_set():
+            got = reader.recv(0.2)
+            if got is not None:
+                now = clock()
+                acks.put((idx, now - int.from_bytes(got.value[:8], "little")))
+
+
+def fan_gateway(ep: str, ready: Any, stop: Any, errors: Any) -> None:
+    """Spawned: one zenoh gateway (in-process actor system) publishing FAN_KEY into iceoryx2."""
+    from taktora.actors.models.health import HealthState
+    from taktora.connectors.gateway.config import GatewayConfig
+    from taktora.connectors.gateway.host import ConnectorHost
+    from taktora.system.bootstrap import QUIET_LOGGING, start_system
+
+    try:
+        config = GatewayConfig(name="fan", connector="zenoh", settings={"connect": [ep]},
+                               channels=(_fan_descriptor(),))
+        with start_system("inprocess", logging_config=QUIET_LOGGING) as handle:
+            host = ConnectorHost(handle, [config]).start()
+            try:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    e = host.next_event(0.5)
+                    if e is not None and e.state is HealthState.UP:
+                        break
+                else:
+                    raise RuntimeError("fan-out gateway not Up within 30 s")
+                ready.set()
+                stop.wait()
+            finally:
+                host.stop()
+    except Exception as exc:
+        errors.put(f"{type(exc).__name__}: {exc}"[:300])
+        ready.set()
+
+
+def fanout(case: str, count: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    ep = f"tcp/127.0.0.1:{_free_port()}"
+    session = zenoh.open(_config(listen=ep))
+    pub = session.declare_publisher(FAN_KEY, congestion_control=zenoh.CongestionControl.BLOCK,
+                                    express=True)
+    acks, stop, errors = ctx.Queue(), ctx.Event(), ctx.Queue()
+    procs: list[Any] = []
+    readies: list[Any] = []
+    if case.startswith("taktora"):
+        readies.append(ctx.Event())
+        procs.append(ctx.Process(target=fan_gateway, args=(ep, readies[-1], stop, errors)))
+    for i in range(FANOUT):
+        readies.append(ctx.Event())
+        args = (i, acks, readies[-1], stop)
+        procs.append(ctx.Process(target=taktora_consumer, args=args) if case.startswith("taktora")
+                     else ctx.Process(target=zenoh_consumer, args=(ep, *args)))
+    payload = bytearray(ONE_MIB)
+    clock = time.monotonic_ns
+
+    def one(timeout: float) -> list[int]:
+        payload[:8] = clock().to_bytes(8, "little")
+        pub.put(bytes(payload))
+        got: dict[int, int] = {}
+        end = time.monotonic() + timeout
+        while len(got) < FANOUT and (left := end - time.monotonic()) > 0:
+            try:
+                idx, lat = acks.get(timeout=left)
+            except Exception:
+                break
+            got[idx] = lat
+        return list(got.values())
+
+    try:
+        for p in procs:
+            p.start()
+        for r in readies:
+            if not r.wait(60):
+                raise RuntimeError(f"{case}: a process did not start")
+        if not errors.empty():
+            raise RuntimeError(errors.get())
+        deadline = time.monotonic() + 30
+        while len(one(0.5)) < FANOUT:  # until every consumer is reached
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{case}: not every consumer receives")
+        while True:  # forget late acks of the warm-up
+            try:
+                acks.get(timeout=0.2)
+            except Exception:
+                break
+        pids = [p.pid for p in procs]
+        cpu0 = time.process_time() + _bench.cpu_s(pids)
+        last: list[float] = []
+        incomplete = 0
+        for _ in range(count):
+            lats = one(5.0)
+            if len(lats) < FANOUT:
+                incomplete += 1
+                continue
+            last.append(max(lats) / 1000)
+            time.sleep(0.0005)
+        cpu = time.process_time() + _bench.cpu_s(pids) - cpu0
+    finally:
+        stop.set()
+        for p in procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        pub.undeclare()
+        session.close()
+    return _bench.summarize(case, last, consumers=FANOUT, incomplete=incomplete,
+                            cpu_us_per_msg=round(cpu / max(1, count) * 1e6, 1))
+
+
 def main() -> None:
     args = _bench.parse_args(__doc__ or "zenoh")
     _bench.private_prefix()
@@ -315,18 +552,22 @@ def main() -> None:
     assert results.get(timeout=30) == "ready"
     rows: list[dict[str, Any]] = []
     cases = [
-        lambda: raw_latency(ep, 64, small, "zenoh_raw_64B"),
-        lambda: taktora_latency(ep, 64, small, "taktora_zenoh_64B"),
-        lambda: raw_latency(ep, ONE_MIB, big, "zenoh_raw_1MiB"),
-        lambda: taktora_latency(ep, ONE_MIB, big, "taktora_zenoh_1MiB"),
-        lambda: raw_throughput(ep, tput, commands, results),
-        lambda: taktora_throughput(ep, tput, commands, results),
-        lambda: taktora_throughput_xapp(ep, tput, commands, results),
+        ("zenoh_raw_64B", lambda: raw_latency(ep, 64, small, "zenoh_raw_64B")),
+        ("floor_zenoh_64B", lambda: floor_latency(ep, 64, small, "floor_zenoh_64B")),
+        ("taktora_zenoh_64B", lambda: taktora_latency(ep, 64, small, "taktora_zenoh_64B")),
+        ("zenoh_raw_1MiB", lambda: raw_latency(ep, ONE_MIB, big, "zenoh_raw_1MiB")),
+        ("floor_zenoh_1MiB", lambda: floor_latency(ep, ONE_MIB, big, "floor_zenoh_1MiB")),
+        ("taktora_zenoh_1MiB", lambda: taktora_latency(ep, ONE_MIB, big, "taktora_zenoh_1MiB")),
+        ("zenoh_raw_throughput_64B", lambda: raw_throughput(ep, tput, commands, results)),
+        ("taktora_zenoh_throughput_64B", lambda: taktora_throughput(ep, tput, commands, results)),
+        ("taktora_zenoh_throughput_64B_xapp",
+         lambda: taktora_throughput_xapp(ep, tput, commands, results)),
+        ("zenoh_fanout_1MiB_x4", lambda: fanout("zenoh_fanout_1MiB_x4", big)),
+        ("taktora_fanout_1MiB_x4", lambda: fanout("taktora_fanout_1MiB_x4", big)),
     ]
     try:
-        for case in cases:
-            rows.append(case())
-            print(f"done: {rows[-1]}", file=sys.stderr, flush=True)
+        for name, case in cases:
+            rows.append(_bench.run_case(name, case))
     finally:
         commands.put("stop")
         far.join(10)
@@ -334,13 +575,25 @@ def main() -> None:
             far.kill()
             far.join()
     ratios = {
+        "taktora_vs_floor_p50_64B": _bench.target(rows, "taktora_zenoh_64B", "floor_zenoh_64B",
+                                                  "<=", 1.25),
+        "taktora_vs_floor_p50_1MiB": _bench.target(rows, "taktora_zenoh_1MiB", "floor_zenoh_1MiB",
+                                                   "<=", 1.25),
+        "floor_vs_raw_p50_64B": _bench.ratio(rows, "floor_zenoh_64B", "zenoh_raw_64B"),
+        "floor_vs_raw_p50_1MiB": _bench.ratio(rows, "floor_zenoh_1MiB", "zenoh_raw_1MiB"),
         "taktora_vs_raw_p50_64B": _bench.ratio(rows, "taktora_zenoh_64B", "zenoh_raw_64B"),
         "taktora_vs_raw_p50_1MiB": _bench.ratio(rows, "taktora_zenoh_1MiB", "zenoh_raw_1MiB"),
         "taktora_vs_raw_throughput_64B": _bench.ratio(
             rows, "taktora_zenoh_throughput_64B", "zenoh_raw_throughput_64B", "msgs_per_s"),
         "taktora_xapp_vs_raw_throughput_64B": _bench.ratio(
             rows, "taktora_zenoh_throughput_64B_xapp", "zenoh_raw_throughput_64B", "msgs_per_s"),
-        "targets": "latency <= 1.2x raw, throughput >= 0.8x raw",
+        "taktora_vs_zenoh_fanout_p50": _bench.target(rows, "taktora_fanout_1MiB_x4",
+                                                     "zenoh_fanout_1MiB_x4", "<=", 0.5),
+        "taktora_vs_zenoh_fanout_cpu": _bench.ratio(rows, "taktora_fanout_1MiB_x4",
+                                                    "zenoh_fanout_1MiB_x4", "cpu_us_per_msg"),
+        "taktora_vs_raw_throughput_64B_target": _bench.target(
+            rows, "taktora_zenoh_throughput_64B", "zenoh_raw_throughput_64B", ">=", 0.8,
+            "msgs_per_s"),
     }
     _bench.write("zenoh", rows, args.json_out, ratios)
 

@@ -17,6 +17,7 @@ from taktora.connectors import (
     Direction,
     Dispatcher,
     HealthEvent,
+    HealthState,
 )
 from taktora.connectors.can import CanBusConfig, CanConnector, can_routing
 from taktora.transport import Node
@@ -65,8 +66,25 @@ class Events:
                     for e in self.items if source is None or e.source == source]
 
 
+class Reports:
+    """Collects the connector's health reports as the dispatcher hears them, thread-safe."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.items: list[tuple[HealthState, str]] = []
+
+    def __call__(self, state: HealthState, reason: str) -> None:
+        with self.lock:
+            self.items.append((state, reason))
+
+    def states(self) -> list[str]:
+        with self.lock:
+            return [s.value for s, _ in self.items]
+
+
 class Rig:
-    """A CanConnector under a Dispatcher, plus the app's writers and readers."""
+    """A CanConnector under a Dispatcher, plus the app's writers and readers; ``reports``
+    holds every health report the connector pushed (the dispatcher's ``on_report``)."""
 
     def __init__(self, prefix: str, buses: Sequence[CanBusConfig],
                  descriptors: Sequence[ChannelDescriptor], *,
@@ -74,8 +92,9 @@ class Rig:
         self.conn = CanConnector(buses, name="can", **conn_kw)
         self.events = Events()
         self.conn.subscribe(self.events)
+        self.reports = Reports()
         self.disp = Dispatcher(prefix, self.conn, descriptors, name="can-gw",
-                               registry=registry, poll_s=0.02).start()
+                               registry=registry, poll_s=0.02, on_report=self.reports).start()
         self.node = Node("can-app", prefix=prefix)
         self.writers: dict[str, ChannelWriter[Any]] = {}
         self.readers: dict[str, ChannelReader[Any]] = {}

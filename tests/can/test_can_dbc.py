@@ -72,3 +72,52 @@ def test_dbc_signals_both_directions_classic_and_fd(iox_prefix: str) -> None:
         DbcCodec(db, "DriveCommand").encode({"TargetTorque": 1e9, "Mode": 0})
     with pytest.raises(CodecError, match="no message 'Nope'"):
         DbcCodec(db, "Nope")
+
+
+SYSTEM = f'''
+[[gateways]]
+name = "g"
+connector = "can"
+[[gateways.settings.buses]]
+name = "can0"
+interface = "virtual"
+channel = "tk-dbc"
+dbc = "{DBC}"
+[[gateways.channels]]
+name = "engine"
+direction = "inbound"
+codec = "dbc:EngineStatus"
+max_payload = 8
+routing = {{ kind = "can", address = "can0", options = {{ can_id = 0x100 }} }}
+[[gateways.channels]]
+name = "drive"
+direction = "outbound"
+codec = "dbc:DriveCommand"
+max_payload = 8
+routing = {{ kind = "can", address = "can0", options = {{ can_id = 0x200, extended = true }} }}
+'''
+
+
+@pytest.mark.req("REQ_0709", "REQ_0443")
+@pytest.mark.parametrize(("old", "new", "path", "reason"), [
+    ("can_id = 0x100", "can_id = 0x101", "channels[0].routing", "the DBC says can_id=0x100"),
+    ("extended = true", "extended = false", "channels[1].routing", "extended=True"),
+    ("dbc:EngineStatus", "dbc:EngineState", "channels[0].routing", "no message 'EngineState'"),
+    ("max_payload = 8", "max_payload = 4", "channels[0].routing", "below the message's 8"),
+    ("vehicle.dbc", "missing.dbc", "settings.buses[0].dbc", "cannot load DBC"),
+])
+def test_a_bus_dbc_from_a_system_file_registers_its_codecs_and_checks_the_channels(
+        old: str, new: str, path: str, reason: str) -> None:
+    from taktora.system.config import loads
+    from taktora.system.errors import ConfigError
+
+    g = loads(SYSTEM).gateways[0]
+    assert g.connector_settings().buses[0].dbc == str(DBC)
+    for name in ("dbc:EngineStatus", "dbc:DriveCommand", "dbc:BatteryCells"):
+        assert default_registry.by_name(name).codec_id == DBC_CODEC_ID  # the gateway stamps it
+    assert old in SYSTEM
+    with pytest.raises(ConfigError) as info:
+        loads(SYSTEM.replace(old, new, 1))
+    problems = dict(info.value.problems)  # type: ignore[attr-defined]
+    assert f"gateways[0].{path}" in problems, problems
+    assert reason in problems[f"gateways[0].{path}"], problems

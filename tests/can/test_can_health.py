@@ -67,7 +67,7 @@ def test_error_frames_drive_exact_per_interface_health_and_never_reach_a_channel
         iox_prefix: str, chan: str, peer: can.BusABC) -> None:
     # a reader of every standard id: an error frame with class bits 0x004 would match it
     rig = Rig(iox_prefix, [vbus("can0", chan, recovery_window_s=0.3)],
-              [inp("all", "can0", 0, mask=0)], inline_rx=False)
+              [inp("all", "can0", 0, mask=0)])
     try:
         reader = rig.readers["all"]
         peer.send(data_frame(0x004, b"d1"))
@@ -108,13 +108,11 @@ def test_error_frames_drive_exact_per_interface_health_and_never_reach_a_channel
 
 
 @pytest.mark.req("REQ_0708")
-@pytest.mark.parametrize("inline_rx", [True, False], ids=["inline", "rx-thread"])
 def test_bus_off_closes_backs_off_reopens_with_the_filter_and_comes_back_up(
-        iox_prefix: str, chan: str, peer: can.BusABC, inline_rx: bool) -> None:
+        iox_prefix: str, chan: str, peer: can.BusABC) -> None:
     backoff = Backoff(initial_s=0.4, jitter=0.0)
     rig = Rig(iox_prefix, [vbus("can0", chan)],
-              [inp("rx", "can0", 0x300, mask=0x7F0), out("tx", "can0", 0x400)], reconnect=backoff,
-              inline_rx=inline_rx)
+              [inp("rx", "can0", 0x300, mask=0x7F0), out("tx", "can0", 0x400)], reconnect=backoff)
     try:
         first = rig.conn.bus("can0")
         peer.send(data_frame(0x301))
@@ -139,6 +137,10 @@ def test_bus_off_closes_backs_off_reopens_with_the_filter_and_comes_back_up(
             ("connecting", "up"), ("up", "down"), ("down", "connecting"), ("connecting", "up")]
         down, connecting = rig.events.items[1], rig.events.items[2]
         assert down.reason.startswith("bus-off") and "backoff" in connecting.reason
+        # one interface: every transition changes the aggregate and is pushed, naming it
+        assert rig.reports.states() == ["connecting", "up", "down", "connecting", "up"]
+        assert all("interface 'can0'" in reason for _, reason in rig.reports.items)
+        assert "bus-off" in rig.reports.items[2][1]
         assert connecting.timestamp_ns - down.timestamp_ns >= 0.4e9 * 0.95  # the policy's delay
         stats = rig.conn.stats()
         assert stats["can0.reopens"] == 1 and stats["can0.errors.bus_off"] == 1
@@ -172,12 +174,21 @@ def test_health_aggregates_interfaces_worst_of_with_one_event_per_transition(
         assert rig.events.seq("can/a") == [("connecting", "up"), ("up", "down")]
         assert rig.events.seq("can/b") == [("connecting", "up"), ("up", "down")]
         assert len(rig.events.items) == 4
+        # only changes of the aggregate are pushed, each naming the interface that made it
+        assert rig.reports.states() == ["connecting", "up", "degraded", "down"]
+        reasons = [reason for _, reason in rig.reports.items]
+        assert reasons[0] == "interface 'a' connecting, interface 'b' connecting"
+        assert reasons[1].startswith("interface 'b' up: first frame received"), reasons
+        assert reasons[2].startswith("interface 'b' down: bus-off"), reasons
+        assert reasons[3].startswith("interface 'a' down: bus-off"), reasons
+        assert rig.disp.link is HealthState.DOWN
     finally:
         rig.close()
         for p in peers:
             p.shutdown()
-    # closing: interfaces already Down emit nothing more
+    # closing: interfaces already Down emit nothing more, and closing is not reported
     assert len(rig.events.items) == 4
+    assert len(rig.reports.items) == 4
 
 
 @pytest.mark.req("REQ_0708")

@@ -3,12 +3,13 @@ python-can program on the same channel is the far side (no taktora on it)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import can
 import pytest
-from canrig import Rig, collect, inp, out, recv_all, settle, vbus, wait_until
-from taktora.connectors import ConnectorError, DescriptorError, HealthState
+from canrig import WAIT_S, Rig, collect, inp, out, recv_all, settle, vbus, wait_until
+from taktora.connectors import ChannelDescriptor, ConnectorError, DescriptorError, HealthState
 from taktora.connectors.can import (
     CAN_EFF_MASK,
     CanBusConfig,
@@ -19,6 +20,9 @@ from taktora.connectors.can import (
     compile_filters,
     subsumes,
 )
+from taktora.connectors.context import Frame
+from taktora.connectors.model import Routing
+from taktora.connectors.testing import RecordingContext
 
 
 @pytest.fixture
@@ -130,7 +134,7 @@ def test_fd_frames_of_64_bytes_with_brs_and_esi_both_ways(iox_prefix: str, chan:
         rig.close()
         peer.shutdown()
     with pytest.raises(ConnectorError, match="not opened with fd=True"):
-        CanConnector([vbus("can0", chan)]).open([out("fd/out", "can0", 1, fd=True)])
+        CanConnector([vbus("can0", chan)]).open(RecordingContext([out("fd/out", "can0", 1, fd=True)]))
 
 
 @pytest.mark.req("REQ_0704", "REQ_0705")
@@ -163,6 +167,47 @@ def test_receive_path_filters_and_demultiplexes_to_every_matching_reader(
         assert rig.disp.stats().inbound_forwarded == 6
     finally:
         rig.close()
+
+
+class ThreadsContext(RecordingContext):
+    """A RecordingContext that also notes which threads deliver."""
+
+    def __init__(self, channels: list[ChannelDescriptor]) -> None:
+        super().__init__(channels)
+        self.threads: set[str] = set()
+
+    def deliver(self, channel: str | Routing, frame: Frame) -> bool:
+        self.threads.add(threading.current_thread().name)
+        return super().deliver(channel, frame)
+
+
+@pytest.mark.req("REQ_0704", "REQ_0707")
+def test_the_receive_thread_pushes_frames_and_health_into_the_context(
+        chan: str, peer: can.BusABC) -> None:
+    # no dispatcher, no iceoryx2: the connector pushes from the interface's own thread
+    descs = [inp("rx/a", "can0", 0x10), inp("rx/any", "can0", 0x10, mask=0x7F0),
+             out("tx", "can0", 0x20)]
+    conn = CanConnector([vbus("can0", chan)])
+    assert not conn.pulls()  # the framework runs no reader thread for it
+    ctx = ThreadsContext(descs)
+    conn.open(ctx)
+    try:
+        assert ctx.reports == [(HealthState.CONNECTING, "interface 'can0' connecting")]
+        peer.send(can.Message(arbitration_id=0x11, is_extended_id=False, data=b"x"))
+        peer.send(can.Message(arbitration_id=0x10, is_extended_id=False, data=b"y"))
+        got = [ctx.next(WAIT_S) for _ in range(3)]
+        assert got == [("rx/any", b"x"), ("rx/a", b"y"), ("rx/any", b"y")]
+        assert ctx.next(0.05) is None
+        assert ctx.threads == {"can-rx-can0"}
+        assert conn.stats()["can0.delivered"] == 3
+        assert wait_until(lambda: ctx.state is HealthState.UP)
+        assert ctx.reports[1] == (HealthState.UP, "interface 'can0' up: first frame received")
+        conn.send(descs[2], memoryview(b"out"))
+        assert [bytes(m.data) for m in recv_all(peer, 1)] == [b"out"]
+    finally:
+        conn.close()
+    assert len(ctx.reports) == 2  # closing is the owner's doing: not reported
+    assert conn.health() is HealthState.DOWN
 
 
 @pytest.mark.req("REQ_0705")
@@ -211,7 +256,7 @@ def test_several_interfaces_in_one_connector(iox_prefix: str) -> None:
         for p in peers:
             p.shutdown()
     with pytest.raises(ConnectorError, match="routing names interface 'zz'"):
-        CanConnector([vbus("a", "x")]).open([out("z", "zz", 1)])
+        CanConnector([vbus("a", "x")]).open(RecordingContext([out("z", "zz", 1)]))
 
 
 @pytest.mark.req("REQ_0710")

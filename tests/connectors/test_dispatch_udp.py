@@ -3,9 +3,8 @@ iceoryx2 -> app on loopback, with pause/resume, fault injection and bounded stop
 
 from __future__ import annotations
 
-import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -15,6 +14,7 @@ from taktora.connectors import (
     ChannelReader,
     ChannelWriter,
     Connector,
+    ConnectorContext,
     ConnectorError,
     Direction,
     Dispatcher,
@@ -23,6 +23,7 @@ from taktora.connectors import (
     Inbound,
     Routing,
 )
+from taktora.connectors.testing import RecordingContext
 from taktora.connectors.udp import FaultInjector, UdpConnector
 from taktora.transport import CodecId, Node
 
@@ -177,20 +178,20 @@ def test_udp_connector_health_and_routing_checks() -> None:
     assert conn.health() is HealthState.CONNECTING
     bad_kind = ChannelDescriptor("c", Direction.INBOUND, routing=Routing("can", "1:2"))
     with pytest.raises(ConnectorError, match="channel 'c': routing kind 'can'"):
-        conn.open([bad_kind])
+        conn.open(RecordingContext([bad_kind]))
     bad_addr = ChannelDescriptor("c", Direction.INBOUND, routing=Routing("udp", "nohost"))
     with pytest.raises(ConnectorError, match="must be 'HOST:PORT'"):
-        conn.open([bad_addr])
+        conn.open(RecordingContext([bad_addr]))
     ok = ChannelDescriptor("c", Direction.INBOUND, routing=Routing("udp", "127.0.0.1:0"))
-    conn.open([ok])
+    conn.open(ctx := RecordingContext([ok]))
     try:
-        assert conn.health() is HealthState.UP
+        assert conn.health() is HealthState.UP and ctx.reports[-1][0] is HealthState.UP
         assert conn.local_address("c")[1] > 0
         port = conn.local_address("c")[1]
         taken = ChannelDescriptor("d", Direction.INBOUND, routing=Routing("udp", f"127.0.0.1:{port}"))
         other = UdpConnector("other")
         with pytest.raises(ConnectorError, match="cannot bind channel 'd'"):
-            other.open([taken])
+            other.open(RecordingContext([taken]))
     finally:
         conn.close()
     assert conn.health() is HealthState.DOWN
@@ -198,36 +199,31 @@ def test_udp_connector_health_and_routing_checks() -> None:
 
 # --- a payload-only back-end: the whole protocol in a few lines ----------------------------------
 class Loopback(Connector):
-    """Sends of ``req`` come back as ``rep`` (payload only: the dispatcher wraps envelopes)."""
+    """Sends of ``req`` come back as ``rep`` (payload only: the dispatcher wraps envelopes).
+    The whole protocol: two methods, pushing into the context from the sending thread."""
 
     name = "loopback"
     carries_envelope = False
 
     def __init__(self) -> None:
-        self.frames: queue.Queue[Inbound] = queue.Queue()
         self.opened: list[str] = []
+        self.ctx: ConnectorContext | None = None
 
-    def open(self, descriptors: Sequence[ChannelDescriptor]) -> None:
-        self.opened = [d.name for d in descriptors]
+    def open(self, ctx: ConnectorContext) -> None:
+        self.ctx = ctx
+        self.opened = [d.name for d in ctx.channels]
+        ctx.report(HealthState.UP, "looped")
 
     def close(self) -> None:
         self.opened = []
 
     def send(self, descriptor: ChannelDescriptor, frame: Frame) -> None:
-        self.frames.put(("rep", bytes(frame)))
-
-    def receive(self, timeout: float) -> Inbound | None:
-        try:
-            return self.frames.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def health(self) -> HealthState:
-        return HealthState.UP if self.opened else HealthState.DOWN
+        assert self.ctx is not None
+        self.ctx.deliver("rep", frame)
 
 
 @pytest.mark.req("REQ_0510", "REQ_0511", "REQ_0512")
-def test_a_payload_only_connector_needs_five_methods(iox_prefix: str) -> None:
+def test_a_payload_only_connector_needs_two_methods(iox_prefix: str) -> None:
     req = ChannelDescriptor("req", Direction.OUTBOUND, codec="json")
     rep = ChannelDescriptor("rep", Direction.INBOUND, codec="json")
     conn = Loopback()
@@ -240,8 +236,9 @@ def test_a_payload_only_connector_needs_five_methods(iox_prefix: str) -> None:
             for i in range(3):
                 writer.send({"i": i})
             got = collect(reader, 3)
-            conn.frames.put(("nobody", b"x"))
-            conn.frames.put((rep.routing, b'"by routing"'))
+            assert conn.ctx is not None
+            assert not conn.ctx.deliver("nobody", b"x")
+            assert conn.ctx.deliver(rep.routing, b'"by routing"')
             got += collect(reader, 1)
         assert [g.value for g in got] == [{"i": 0}, {"i": 1}, {"i": 2}, "by routing"]
         # fresh envelopes: the gateway's own per-channel sequence, the descriptor's codec id
@@ -251,20 +248,20 @@ def test_a_payload_only_connector_needs_five_methods(iox_prefix: str) -> None:
         assert conn.stats() == {} and disp.stats().running
     finally:
         report = disp.stop()
-    assert report.clean and set(report.stopped) == {"loop-out", "loop-in"}
+    assert report.clean and set(report.stopped) == {"loop-out"}  # a pusher needs no reader
     assert conn.opened == [] and not disp.stats().running
     with pytest.raises(ConnectorError, match="unique"):
         Dispatcher(None, conn, [req, req])
 
 
 class Stuck(Loopback):
-    """A back-end whose receive ignores its timeout until released."""
+    """A pull back-end whose poll ignores its timeout until released."""
 
     def __init__(self) -> None:
         super().__init__()
         self.release = threading.Event()
 
-    def receive(self, timeout: float) -> Inbound | None:
+    def poll(self, timeout: float) -> Inbound | None:
         self.release.wait(30)
         return None
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ctypes
 import os
 import queue
-from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -21,6 +20,7 @@ from taktora.connectors import (
     ChannelWriter,
     CodecError,
     Connector,
+    ConnectorContext,
     CtypesCodec,
     Direction,
     Dispatcher,
@@ -141,23 +141,17 @@ class Feeder(Connector):
     def __init__(self) -> None:
         self.frames: queue.Queue[Inbound] = queue.Queue()
 
-    def open(self, descriptors: Sequence[ChannelDescriptor]) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+    def open(self, ctx: ConnectorContext) -> None:
+        ctx.report(HealthState.UP, "feeding")
 
     def send(self, descriptor: ChannelDescriptor, frame: Frame) -> None:
         pass
 
-    def receive(self, timeout: float) -> Inbound | None:
+    def poll(self, timeout: float) -> Inbound | None:
         try:
             return self.frames.get(timeout=timeout)
         except queue.Empty:
             return None
-
-    def health(self) -> HealthState:
-        return HealthState.UP
 
 
 @pytest.mark.req("REQ_0517", "REQ_0512")

@@ -36,6 +36,7 @@ from taktora.connectors import (
     ChannelReader,
     ChannelWriter,
     Connector,
+    ConnectorContext,
     ConnectorError,
     Direction,
     Frame,
@@ -256,8 +257,9 @@ class StuckConnector(Connector):
         self.block_s = block_s
         self.opened = False
 
-    def open(self, descriptors: Sequence[ChannelDescriptor]) -> None:
+    def open(self, ctx: ConnectorContext) -> None:
         self.opened = True
+        ctx.report(U, "opened")
 
     def close(self) -> None:
         self.opened = False
@@ -265,12 +267,9 @@ class StuckConnector(Connector):
     def send(self, descriptor: ChannelDescriptor, frame: Frame) -> None:
         pass
 
-    def receive(self, timeout: float) -> Inbound | None:
+    def poll(self, timeout: float) -> Inbound | None:
         time.sleep(self.block_s)
         return None
-
-    def health(self) -> HealthState:
-        return U if self.opened else C
 
 
 @pytest.mark.req("REQ_0535")

@@ -1,9 +1,12 @@
 """The EtherCAT connector end to end: iceoryx2 channels <-> dispatcher <-> pysoem <-> software
-SubDevice (own process) over a veth pair."""
+SubDevice (own process) over a veth pair, and the connector alone on a RecordingContext (what
+its cycle delivers and reports)."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +21,10 @@ from taktora.connectors.ethercat.errors import EthercatError, SdoAbortError
 from taktora.connectors.ethercat.sim import SimProcess, veth
 from taktora.connectors.gateway.dispatcher import Dispatcher
 from taktora.connectors.model import Direction, Routing
+from taktora.connectors.testing import RecordingContext
 from taktora.transport import Node
 
 TIMEOUT_US = 20_000
-
-
-
-
 
 DIO = str(Path(__file__).resolve().parents[2] / "examples" / "ethercat" / "dio.toml")
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -47,6 +47,22 @@ def chan(name: str, direction: Direction, sub: int, offset: int, length: int) ->
                                  "subdevice": sub, "bit_offset": offset, "bit_length": length}))
 
 
+class ThreadRecordingContext(RecordingContext):
+    """A RecordingContext that also notes which threads delivered."""
+
+    def __init__(self, channels: Sequence[ChannelDescriptor]) -> None:
+        super().__init__(channels)
+        self.threads: set[str] = set()
+
+    def deliver(self, channel: str | Routing, frame: bytes | bytearray | memoryview) -> bool:
+        self.threads.add(threading.current_thread().name)
+        return super().deliver(channel, frame)
+
+
+def states(ctx: RecordingContext) -> list[HealthState]:
+    return [state for state, _ in ctx.reports]
+
+
 def options(iface: str) -> EthercatOptions:
     # a generous receive timeout: a frame late on busy shared cores is not a lost frame here
     return EthercatOptions(bus=BusConfig(iface=iface, receive_timeout_us=TIMEOUT_US), cycle_s=0.002,
@@ -63,7 +79,9 @@ def test_bit_routing_round_trip_through_iceoryx2(pair, iox_prefix):
         conn = EthercatConnector("ec", options(master))
         disp = Dispatcher(iox_prefix, conn, [low, high, di_all, di_mid], name="ec-gw").start()
         try:
-            assert conn.health() is U
+            assert conn.health() is U and disp.link is U  # pushed to the dispatcher in open
+            # the cycle publishes: the dispatcher runs no reader thread for this connector
+            assert not conn.pulls() and "ec-gw-in" not in {t.name for t in threading.enumerate()}
             with Node("app", prefix=iox_prefix) as node:
                 w_low: ChannelWriter[Any] = ChannelWriter(node, low)
                 w_high: ChannelWriter[Any] = ChannelWriter(node, high)
@@ -94,7 +112,7 @@ def test_health_sequences_under_faults(pair):
         conn = EthercatConnector("ec", options(master))
         events: list[HealthEvent] = []
         conn.machine.subscribe(events.append)
-        conn.open([])
+        conn.open(ctx := RecordingContext([]))
         try:
             assert conn.health() is U
             sim.command(op="faults", muted=[1])  # SubDevice 1 stops answering
@@ -115,24 +133,31 @@ def test_health_sequences_under_faults(pair):
             conn.close()
         assert sim.command(op="query")["states"] == [1, 1]  # left OP for INIT on close
         assert events[-1].state is D and events[-1].reason == "closed"
+        assert ctx.reports[-1] == (D, "closed")
+        assert states(ctx) == [*seq, D, C, U, D]  # every transition pushed, in order
         events.clear()
-        conn.open([])  # reopen (a gateway's reconnect)
+        conn.open(again := RecordingContext([]))  # reopen (a gateway's reconnect)
         try:
             assert [e.state for e in events] == [C, U]
+            assert states(again) == [C, U]  # only the new context hears this connection
         finally:
             conn.close()
+        assert states(ctx)[-1] is D and states(again) == [C, U, D]
 
 
 @pytest.mark.req("REQ_0813")
 def test_routing_errors_name_the_channel(pair):
     master, sim_end = pair
     with pytest.raises(ConnectorError, match="routing kind 'udp'"):
-        EthercatConnector("ec", options(master)).open([ChannelDescriptor(
-            name="x", direction=Direction.OUTBOUND, codec="raw", routing=Routing(kind="udp", address="a:1"))])
+        udp = Routing(kind="udp", address="a:1")
+        EthercatConnector("ec", options(master)).open(ctx := RecordingContext([ChannelDescriptor(
+            name="x", direction=Direction.OUTBOUND, codec="raw", routing=udp)]))
+    assert ctx.reports == []  # refused before the bus was touched
     with SimProcess(sim_end, [DIO]):
         conn = EthercatConnector("ec", options(master))
         with pytest.raises(ConnectorError, match=r"'far' routes bits 6\.\.9 of SubDevice 0"):
-            conn.open([chan("far", Direction.OUTBOUND, 0, 6, 4)])
+            conn.open(ctx := RecordingContext([chan("far", Direction.OUTBOUND, 0, 6, 4)]))
+        assert states(ctx) == [D] and "outside the process image" in ctx.reports[0][1]
         conn.close()
 
 
@@ -142,7 +167,7 @@ def test_sdo_state_and_stats_on_the_live_bus(pair):
     servo = str(Path(DIO).with_name("servo.toml"))
     with SimProcess(sim_end, [DIO, servo]):
         conn = EthercatConnector("ec", options(master))
-        conn.open([])
+        conn.open(RecordingContext([]))
         try:
             assert conn.read_sdo(1, 0x1018, 2) == bytes.fromhex("0102d400")
             conn.write_sdo(1, 0x6060, 0, b"\x07")
@@ -168,7 +193,7 @@ def test_gateway_survives_link_down_and_up(pair):
         conn = EthercatConnector("ec", options(master))
         events: list[HealthEvent] = []
         conn.machine.subscribe(events.append)
-        conn.open([])
+        conn.open(RecordingContext([]))
         try:
             assert wait_until(lambda: conn.health() is U)
             down_at = len(events)  # judge each fault window on its own: a late frame on busy
@@ -194,7 +219,7 @@ def test_distributed_clock_offsets_converge(pair):
         bus = BusConfig(iface=master, distributed_clocks=True, receive_timeout_us=TIMEOUT_US)
         opts = EthercatOptions(bus=bus, cycle_s=0.001)
         conn = EthercatConnector("ec", opts)
-        conn.open([])
+        conn.open(RecordingContext([]))
         try:
             dc = sim.command(op="query")["dc"]
             assert all(d["offset"] for d in dc)  # offsets written at bring-up
@@ -205,5 +230,36 @@ def test_distributed_clock_offsets_converge(pair):
             drift = conn.dc_deviation_ns()  # what the bus itself reports, per SubDevice
             assert drift[0] == 0, drift  # the reference clock
             assert len(drift) == 3 and all(v is not None and abs(v) < 20_000 for v in drift), drift
+        finally:
+            conn.close()
+
+
+@pytest.mark.req("REQ_0813", "REQ_0520")
+def test_the_cycle_delivers_changed_inputs_itself(pair):
+    master, sim_end = pair
+    do, di = chan("do", Direction.OUTBOUND, 0, 0, 8), chan("di", Direction.INBOUND, 0, 0, 8)
+    di_hi = chan("di_hi", Direction.INBOUND, 0, 4, 4)
+    with SimProcess(sim_end, [DIO]):
+        conn = EthercatConnector("ec", options(master))
+        conn.open(ctx := ThreadRecordingContext([do, di, di_hi]))
+        try:
+            assert states(ctx) == [U]  # reported before open returned
+            first = {ctx.next(WAIT_S), ctx.next(WAIT_S)}  # the initial inputs, once per channel
+            assert first == {("di", b"\x00"), ("di_hi", b"\x00")}, first
+            conn.send(do, memoryview(b"\x05"))  # looped back by the DIO; only the low nibble moves
+            assert ctx.next(WAIT_S) == ("di", b"\x05")
+            conn.send(do, b"\x35")  # now the high nibble moves as well
+            assert {ctx.next(WAIT_S), ctx.next(WAIT_S)} == {("di", b"\x35"), ("di_hi", b"\x03")}
+            time.sleep(0.05)  # ~25 cycles with unchanged inputs: nothing more is delivered
+            assert ctx.next(0.0) is None
+            assert ctx.threads == {"ec-cycle"}  # published on the cycle thread itself
+            assert conn.stats()["received"] == 5
+            with pytest.raises(ConnectorError, match="'di' is not an open outbound channel"):
+                conn.send(di, b"\x01")
+            conn.set_safe_outputs(True)  # zeros on the outputs, looped back to the inputs
+            assert {ctx.next(WAIT_S), ctx.next(WAIT_S)} == {("di", b"\x00"), ("di_hi", b"\x00")}
+            conn.send(do, b"\xff")  # not written while the outputs are safe: counted
+            assert wait_until(lambda: conn.stats()["discarded_safe"] == 1)
+            assert ctx.next(0.05) is None
         finally:
             conn.close()

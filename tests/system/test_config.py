@@ -443,3 +443,22 @@ def test_random_bytes_on_disk_raise_only_config_error(tmp_path_factory: pytest.T
         load(path)
     except ConfigError:
         pass
+
+
+@pytest.mark.req("REQ_0416")
+def test_udp_listens_beyond_loopback_only_when_opened() -> None:
+    inbound = GOOD["udp"].replace('direction = "outbound"', 'direction = "inbound"').replace(
+        "127.0.0.1:40001", "0.0.0.0:40001")
+    with pytest.raises(ConfigError, match=r"channels\[0\]\.routing: .*'0\.0\.0\.0' is not "
+                                          r"loopback.*allow_remote"):
+        loads(inbound)
+    opened = inbound.replace('settings = { name = "u" }',
+                             'settings = { name = "u", allow_remote = true }')
+    assert loads(opened).gateways[0].connector_settings().allow_remote is True
+    from taktora.connectors import ChannelDescriptor, ConnectorError, Direction, Routing
+    from taktora.connectors.testing import RecordingContext
+    from taktora.connectors.udp import UdpConnector
+
+    wide = ChannelDescriptor("w", Direction.INBOUND, routing=Routing("udp", "0.0.0.0:0"))
+    with pytest.raises(ConnectorError, match="not loopback"):
+        UdpConnector().open(RecordingContext([wide]))

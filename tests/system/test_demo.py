@@ -50,5 +50,5 @@ def test_demo_runs_unattended_and_loses_nothing() -> None:
     for r in table:
         if r[0] in ("steady", "tail"):
             assert int(r[3]) > 0, r  # received: the tail arrived after the restart
-    assert "in.malformed.crc" in gateways and "out.dropped.link_down" in gateways
+    assert "in.malformed.crc" in gateways and "out.dropped.down" in gateways
     assert re.search(r"left\s*[│|]\s*up", gateways) and re.search(r"right\s*[│|]\s*up", gateways)

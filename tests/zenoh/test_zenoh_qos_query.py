@@ -22,6 +22,7 @@ from taktora.connectors import (
     Reliability,
     Routing,
 )
+from taktora.connectors.testing import RecordingContext
 from taktora.connectors.zenoh import (
     ZenohConfig,
     ZenohConnector,
@@ -207,12 +208,15 @@ def test_config_validation_names_the_field() -> None:
 def test_foreign_routings_and_bad_key_expressions_fail_open() -> None:
     conn = ZenohConnector(ZenohConfig())
     with pytest.raises(ConnectorError, match=r"'u/x'.*not 'zenoh'"):
-        conn.open([ChannelDescriptor("u/x", Direction.OUTBOUND, routing=Routing("udp", "h:1"))])
+        conn.open(RecordingContext([ChannelDescriptor("u/x", Direction.OUTBOUND,
+                                                      routing=Routing("udp", "h:1"))]))
     with pytest.raises(ConnectorError, match=r"'bad'.*key expression"):
-        conn.open([ChannelDescriptor("bad", Direction.INBOUND, routing=Routing("zenoh", "a//b"))])
+        conn.open(RecordingContext([ChannelDescriptor("bad", Direction.INBOUND,
+                                                      routing=Routing("zenoh", "a//b"))]))
     assert conn.health() is HealthState.CONNECTING  # nothing was opened
     with pytest.raises(ConnectorError, match="OUTBOUND and one INBOUND"):
-        ZenohQueryConnector(ZenohConfig()).open([query_channels("q", "k", side="querier").out])
+        ZenohQueryConnector(ZenohConfig()).open(
+            RecordingContext([query_channels("q", "k", side="querier").out]))
 
 
 @pytest.mark.req("REQ_0608", "REQ_0603")

@@ -18,8 +18,11 @@ def config(mode: str = "peer", listen: str | None = None, connect: str | None = 
     cfg = zenoh.Config()
     cfg.insert_json5("mode", json.dumps(mode))
     cfg.insert_json5("scouting/multicast/enabled", "false")
-    if listen:
-        cfg.insert_json5("listen/endpoints", json.dumps([listen]))
+    # zenoh's default (no listen/endpoints) listens on every interface: a test program stays on
+    # loopback like the product does (a peer on a free port: peers that only connect reach each
+    # other through it by gossip; a client does not listen)
+    if listen or mode != "client":
+        cfg.insert_json5("listen/endpoints", json.dumps([listen or "tcp/127.0.0.1:0"]))
     if connect:
         cfg.insert_json5("connect/endpoints", json.dumps([connect]))
     return cfg

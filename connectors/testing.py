@@ -1,0 +1,56 @@
+"""A context for driving a connector without iceoryx2 or a gateway: unit tests of a connector,
+and a quick look at what a protocol delivers.
+
+:class:`RecordingContext` collects every delivered frame in a queue (read it with
+:meth:`RecordingContext.next`) and every health report in :attr:`RecordingContext.reports`::
+
+    ctx = RecordingContext([descriptor])
+    connector.open(ctx)
+    channel, frame = ctx.next(timeout=1.0)
+
+Thread-safe like the real context: the connector's threads deliver and report concurrently.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Sequence
+
+from taktora.actors.models.health import HealthState
+from taktora.connectors.connector import Connector, Inbound
+from taktora.connectors.context import ConnectorContext, Frame
+from taktora.connectors.model import ChannelDescriptor, Routing
+
+
+class RecordingContext(ConnectorContext):
+    """A :class:`ConnectorContext` that records instead of publishing."""
+
+    def __init__(self, channels: Sequence[ChannelDescriptor], name: str = "test") -> None:
+        super().__init__(name, channels, deliver=self._record, report=self._note)
+        self.frames: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+        self.reports: list[tuple[HealthState, str]] = []
+        self._lock = threading.Lock()
+
+    def _record(self, channel: str | Routing, frame: Frame) -> bool:
+        self.frames.put((channel, bytes(frame)))
+        return True
+
+    def _note(self, state: HealthState, reason: str) -> None:
+        with self._lock:
+            self.reports.append((state, reason))
+
+    def next(self, timeout: float) -> Inbound | None:
+        """The next delivered ``(channel, frame)``, waiting up to ``timeout`` s (None: none)."""
+        try:
+            return self.frames.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+
+def next_frame(connector: Connector, ctx: RecordingContext, timeout: float) -> Inbound | None:
+    """The next inbound frame of ``connector``: pulled with ``poll`` when it is a pull
+    connector, else taken from what it delivered to ``ctx``."""
+    if connector.pulls():
+        return connector.poll(timeout)
+    return ctx.next(timeout)
