@@ -244,6 +244,6 @@ class SignalBinding(Binding):
     __slots__ = ()
 
     def fire(self, now_ns: int) -> None:
-        signum = HUB.drain()
+        signum = HUB.drain(by_executor=True)
         if signum:
             self.executor._on_signal(signum)

@@ -147,6 +147,7 @@ class EthercatConnector(Connector):
         self._in_by_sub: dict[int, list[tuple[ChannelDescriptor, BitRoute]]] = {}
         self._last_in: dict[str, bytes] = {}
         self._last_image: dict[int, bytes] = {}
+        self._refresh = False  # set on Resume: deliver every input again on the next cycle
         self._shadow: list[bytearray] = []
         self._ctx: ConnectorContext | None = None  # set from open until the end of close
         self.machine.subscribe(self._push)
@@ -282,9 +283,13 @@ class EthercatConnector(Connector):
 
         Resuming does not restore the values written before the pause: the outputs stay safe
         until the app writes a channel again, so actuators never restart on their own after a
-        stop (the machine-safety rule of EN 60204-1).
+        stop (the machine-safety rule of EN 60204-1). Resuming does deliver the *current*
+        inputs on the next cycle, changed or not: a change that happened while paused was
+        dropped (counted ``paused``), and the app must not keep a stale value.
         """
         self.set_safe_outputs(paused)
+        if not paused:
+            self._refresh = True  # the cycle thread forgets what it delivered before
 
     def set_safe_outputs(self, safe: bool) -> None:
         """While on, every cycle writes the safe value (zeros) instead of channel values, and
@@ -486,6 +491,10 @@ class EthercatConnector(Connector):
         ctx = self._ctx
         if not self._in_by_sub or ctx is None:
             return
+        if self._refresh:
+            self._refresh = False
+            self._last_image.clear()
+            self._last_in.clear()
         subs = bus.subdevices
         for s, channels in self._in_by_sub.items():
             img = bytes(subs[s].input)

@@ -263,10 +263,10 @@ class Gateway(TaktoraActor):
     @handles(Resume)
     def _resume(self, msg: Resume, sender: Any) -> Ack:
         self.paused = False
+        if self.dispatcher is not None:  # first: what the connector sends on resume must pass
+            self.dispatcher.resume()
         if self.connector is not None:
             self.connector.on_pause(False)
-        if self.dispatcher is not None:
-            self.dispatcher.resume()
         return self.ack(msg, "resumed")
 
     @handles(Reconnect)

@@ -28,7 +28,7 @@ DIO = str(Path(__file__).resolve().parents[2] / "examples" / "ethercat" / "dio.t
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
-@pytest.mark.req("REQ_0819", "REQ_0814")
+@pytest.mark.req("REQ_0819", "REQ_0814", "REQ_0822")
 def test_ethercat_connector_under_the_gateway_actor(pair, iox_prefix):
     master, sim_end = pair
     do, di = chan("plc_do", Direction.OUTBOUND, 0, 0, 8), chan("plc_di", Direction.INBOUND, 0, 0, 8)
@@ -63,6 +63,9 @@ def test_ethercat_connector_under_the_gateway_actor(pair, iox_prefix):
                 assert isinstance(host.control("ec-gw", Pause()), Ack)
                 assert wait_until(lambda: output() == 0)  # safe value while paused
                 assert isinstance(host.control("ec-gw", Resume()), Ack)
+                # the inputs changed (to the safe outputs' 0) while paused: after Resume the
+                # app gets the current value, not the stale 0x3C
+                assert until(reader, b"\x00")
                 time.sleep(0.05)  # several cycles: no automatic restart of the actuators ...
                 assert output() == 0
                 writer.send(b"\x5a")  # ... until the app commands a value again
