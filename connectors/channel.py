@@ -319,8 +319,6 @@ class ChannelReader(Generic[T]):
 
     def _track(self, publisher: int, seq: int) -> None:
         last = self._last.get(publisher)
-        if last is None and self._subscriber.started_after(publisher):
-            last = 0  # the writer's first envelope came after this reader: all were owed to it
         if last is not None and seq > last + 1:
             self._gaps += 1
             self._lost += seq - last - 1

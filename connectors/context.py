@@ -53,6 +53,10 @@ class ConnectorContext:
         self.log = log or logging.getLogger(f"taktora.connectors.{name}")
         self._deliver = deliver
         self._report = report
+        self._revoke: Callable[[], None] | None = None
+        self.revoked = False
+        """True once the framework ended this connection: deliveries are dropped (counted as
+        ``down``) and reports ignored. A connector must not deliver after its ``close``."""
         self.state = HealthState.CONNECTING
         """The last state reported (Connecting until the connector reports)."""
 
@@ -62,9 +66,16 @@ class ConnectorContext:
 
     def report(self, state: HealthState, reason: str = "") -> None:
         """The link is now ``state`` because of ``reason`` (any thread; repeated reports of
-        the same state are harmless)."""
+        the same state are harmless; ignored once the connection was ended)."""
+        if self.revoked:
+            return
         self.state = state
         self._report(state, reason)
+
+    def revoke(self) -> None:
+        """End this connection (the framework, when it disconnects): from now on deliveries
+        are counted as ``down`` and reports are ignored. Idempotent."""
+        self.revoked = True
 
     def __repr__(self) -> str:
         return f"<ConnectorContext {self.name!r}: {len(self.channels)} channel(s), {self.state.value}>"

@@ -5,8 +5,11 @@ and a quick look at what a protocol delivers.
 :meth:`RecordingContext.next`) and every health report in :attr:`RecordingContext.reports`::
 
     ctx = RecordingContext([descriptor])
-    connector.open(ctx)
+    ctx.open(connector)                # bind + open, as the framework does
     channel, frame = ctx.next(timeout=1.0)
+
+Like the real sink it accepts frames only for its INBOUND channels (by name or routing); any
+other is refused (False) and counted in :attr:`RecordingContext.unknown`.
 
 Thread-safe like the real context: the connector's threads deliver and report concurrently.
 """
@@ -30,9 +33,22 @@ class RecordingContext(ConnectorContext):
         super().__init__(name, channels, deliver=self._record, report=self._note)
         self.frames: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self.reports: list[tuple[HealthState, str]] = []
+        self.unknown = 0
         self._lock = threading.Lock()
+        self._names = {d.name for d in self.inbound}
+        self._routings = {d.routing for d in self.inbound}
+
+    def open(self, connector: Connector) -> None:
+        """``connector.bind(self)`` then ``connector.open(self)`` (what the dispatcher does)."""
+        connector.bind(self)
+        connector.open(self)
 
     def _record(self, channel: str | Routing, frame: Frame) -> bool:
+        known = channel in self._routings if isinstance(channel, Routing) else channel in self._names
+        if self.revoked or not known:
+            with self._lock:
+                self.unknown += 1
+            return False
         self.frames.put((channel, bytes(frame)))
         return True
 

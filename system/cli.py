@@ -49,6 +49,7 @@ from taktora.actors.errors import AttachError, ControlError
 from taktora.connectors.ethercat.cli import register as register_ethercat
 from taktora.system.args import port_arg, seconds_type
 from taktora.system.attach import attach, detach, inspect
+from taktora.system.recording.cli import register as register_recording
 from taktora.system.run import register as register_run
 from taktora.transport.errors import TaktoraError
 
@@ -263,7 +264,7 @@ def register(subparsers: Any) -> None:
 
 
 #: Every module contributing subcommands; append your ``register`` here.
-REGISTRARS: list[Registrar] = [register, register_run, register_ethercat]
+REGISTRARS: list[Registrar] = [register, register_run, register_ethercat, register_recording]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -320,7 +320,6 @@ class Subscriber(Wakeable):
         self._struct = spec.payload.struct if isinstance(spec.payload, StructPayload) else None
         self._fixed_size = ctypes.sizeof(self._struct) if self._struct is not None else -1
         self._last: dict[int, int] = {}  # publisher id -> last sequence (but the current one)
-        self._after: set[int] = set()  # publishers whose first send came after this port
         self._cur_pub = 0
         self._cur_seq = 0
         self._received = 0
@@ -345,7 +344,6 @@ class Subscriber(Wakeable):
             last = self._last.get(pub)
             if last is None and hdr.first_send_ns > self._created_ns:
                 last = 0  # a publisher that started after us owes us every sequence from 1
-                self._after.add(pub)
             self._cur_pub = pub
         if last is not None and seq > last + 1:
             self._gaps += 1
@@ -353,12 +351,6 @@ class Subscriber(Wakeable):
         self._cur_seq = seq
         size = self._fixed_size if self._struct is not None else raw.header.number_of_elements
         return Sample(raw, size, self._struct, seq, hdr.timestamp_ns, pub)
-
-    def started_after(self, publisher: int) -> bool:
-        """True when ``publisher`` (a sample's ``publisher`` id) sent its first sample after
-        this subscriber existed, so everything it sent was owed to this subscriber: a layer
-        above that numbers its own messages counts its losses from its first one too."""
-        return publisher in self._after
 
     def receive_copy(self) -> Any:
         """The next payload as a private copy (bytes or a ctypes instance), or None."""

@@ -244,6 +244,6 @@ class SignalBinding(Binding):
     __slots__ = ()
 
     def fire(self, now_ns: int) -> None:
-        signum = HUB.drain(by_executor=True)
+        signum = HUB.drain()
         if signum:
             self.executor._on_signal(signum)

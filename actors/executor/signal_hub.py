@@ -45,9 +45,6 @@ class SignalHub:
         self.previous: dict[int, Any] = {}
         self.previous_wakeup_fd = -1
         self.running: list[SignalTarget] = []
-        #: SIGINT/SIGTERM an executor already read from the wakeup pipe and acted on; their
-        #: Python-level handler calls, still to come on the main thread, only count them down
-        self.consumed = 0
 
     def install(self) -> None:
         """Install the handlers and the wakeup pipe; idempotent.
@@ -82,42 +79,31 @@ class SignalHub:
             self.read_fd = self.write_fd = -1
             self.installed = False
 
-    def drain(self, *, by_executor: bool = False) -> int:
-        """Empty the wakeup pipe; return the last SIGINT/SIGTERM number seen in it (or 0).
+    def drain(self) -> int:
+        """Empty the wakeup pipe; return the last SIGINT/SIGTERM number seen in it (or 0)."""
+        return max(self._drain_all(), default=0)
 
-        ``by_executor``: an executor thread acts on what it found; the Python-level handler of
-        those same signals, which runs later on the main thread, must then not act again
-        (under load it can run after that executor already stopped and left the hub)."""
-        found = 0
-        count = 0
+    def _drain_all(self) -> set[int]:
+        """Empty the wakeup pipe; the SIGINT/SIGTERM numbers found in it."""
+        found: set[int] = set()
         while True:
             try:
                 data = os.read(self.read_fd, 64)
             except (BlockingIOError, OSError):
-                break
+                return found
             if not data:
-                break
-            for b in data:
-                if b in (signal.SIGINT, signal.SIGTERM):
-                    found = b
-                    count += 1
-        if by_executor and count:
-            with self.lock:
-                self.consumed += count
-        return found
+                return found
+            found.update(b for b in data if b in _STOPS)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         """The signal handler (main thread): stop every running executor, or fall back to
         the handler installed before (``KeyboardInterrupt`` for SIGINT by default)."""
+        in_pipe = signum in self._drain_all()
         with self.lock:
             running = list(self.running)
-            already = self.consumed > 0
-            if already:
-                self.consumed -= 1  # an executor read this signal from the pipe and stopped
-        self.drain()
-        if already:
-            for ex in running:
-                ex._on_signal(signum)
+        if not in_pipe and not running:
+            # an executor thread read this signal from the wakeup pipe before this handler ran
+            # (under load it can finish stopping first): it was handled, do not fall back
             return
         if running:
             for ex in running:
@@ -143,6 +129,8 @@ class SignalHub:
             if ex in self.running:
                 self.running.remove(ex)
 
+
+_STOPS = frozenset((signal.SIGINT, signal.SIGTERM))
 
 HUB = SignalHub()
 """The process's one hub (signal handlers are process-global)."""

@@ -10,8 +10,9 @@
 pysoem is imported only when a Bus is created (extra ``ethercat``).
 """
 
-from taktora.connectors.ethercat.bus import Bus, BusConfig, ExpectedSubDevice, PdoAssignment
-from taktora.connectors.ethercat.connector import BitRoute, EthercatConnector, EthercatOptions
+from taktora.connectors.ethercat.bus import Bus, BusConfig, ExpectedSubDevice, PdoAssignment, SoemTimeouts
+from taktora.connectors.ethercat.connector import EthercatConnector
+from taktora.connectors.ethercat.settings import BitRoute, EthercatOptions
 
 __all__ = ["BitRoute", "Bus", "BusConfig", "EthercatConnector", "EthercatOptions", "ExpectedSubDevice",
-           "PdoAssignment"]
+           "PdoAssignment", "SoemTimeouts"]

@@ -8,12 +8,14 @@ wraps inbound values in envelopes; codecs run on the application side).
 
 Data path (no dispatcher inbound thread, no queue):
 
-- ``open(ctx)`` (owner's thread) brings the bus up (ARCH_0040, blocks up to the configured
-  state timeouts; BringUpError on failure) and starts the cycle thread;
+- ``open(ctx)`` (owner's thread) brings the bus up (ARCH_0040, blocks at most
+  ``bus.bring_up_timeout_s``; BringUpError on failure) and starts the cycle thread; with
+  ``bring_up_in_background`` it reports Connecting and returns at once, and the cycle thread
+  brings the bus up (Up or Down reported from there);
 - the cycle thread runs a taktora :class:`~taktora.actors.Executor` with one item on a
   drift-free ``every(cycle_s)`` interval (missed ticks skipped and counted). Each tick it
   writes pending outputs (read-modify-write: neighbouring bits kept), exchanges process data,
-  checks the working counter, publishes every changed input slice straight into its
+  checks the working counter and reads AL status, publishes every changed input slice straight into its
   ``{name}.in`` service with ``ctx.deliver`` (on the cycle thread: the sink's overflow policy
   applies and it counts what it cannot publish, e.g. ``paused``), and drives health
   (ARCH_0041). pysoem releases the GIL while it waits for frames;
@@ -21,9 +23,13 @@ Data path (no dispatcher inbound thread, no queue):
   tick (a newer value replaces one not yet written: counted as ``overwritten``).
 
 Health: Connecting until OP with the expected working counter, then Up; Degraded after
-``degraded_after`` consecutive low-WKC cycles; Up again when the WKC is restored; Down when a
-SubDevice leaves OP (checked whenever the WKC is low) or the WKC stays low past
-``down_after_s``; from Down, every ``reconnect_s`` a re-bring-up (Connecting -> Up / Down).
+``degraded_after`` consecutive bad cycles (working counter low, or the AL status read
+unanswered); Up again when a cycle is good; Down when a SubDevice leaves OP or the bad cycles
+last past ``down_after_s``; from Down, every ``reconnect_s`` a re-bring-up (Connecting -> Up /
+Down). The AL watch does not rely on the working counter (an ESC may count output writes
+outside OP): every cycle reads AL status right after the exchange (one BRD of 0x0130 while all
+SubDevices agree, about one more round trip), and inputs are published only from a cycle with
+the expected working counter *and* every SubDevice in OP.
 One HealthEvent per transition (:attr:`EthercatConnector.machine`); every transition is also
 pushed to the context with ``ctx.report(state, reason)`` on the thread that made it (the
 cycle thread, or the owner's in ``open`` / ``close``), from ``open`` until the end of
@@ -46,7 +52,6 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
-import attrs
 from taktora.actors import ErrorPolicy, Executor, every, item
 from taktora.actors.control.messages import Ack, Reply
 from taktora.actors.executor.context import Context
@@ -55,65 +60,18 @@ from taktora.connectors.connector import Connector
 from taktora.connectors.context import ConnectorContext, Frame
 from taktora.connectors.errors import ConnectorError, LinkDownError
 from taktora.connectors.ethercat.bits import copy_bits
-from taktora.connectors.ethercat.bus import OP, Bus, BusConfig
+from taktora.connectors.ethercat.bus import OP, STATE_NAMES, Bus
 from taktora.connectors.ethercat.errors import EthercatError
 from taktora.connectors.ethercat.messages import BusState, GetState, ReadSdo, SdoValue, WriteSdo
+from taktora.connectors.ethercat.settings import BitRoute, EthercatOptions
 from taktora.connectors.model import ChannelDescriptor, Direction
 from taktora.connectors.requests import ConnectorRequest
-from taktora.transport.validators import Checks
 
 log = logging.getLogger(__name__)
 
 REQUEST_QUEUE = 16
 T = TypeVar("T")
 INIT = 1
-
-
-_v = Checks(ConnectorError)
-_positive = _v.positive()
-
-
-@attrs.frozen
-class EthercatOptions:
-    """Bus, cycle and health settings of one EtherCAT connector."""
-
-    bus: BusConfig
-    cycle_s: float = attrs.field(default=0.001, validator=_positive)
-    degraded_after: int = attrs.field(default=3, validator=_positive)
-    down_after_s: float = attrs.field(default=0.2, validator=_positive)
-    reconnect_s: float = attrs.field(default=0.5, validator=_positive)
-
-
-@attrs.frozen
-class BitRoute:
-    """Where one channel's value lives in the process image."""
-
-    subdevice: int
-    bit_offset: int
-    bit_length: int
-
-    @classmethod
-    def of(cls, d: ChannelDescriptor) -> BitRoute:
-        r = d.routing
-        if r.kind != "ethercat":
-            raise ConnectorError(f"channel {d.name!r}: routing kind {r.kind!r}, the EtherCAT connector "
-                                 "needs 'ethercat'")
-        values = []
-        for key in ("subdevice", "bit_offset", "bit_length"):
-            v = r.option(key, None)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConnectorError(f"channel {d.name!r}: routing option {key}={v!r} must be an "
-                                     "integer >= 0")
-            values.append(v)
-        route = cls(*values)
-        if route.bit_length == 0 or route.bit_length > 8 * d.max_payload:
-            raise ConnectorError(f"channel {d.name!r}: bit_length={route.bit_length} must be 1.."
-                                 f"{8 * d.max_payload} (max_payload)")
-        return route
-
-    @property
-    def nbytes(self) -> int:
-        return (self.bit_length + 7) // 8
 
 
 class EthercatConnector(Connector):
@@ -159,17 +117,24 @@ class EthercatConnector(Connector):
         self._next_attempt = 0.0
         self.counters: dict[str, int] = dict.fromkeys(
             ("cycles", "wkc_errors", "lost_frames", "sent", "overwritten", "discarded_safe", "received",
-             "bringups", "bringup_failures"), 0)
+             "bringups", "bringup_failures", "left_op", "al_unread"), 0)
         self.cycle_ns: list[int] = []  # exchange durations (send+receive), up to CYCLE_SAMPLES
+        self.al_ns: list[int] = []  # durations of the cyclic AL status read, up to CYCLE_SAMPLES
         self.period_err_ns: list[int] = []  # tick start - scheduled tick time
         self._missed = 0
         self._count: int | None = None
+        self._cancel = threading.Event()  # set by close: a running bring-up gives up
+        self._bringing_up = False
+        self._bring_up_pending = False  # open() in the background: the cycle thread brings up
 
     # ---- Connector ----------------------------------------------------------------------------------
     def open(self, ctx: ConnectorContext) -> None:
         """Bring the bus up for ``ctx.channels`` and start the cycle thread (owner's thread;
-        blocks for the bring-up). From here on changed inputs are delivered to ``ctx`` and
-        health transitions reported to it; Up is reported before this returns.
+        blocks for the bring-up, at most ``bus.bring_up_timeout_s``). From here on changed
+        inputs are delivered to ``ctx`` and health transitions reported to it; Up is reported
+        before this returns. With ``bring_up_in_background`` it reports Connecting and returns
+        without blocking; the cycle thread brings the bus up and reports Up or Down (a failed
+        bring-up is then not raised here).
 
         Raises ConnectorError naming the channel for a routing that is not ``ethercat`` (before
         anything is touched); EthercatError / BringUpError when the bus cannot be opened or
@@ -188,14 +153,21 @@ class EthercatConnector(Connector):
         with self._lock:
             self._pending.clear()
         self._ctx = ctx
+        self._cancel.clear()
+        background = self.options.bring_up_in_background
         try:
             if self.machine.state is HealthState.DOWN:
                 self.machine.transition(HealthState.CONNECTING, "open")
+            elif background:  # the machine starts in Connecting: tell this context so
+                ctx.report(HealthState.CONNECTING, "bring-up in the background")
             bus = Bus(self.options.bus)
             bus.open()
             self.bus = bus
             try:
-                self._bring_up()
+                if background:
+                    self._bring_up_pending = True
+                else:
+                    self._bring_up()
             except EthercatError:
                 self.bus = None
                 bus.close()
@@ -212,7 +184,10 @@ class EthercatConnector(Connector):
         self._thread.start()
 
     def close(self) -> None:
-        """Stop cycling, write safe outputs, take the bus to INIT and close it (idempotent)."""
+        """Stop cycling, write safe outputs, take the bus to INIT and close it (idempotent). A
+        bring-up running on the cycle thread is cancelled (it ends within ~50 ms)."""
+        self._cancel.set()
+        self._bring_up_pending = False
         if self._executor is not None:
             self._executor.stop()
             if self._thread is not None:
@@ -275,7 +250,9 @@ class EthercatConnector(Connector):
     def stats(self) -> Mapping[str, int]:
         """A snapshot of :attr:`counters` (any thread): ``cycles``, ``wkc_errors``,
         ``lost_frames``, ``sent``, ``overwritten``, ``discarded_safe``, ``received`` (changed
-        input values delivered), ``bringups``, ``bringup_failures``."""
+        input values delivered), ``bringups``, ``bringup_failures``, ``left_op`` (a SubDevice
+        seen below OP by the AL watch) and ``al_unread`` (cycles with the expected working
+        counter whose AL status read went unanswered: their inputs were not published)."""
         return dict(self.counters)
 
     def on_pause(self, paused: bool) -> None:
@@ -306,6 +283,11 @@ class EthercatConnector(Connector):
         executor skips and counts the missed ticks."""
         if self._executor is None:
             raise EthercatError(f"EtherCAT {self.name}: not open")
+        bus = self.bus
+        if self._bringing_up or self._bring_up_pending:
+            step = bus.step if bus is not None else "start"
+            raise EthercatError(f"EtherCAT {self.name}: bring-up in progress (step {step}); try again "
+                                "when the bus is Up")
         fut: Future[T] = Future()
         try:
             self._requests.put_nowait((fn, fut))
@@ -357,11 +339,12 @@ class EthercatConnector(Connector):
     def cycle_stats(self) -> dict[str, float]:
         """Counters plus the exchange-time histogram summary (p50/p99/max in us, any thread)."""
         out: dict[str, float] = {k: float(v) for k, v in self.counters.items()}
-        samples = sorted(self.cycle_ns)
-        if samples:
-            out.update(cycle_p50_us=samples[len(samples) // 2] / 1000,
-                       cycle_p99_us=samples[min(len(samples) - 1, len(samples) * 99 // 100)] / 1000,
-                       cycle_max_us=samples[-1] / 1000)
+        for key, ring in (("cycle", self.cycle_ns), ("al_read", self.al_ns)):
+            samples = sorted(ring)
+            if samples:
+                out[f"{key}_p50_us"] = samples[len(samples) // 2] / 1000
+                out[f"{key}_p99_us"] = samples[min(len(samples) - 1, len(samples) * 99 // 100)] / 1000
+                out[f"{key}_max_us"] = samples[-1] / 1000
         out["overruns"] = float(self.missed_ticks())
         return out
 
@@ -382,12 +365,15 @@ class EthercatConnector(Connector):
     # ---- cycle (executor thread) ------------------------------------------------------------------
     def _bring_up(self) -> None:
         assert self.bus is not None
+        self._bringing_up = True
         try:
-            self.bus.bring_up(self._count)
+            self.bus.bring_up(self._count, self._cancel)
         except EthercatError as exc:
             self.counters["bringup_failures"] += 1
             self.machine.transition(HealthState.DOWN, str(exc))
             raise
+        finally:
+            self._bringing_up = False
         self.counters["bringups"] += 1
         self._count = len(self.bus.subdevices)  # a re-bring-up must find the same line
         self._shadow = [bytearray(len(sd.output)) for sd in self.bus.subdevices]
@@ -417,6 +403,14 @@ class EthercatConnector(Connector):
         if ctx.scheduled_ns:
             self._record(self.period_err_ns, time.monotonic_ns() - ctx.scheduled_ns)
         now = time.monotonic()
+        if self._bring_up_pending:  # open() in the background: the first bring-up is ours
+            self._bring_up_pending = False
+            try:
+                self._bring_up()
+            except EthercatError as exc:
+                self._next_attempt = time.monotonic() + self.options.reconnect_s
+                log.info("EtherCAT %s: bring-up failed: %s", self.name, exc)
+            return
         if self.machine.state is HealthState.DOWN:
             if now >= self._next_attempt:
                 self._next_attempt = now + self.options.reconnect_s
@@ -430,34 +424,46 @@ class EthercatConnector(Connector):
         self._apply_outputs(bus)
         t0 = time.perf_counter_ns()
         wkc = bus.cycle()
-        self._record(self.cycle_ns, time.perf_counter_ns() - t0)
+        t1 = time.perf_counter_ns()
+        # the AL watch: every cycle, after the exchange, read AL status (one BRD while all agree),
+        # so a SubDevice that left OP is seen even when its working counter does not drop
+        lowest = bus.al_lowest() if wkc > 0 else 0
+        self._record(self.cycle_ns, t1 - t0)
+        self._record(self.al_ns, time.perf_counter_ns() - t1)
         self.counters["cycles"] += 1
-        if wkc == bus.expected_wkc:
+        if wkc == bus.expected_wkc and lowest == OP:
             self._low = 0
             if self.machine.state is HealthState.DEGRADED:
                 self.machine.transition(HealthState.UP, "working counter restored")
             self._publish_inputs(bus)
             self._serve_request(bus)
             return
-        self.counters["wkc_errors"] += 1
-        if wkc <= 0:
-            self.counters["lost_frames"] += 1
+        if lowest != OP and wkc > 0:
+            # a SubDevice that answers from below OP (state 0 = it did not answer: a WKC matter)
+            below = [(i, st, c) for i, (st, c) in enumerate(bus.cached_states())
+                     if st and (st & 0x0F != OP or st & 0x10)]
+            if below:
+                i, st, c = below[0]
+                self.counters["left_op"] += 1
+                self._down(f"SubDevice {i} left OP: state 0x{st:02X} ({STATE_NAMES.get(st & 0x0F, '?')}), "
+                           f"AL status code 0x{c:04X}")
+                return
+        if wkc == bus.expected_wkc:
+            self.counters["al_unread"] += 1  # the inputs are not known to be OP data: not published
+            why = "AL status not readable"
+        else:
+            self.counters["wkc_errors"] += 1
+            if wkc <= 0:
+                self.counters["lost_frames"] += 1
+            why = f"working counter {wkc} < {bus.expected_wkc}"
         self._low += 1
         if self._low == 1:
             self._low_since = now
-        states = bus.states() if wkc > 0 else []
-        # a SubDevice that answers from below OP (state 0 = it did not answer: a WKC matter)
-        below = [(i, s, c) for i, (s, c) in enumerate(states) if s and (s & 0x0F != OP or s & 0x10)]
-        if below:
-            i, s, c = below[0]
-            self._down(f"SubDevice {i} left OP: state 0x{s:02X}, AL status code 0x{c:04X}")
-            return
         self._serve_request(bus)
         if self._low >= self.options.degraded_after and self.machine.state is HealthState.UP:
-            self.machine.transition(HealthState.DEGRADED, f"working counter {wkc} < {bus.expected_wkc} "
-                                                          f"for {self._low} cycles")
+            self.machine.transition(HealthState.DEGRADED, f"{why} for {self._low} cycles")
         if self.machine.state is HealthState.DEGRADED and now - self._low_since > self.options.down_after_s:
-            self._down(f"working counter low for more than {self.options.down_after_s} s")
+            self._down(f"{why} for more than {self.options.down_after_s} s")
 
     def _down(self, reason: str) -> None:
         self.machine.transition(HealthState.DOWN, reason)
@@ -526,6 +532,7 @@ class EthercatConnector(Connector):
     def reset_samples(self) -> None:
         """Forget recorded cycle and period samples (e.g. after warm-up; any thread, racy by design)."""
         self.cycle_ns.clear()
+        self.al_ns.clear()
         self.period_err_ns.clear()
 
 

@@ -57,6 +57,8 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import time
 from typing import Any
 
@@ -133,9 +135,13 @@ class Gateway(TaktoraActor):
         self.stopped = False
         self.final_counts: dict[str, int] = {}
         self.policy = ReconnectPolicy(config.reconnect)
+        self._reports: queue.SimpleQueue[LinkReport | None] = queue.SimpleQueue()
         self.health = HealthMachine(config.name)
         self.health.subscribe(self._fan_out)
         self.connector = config.build_connector()
+        self._forwarder = threading.Thread(target=self._forward_reports, daemon=True,
+                                           name=f"{config.name}-reports")
+        self._forwarder.start()
         # the ports live as long as this incarnation: a reconnect reopens only the protocol
         self.dispatcher: Dispatcher | None = Dispatcher(
             self.prefix, self.connector, config.channels, name=config.name,
@@ -156,11 +162,22 @@ class Gateway(TaktoraActor):
         self.health.transition(state, reason)
 
     def _on_report(self, state: HealthState, reason: str) -> None:
-        """The connector (or a dispatcher thread) reported its link: on the reporting thread,
-        so hand it to the actor thread as a message (Thespian's route from a background
-        thread of the actor)."""
-        self.send(self.myAddress, LinkReport(state=state, reason=reason,
-                                             generation=self.generation))
+        """The connector (or a dispatcher thread) reported its link, on the reporting thread.
+
+        Only queued here: the reporting thread may hold the dispatcher's send lock, and a
+        Thespian send can wait for the actor system's own lock while an actor handler (which
+        may be waiting for that send lock) runs. The ``<name>-reports`` thread hands the
+        report to the actor thread as a :class:`LinkReport` message."""
+        self._reports.put(LinkReport(state=state, reason=reason, generation=self.generation))
+
+    def _forward_reports(self) -> None:
+        """The ``<name>-reports`` thread: queued link reports -> messages to this actor (the
+        route from a background thread of the actor); ends on the None sentinel."""
+        while (report := self._reports.get()) is not None:
+            try:
+                self.send(self.myAddress, report)
+            except Exception:
+                log.exception("gateway %s: forwarding a link report failed", self.config.name)
 
     @handles(LinkReport)
     def _link_report(self, msg: LinkReport, sender: Any) -> None:
@@ -177,7 +194,9 @@ class Gateway(TaktoraActor):
             self.dispatcher.connect(self.connector)
             if self.dispatcher.link is D:
                 raise ConnectorError("the link is down")
-        except TaktoraError as exc:
+        except (TaktoraError, OSError) as exc:  # the link or the protocol: Down, back off
+            # anything else is a bug of the connector: it crashes this incarnation and the
+            # supervisor restarts it (then escalates per its intensity)
             self.dispatcher.disconnect(self.config.shutdown_timeout_s)
             self._go(D, f"connect failed: {exc}")
             self._schedule()
@@ -185,7 +204,7 @@ class Gateway(TaktoraActor):
         self.connects += 1
         if self.paused:
             self.dispatcher.pause()
-        self._apply_link(self.dispatcher.link, "")
+        self._apply_link(self.dispatcher.link, self.dispatcher.link_reason)
 
     def _apply_link(self, link: HealthState, reason: str) -> None:
         """Follow the connector's reported link state (on the actor thread)."""
@@ -243,12 +262,15 @@ class Gateway(TaktoraActor):
         """Backstop for a lost report: the dispatcher's threads must be alive while connected
         (it never asks the connector)."""
         dispatcher = self.dispatcher
+        if dispatcher is not None and not dispatcher.outbound_alive():
+            # it lives as long as the ports: only a new incarnation brings it back
+            raise ConnectorError(f"gateway {self.config.name!r}: the outbound thread died")
         if dispatcher is None or self.health.state is D or not dispatcher.connected:
             return
         if not dispatcher.threads_alive():
             self._link_lost("dispatcher thread ended")
         else:
-            self._apply_link(dispatcher.link, "")
+            self._apply_link(dispatcher.link, dispatcher.link_reason)
 
     # ---- control -----------------------------------------------------------------------------
     @handles(Pause)
@@ -266,11 +288,20 @@ class Gateway(TaktoraActor):
         if self.dispatcher is not None:  # first: what the connector sends on resume must pass
             self.dispatcher.resume()
         if self.connector is not None:
-            self.connector.on_pause(False)
+            try:
+                self.connector.on_pause(False)
+            except BaseException:  # the connector refused: stay paused, as before the call
+                self.paused = True
+                if self.dispatcher is not None:
+                    self.dispatcher.pause()
+                raise
         return self.ack(msg, "resumed")
 
     @handles(Reconnect)
     def _reconnect(self, msg: Reconnect, sender: Any) -> Ack:
+        if self.stopped:
+            raise ControlError(f"gateway {self.config.name!r} was shut down; its supervisor "
+                               "restarts it")
         if self.dispatcher is not None:
             self._disconnect(self.config.shutdown_timeout_s)
         if self.health.state is not D:
@@ -371,6 +402,8 @@ class Gateway(TaktoraActor):
             self.final_counts = flatten_stats(self.dispatcher.stats())
             if report.clean:
                 self.dispatcher = None
+        self._reports.put(None)  # ends the forwarder thread
+        self._forwarder.join(1.0)
         if self.health.state is not D:
             self._go(D, "crashed: being restarted" if self.crashed else "stopped")
         report = report or StopReport((), (), 0.0)

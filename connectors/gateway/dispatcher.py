@@ -73,8 +73,10 @@ OnReport = Callable[[HealthState, str], None]
 class DispatcherStats:
     """A snapshot of a dispatcher's counters.
 
-    ``*_dropped`` map a cause to a count: ``paused``, ``malformed``, ``link_down``,
-    ``send_error`` (outbound); ``paused``, ``malformed``, ``unknown_channel``, ``too_large``,
+    ``*_dropped`` map a cause to a count: ``paused``, ``malformed``, ``down`` (no connector
+    connected), ``link_down``, ``send_error``, ``overflow`` (the gateway's own iceoryx2 queue
+    overflowed while a send was slow) (outbound); ``paused``, ``down`` (delivered by an ended
+    connection or after close), ``malformed``, ``unknown_channel``, ``too_large``,
     ``publish_error`` (inbound); ``internal_error`` on either side. ``inbound_malformed``
     splits inbound ``malformed`` by envelope cause (short, magic, version, header_len, length,
     crc). ``inbound_gaps`` / ``inbound_lost`` count sequence jumps of envelopes arriving from
@@ -146,6 +148,8 @@ class Dispatcher:
         self.on_report = on_report
         self.link = HealthState.CONNECTING
         """The connector's last reported health (Down while disconnected)."""
+        self.link_reason = ""
+        """The reason that came with :attr:`link`."""
         self._outbound = [d for d in descriptors if d.direction is Direction.OUTBOUND]
         self._inbound = [d for d in descriptors if d.direction is Direction.INBOUND]
         self._out = Counts()
@@ -164,6 +168,9 @@ class Dispatcher:
         self._send_lock = threading.Lock()
         self._live: Connector | None = None  # the connected connector; None while down
         self._ctx: ConnectorContext | None = None
+        self._stale_readers: list[threading.Thread] = []  # readers that outlived a disconnect
+        self.connection = 0
+        """Number of the current (or last) connection; reports of others are ignored."""
         self._state = "new"
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -204,22 +211,32 @@ class Dispatcher:
                                  f"({self._state})")
         if self._live is not None:
             raise ConnectorError(f"dispatcher {self.name!r}: already connected")
-        assert self._sink is not None
+        sink = self._sink
+        assert sink is not None
         self.connector = conn
-        self._sink.carries_envelope = conn.carries_envelope
-        ctx = ConnectorContext(self.name, self.descriptors, deliver=self._sink.deliver,
-                               report=self._report, log=logging.getLogger(
-                                   f"taktora.connectors.gateway.{self.name}"))
+        sink.carries_envelope = conn.carries_envelope
+        self.connection += 1
+        number = self.connection
+        ctx = ConnectorContext(self.name, self.descriptors, deliver=sink.deliver,
+                               report=lambda state, reason: self._report(number, state, reason),
+                               log=logging.getLogger(f"taktora.connectors.gateway.{self.name}"))
+        ctx._deliver = sink.context_deliver(ctx)  # a revoked context counts 'down'
         self.link = HealthState.CONNECTING
-        conn.bind(ctx)
-        conn.open(ctx)
         self._ctx = ctx
+        conn.bind(ctx)
+        try:
+            conn.open(ctx)
+        except BaseException:
+            ctx.revoke()
+            self._close_connector(conn)  # whatever open left half-done
+            self.link = HealthState.DOWN
+            raise
         with self._send_lock:
             self._live = conn
         if conn.pulls() and self._inbound:
             self._poll_stop = threading.Event()  # per connection: an old reader keeps its own
             self._poll_thread = threading.Thread(target=self._run_poll,
-                                                 args=(conn, self._poll_stop),
+                                                 args=(conn, self._poll_stop, number),
                                                  name=f"{self.name}-in", daemon=True)
             self._poll_thread.start()
         log.info("dispatcher %r connected %r: %d outbound, %d inbound channel(s)", self.name,
@@ -231,7 +248,9 @@ class Dispatcher:
         began = time.monotonic()
         conn = self._detach()
         stopped, stuck = self._join([self._poll_thread], began + timeout)
-        if self._poll_thread is not None and not self._poll_thread.is_alive():
+        if self._poll_thread is not None:
+            if self._poll_thread.is_alive():  # kept: close() still waits for it
+                self._stale_readers.append(self._poll_thread)
             self._poll_thread = None
         self._close_connector(conn)
         return StopReport(stopped, stuck, time.monotonic() - began)
@@ -248,8 +267,12 @@ class Dispatcher:
         self._stop.set()
         with contextlib.suppress(OSError):
             os.eventfd_write(self._stop_fd, 1)
-        stopped, stuck = self._join([self._out_thread, self._poll_thread], began + timeout)
+        stopped, stuck = self._join([self._out_thread, self._poll_thread, *self._stale_readers],
+                                    began + timeout)
         self._close_connector(conn)  # may also unblock a reader stuck in the protocol
+        self._stale_readers = [t for t in self._stale_readers if t.is_alive()]
+        if not stuck:
+            self._count_leftovers()
         if stuck:
             log.error("dispatcher %r: %s did not stop within %.3f s", self.name, list(stuck),
                       timeout)
@@ -260,7 +283,10 @@ class Dispatcher:
         return StopReport(stopped, stuck, time.monotonic() - began)
 
     def _detach(self) -> Connector | None:
-        """Stop handing frames to the connector and tell its reader thread to stop."""
+        """End the connection: its context is revoked (late deliveries count as ``down``,
+        late reports are ignored), no more frames go to the connector, its reader stops."""
+        if self._ctx is not None:
+            self._ctx.revoke()
         with self._send_lock:
             conn, self._live = self._live, None
         self._poll_stop.set()
@@ -301,10 +327,16 @@ class Dispatcher:
         """:meth:`close` (disconnect, threads, ports)."""
         return self.close(timeout)
 
+    def _count_leftovers(self) -> None:
+        """Frames still queued for the outbound thread when it stopped: counted ``down``."""
+        for _, sub in self._subs:
+            while (sample := sub.receive()) is not None:
+                sample.release()
+                self._out.drop("down")
+
     def _release(self) -> None:
         if self._sink is not None:
-            self._sink.close()
-            self._sink = None
+            self._sink.close()  # kept (closed): its counters stay readable after close
         if self._node is not None:
             self._node.close()
             self._node = None
@@ -312,7 +344,11 @@ class Dispatcher:
             os.close(self._stop_fd)
             self._stop_fd = -1
 
-    def _report(self, state: HealthState, reason: str) -> None:
+    def _report(self, connection: int, state: HealthState, reason: str) -> None:
+        ctx = self._ctx
+        if connection != self.connection or ctx is None or ctx.revoked:
+            return  # a report of an ended connection
+        self.link_reason = reason
         self.link = state
         if self.on_report is not None:
             try:
@@ -356,6 +392,10 @@ class Dispatcher:
         """True while a connector is connected."""
         return self._live is not None
 
+    def outbound_alive(self) -> bool:
+        """True unless the outbound thread (which lives as long as the ports) has died."""
+        return self._out_thread is None or self._out_thread.is_alive()
+
     def threads_alive(self) -> bool:
         """True when every thread that should run runs (outbound while the ports are open,
         the reader while a pull connector is connected)."""
@@ -369,6 +409,9 @@ class Dispatcher:
     def stats(self) -> DispatcherStats:
         """A snapshot of the counters (any thread)."""
         out_fwd, out_drop = self._out.snapshot()
+        overflow = sum(sub.stats.lost for _, sub in self._subs)  # iceoryx2 queue overflowed
+        if overflow:
+            out_drop["overflow"] = overflow
         sink = self._sink
         if sink is not None:
             in_fwd, in_drop = sink.counts.snapshot()
@@ -409,7 +452,7 @@ class Dispatcher:
                     self._drain_outbound(descriptor, sub)
         except Exception:
             log.exception("dispatcher %r: outbound thread failed", self.name)
-            self._report(HealthState.DOWN, "outbound thread failed")
+            self._report(self.connection, HealthState.DOWN, "outbound thread failed")
             raise
         finally:
             for guard in guards:
@@ -418,7 +461,12 @@ class Dispatcher:
 
     def _drain_outbound(self, descriptor: ChannelDescriptor, sub: Subscriber) -> None:
         while not self._stop.is_set():
-            sample = sub.receive()
+            try:
+                sample = sub.receive()
+            except Exception:
+                self._out.drop("internal_error")
+                log.exception("dispatcher %r: receiving on %r failed", self.name, descriptor.name)
+                return
             if sample is None:
                 return
             with sample:
@@ -462,9 +510,10 @@ class Dispatcher:
         self._out.forward()
 
     # -- reader thread (pull connectors only) ------------------------------------------------
-    def _run_poll(self, conn: Connector, stop: threading.Event) -> None:
-        sink = self._sink
-        assert sink is not None
+    def _run_poll(self, conn: Connector, stop: threading.Event, number: int) -> None:
+        ctx = self._ctx
+        assert ctx is not None
+        deliver = ctx.deliver  # this connection's: counted 'down' once it is revoked
         try:
             while not stop.is_set() and not self._stop.is_set():
                 try:
@@ -475,8 +524,8 @@ class Dispatcher:
                     stop.wait(self.poll_s)
                     continue
                 if got is not None:
-                    sink.deliver(*got)
+                    deliver(*got)
         except BaseException:
             log.exception("dispatcher %r: reader thread failed", self.name)
-            self._report(HealthState.DOWN, "reader thread failed")
+            self._report(number, HealthState.DOWN, "reader thread failed")
             raise

@@ -27,10 +27,10 @@ from __future__ import annotations
 import logging
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from taktora.connectors.codecs import CodecRegistry, codec_id_for
-from taktora.connectors.context import Frame
+from taktora.connectors.context import ConnectorContext, Frame
 from taktora.connectors.model import ChannelDescriptor, Routing
 from taktora.transport import envelope
 from taktora.transport.envelope import HEADER_SIZE, EnvelopeCounters
@@ -67,13 +67,15 @@ class Counts:
 class _Channel:
     """One inbound channel: its descriptor, publisher, codec id, sequence state and lock."""
 
-    __slots__ = ("codec_id", "descriptor", "last_seen", "lock", "publisher", "sequence")
+    __slots__ = ("closed", "codec_id", "descriptor", "last_seen", "lock", "publisher",
+                 "sequence")
 
     def __init__(self, descriptor: ChannelDescriptor, publisher: Publisher, codec_id: int) -> None:
         self.descriptor = descriptor
         self.publisher = publisher
         self.codec_id = codec_id
         self.lock = threading.Lock()
+        self.closed = False  # set under the lock by InboundSink.close: no publish after it
         self.sequence = 0  # last sequence of a wrapped (payload-only) frame
         self.last_seen: int | None = None  # last sequence of an arriving envelope
 
@@ -102,6 +104,17 @@ class InboundSink:
             self._by_name[d.name] = channel
             self._by_routing[d.routing] = channel
 
+    def context_deliver(self, ctx: ConnectorContext) -> Callable[[str | Routing, Frame], bool]:
+        """The ``deliver`` of one connection's context: like :meth:`deliver`, but once that
+        context is revoked (the connection ended) every frame is counted as ``down``."""
+        def deliver(key: str | Routing, frame: Frame) -> bool:
+            if ctx.revoked:
+                self.counts.drop("down")
+                return False
+            return self.deliver(key, frame)
+
+        return deliver
+
     def deliver(self, key: str | Routing, frame: Frame) -> bool:
         """Publish ``frame`` on the channel ``key`` names; True if published, else the drop
         is counted by cause and False returned. Never raises for a bad frame."""
@@ -115,6 +128,9 @@ class InboundSink:
             return False
         try:
             with channel.lock:
+                if channel.closed:
+                    self.counts.drop("down")
+                    return False
                 if self.carries_envelope:
                     self._publish_envelope(channel, frame)
                 else:
@@ -176,6 +192,11 @@ class InboundSink:
             return self._gaps, self._lost
 
     def close(self) -> None:
-        """Release the publishers; idempotent."""
+        """Release the publishers; idempotent. Each channel is closed under its lock, so a
+        protocol thread still delivering either finishes its publish first or is counted as
+        ``down``: never a publish on a released port."""
         for channel in self._by_name.values():
-            channel.publisher.close()
+            with channel.lock:
+                if not channel.closed:
+                    channel.closed = True
+                    channel.publisher.close()

@@ -37,7 +37,8 @@ import _bench
 import _floor
 from taktora.connectors.channel import ChannelReader, ChannelWriter
 from taktora.connectors.ethercat.bus import Bus, BusConfig
-from taktora.connectors.ethercat.connector import EthercatConnector, EthercatOptions
+from taktora.connectors.ethercat.connector import EthercatConnector
+from taktora.connectors.ethercat.settings import EthercatOptions
 from taktora.connectors.ethercat.sim import SimProcess, veth
 from taktora.connectors.gateway.dispatcher import Dispatcher
 from taktora.connectors.model import ChannelDescriptor, Direction, Routing

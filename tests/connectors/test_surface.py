@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import statistics
+import threading
 import time
 from typing import Any
 
@@ -88,6 +89,8 @@ def test_the_sink_counts_every_frame_it_cannot_publish_and_the_reader_counts_ove
             reader: ChannelReader[Any] = ChannelReader(node, small)
             ctx = conn.ctx
             assert ctx is not None
+            assert ctx.deliver("small", b"\xff")  # the reader's first sample: its baseline
+            assert [g.value for g in collect(reader, 1)] == [b"\xff"]
             written = 20
             assert all(ctx.deliver("small", bytes([i])) for i in range(written))
             assert not ctx.deliver("small", b"x" * 17)  # larger than the channel allows
@@ -99,7 +102,7 @@ def test_the_sink_counts_every_frame_it_cannot_publish_and_the_reader_counts_ove
             stats = disp.stats()
             # written = delivered + dropped: the sink's drops by cause, the reader's overflow
             assert stats.inbound_dropped == {"too_large": 1, "unknown_channel": 1, "paused": 1}
-            assert stats.inbound_forwarded == written
+            assert stats.inbound_forwarded == written + 1
             assert len(values) + reader.stats().lost == written
             assert values == [bytes([i]) for i in range(written - len(values), written)]
     finally:
@@ -137,3 +140,99 @@ def test_inbound_latency_is_not_quantized_by_the_poll_period(iox_prefix: str) ->
     finally:
         sender.stop()
         receiver.stop()
+
+
+class Chatty(Connector):
+    """Reports its health from inside ``send`` (as CAN does after a bus-off recovery) and
+    keeps a thread delivering that outlives ``close`` (a protocol thread that joins late)."""
+
+    carries_envelope = False
+
+    def __init__(self) -> None:
+        self.ctx: ConnectorContext | None = None
+        self.stop_thread = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def open(self, ctx: ConnectorContext) -> None:
+        self.ctx = ctx
+        ctx.report(HealthState.UP, "chatty")
+
+    def send(self, descriptor: ChannelDescriptor, frame: Frame) -> None:
+        assert self.ctx is not None
+        time.sleep(0.02)  # a slow send: a Reconnect arrives meanwhile and waits for it
+        self.ctx.report(HealthState.UP, "still up")
+        self.ctx.deliver("back", frame)
+
+    def spam(self) -> None:
+        ctx = self.ctx
+        assert ctx is not None
+
+        def run() -> None:
+            while not self.stop_thread.is_set():
+                ctx.deliver("back", b'"late"')
+                time.sleep(0.001)
+
+        self.thread = threading.Thread(target=run, name="chatty-spam")
+        self.thread.start()
+
+
+@pytest.mark.req("REQ_0521")
+def test_an_ended_connection_cannot_publish_report_or_crash(iox_prefix: str) -> None:
+    conn = Chatty()
+    disp = Dispatcher(None, conn, [FORTH, BACK], name="ended").start()
+    try:
+        old = conn.ctx
+        assert old is not None
+        conn.spam()  # a protocol thread that keeps delivering through the old context
+        disp.disconnect()
+        assert old.revoked
+        disp.connect()
+        old.report(HealthState.DOWN, "stale")  # a report of the ended connection is ignored
+        assert disp.link is HealthState.UP
+        before = disp.stats().inbound_dropped.get("down", 0)
+        assert wait_until(lambda: disp.stats().inbound_dropped.get("down", 0) > before)
+        forwarded = disp.stats().inbound_forwarded
+    finally:
+        report = disp.close()
+        time.sleep(0.05)  # the late thread delivers into the closed sink: counted, no abort
+        conn.stop_thread.set()
+        if conn.thread is not None:
+            conn.thread.join(5)
+    assert report.clean
+    stats = disp.stats()  # the counters outlive close
+    assert stats.inbound_forwarded == forwarded and stats.inbound_dropped["down"] > 0
+
+
+@pytest.mark.req("REQ_0521")
+def test_reports_from_inside_send_never_deadlock_the_in_process_system(admin_port: int) -> None:
+    from taktora.actors.control.messages import Ack, Reconnect
+    from taktora.connectors.gateway.config import GatewayConfig
+    from taktora.connectors.gateway.host import ConnectorHost
+    from taktora.system.bootstrap import QUIET_LOGGING, start_system
+
+    config = GatewayConfig(name="chatty", connector=f"{__name__}:Chatty", channels=(FORTH, BACK))
+    with start_system("inprocess", logging_config=QUIET_LOGGING) as handle:
+        host = ConnectorHost(handle, [config]).start()
+        try:
+            with Node("app") as node:
+                writer: ChannelWriter[Any] = ChannelWriter(node, FORTH)
+                stop = threading.Event()
+
+                def write() -> None:
+                    i = 0
+                    while not stop.is_set():
+                        writer.send(i)
+                        i += 1
+                        time.sleep(0.002)
+
+                t = threading.Thread(target=write, name="chatty-writer")
+                t.start()
+                try:
+                    time.sleep(0.1)  # sends are under way
+                    for _ in range(5):  # each disconnects while send() is reporting
+                        assert isinstance(host.control("chatty", Reconnect()), Ack)
+                finally:
+                    stop.set()
+                    t.join(5)
+        finally:
+            host.stop()

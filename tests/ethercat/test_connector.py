@@ -16,8 +16,9 @@ from taktora.actors.models.health import HealthEvent, HealthState
 from taktora.connectors import ChannelDescriptor, ChannelReader, ChannelWriter
 from taktora.connectors.errors import ConnectorError
 from taktora.connectors.ethercat.bus import BusConfig
-from taktora.connectors.ethercat.connector import EthercatConnector, EthercatOptions
+from taktora.connectors.ethercat.connector import EthercatConnector
 from taktora.connectors.ethercat.errors import EthercatError, SdoAbortError
+from taktora.connectors.ethercat.settings import EthercatOptions
 from taktora.connectors.ethercat.sim import SimProcess, veth
 from taktora.connectors.gateway.dispatcher import Dispatcher
 from taktora.connectors.model import Direction, Routing

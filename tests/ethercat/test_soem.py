@@ -87,7 +87,7 @@ def test_sdo_access_remapping_and_abort_as_project_error(pair):
             bus.close()
 
 
-@pytest.mark.req("REQ_0811", "REQ_0808")
+@pytest.mark.req("REQ_0811", "REQ_0808", "REQ_0825")
 def test_bring_up_errors_and_faults(pair):
     master, sim_end = pair
     with SimProcess(sim_end, [DIO], count=2) as sim:
@@ -100,9 +100,10 @@ def test_bring_up_errors_and_faults(pair):
             bus.close()
         bus = open_bus(master, pdo=(PdoAssignment(0, rx=(0x1A00,)),))
         try:
-            with pytest.raises(SdoAbortError) as abort:
-                bus.bring_up()  # a TxPDO in the RxPDO assignment
-            assert abort.value.abort_code == 0x06090030
+            with pytest.raises(BringUpError, match="refused the PDO assignment") as refused:
+                bus.bring_up()  # a TxPDO in the RxPDO assignment: a BringUpError (REQ_0825)
+            abort = refused.value.__cause__
+            assert isinstance(abort, SdoAbortError) and abort.abort_code == 0x06090030
         finally:
             bus.close()
         bus = open_bus(master, pdo=(PdoAssignment(0, rx=(0x1600,)),))  # repair the assignment

@@ -42,6 +42,7 @@ RUN_BY_TEST = {
     "can_virtual.toml": "can",
     "can_udp_multicast.toml": "can",
     "ethercat_sim.toml": "ethercat",
+    "mqtt.toml": "mqtt",  # its run test needs the broker fixture: tests/mqtt/test_mqtt_example.py
 }
 #: Connectors without an example of their own, and why.
 NO_EXAMPLE = {"zenoh-query": "query/reply needs an app answering queries: tests/zenoh"}

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import listeners_on
+from listening import holders, tcp_listener_inodes
 from polling import wait_until
 from taktora.actors.control.messages import ErrorKind, ErrorReply, GetTree
 from taktora.actors.control.supervision import ChildSpec, SupervisorSpec
@@ -31,6 +31,11 @@ from taktora.system.errors import SystemError_
 HERE = Path(__file__).resolve().parent
 EXAMPLE = HERE.parents[1] / "examples" / "udp_loopback.toml"
 BOUND_S = 10.0  # every "promptly" below: generous for 2 busy cores, far below the old 45 s
+
+
+def listeners_on(port: int) -> set[int]:
+    """PIDs holding a TCP socket listening on ``port``."""
+    return holders(tcp_listener_inodes(port))
 
 
 # ---- helpers ---------------------------------------------------------------------------------

@@ -41,7 +41,9 @@ def test_peer_loss_degraded_down_then_up_with_every_frame_counted(iox_prefix: st
 
     try:
         with Node("app", prefix=iox_prefix) as node:
-            peers = [PlainPeer(connect=ep), PlainPeer(connect=ep)]
+            peers = [PlainPeer(connect=ep)]  # one at a time: each must be seen on its own
+            assert wait_until(lambda: session.health() is G)
+            peers.append(PlainPeer(connect=ep))
             assert wait_until(lambda: session.health() is U)
             pump = threading.Thread(target=publish, args=(node,), name="pump")
             pump.start()

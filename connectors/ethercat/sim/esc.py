@@ -40,6 +40,7 @@ from taktora.connectors.ethercat.sim.registers import (
     BOOT,
     DL_STATUS_LAST,
     DL_STATUS_MIDDLE,
+    EEP_CHECKSUM_ERROR,
     EEP_STATUS,
     INIT,
     OP,
@@ -75,11 +76,16 @@ class Esc:
     """One software SubDevice (see the module docstring).
 
     ``last``: the SubDevice closes the loop (DL status: port 1 open). ``drift_ppm``: how fast
-    its local clock runs against the host's.
+    its local clock runs against the host's. ``count_outputs_outside_op``: outside OP, logical
+    writes into the output SyncManager are still counted in the working counter (and land in
+    memory, but are not taken into the output objects), as many ESCs do; by default they are
+    neither taken nor counted, so a fall back to SAFE-OP lowers the working counter.
     """
 
-    def __init__(self, desc: DeviceDescription, *, last: bool = True, drift_ppm: float = 0.0) -> None:
+    def __init__(self, desc: DeviceDescription, *, last: bool = True, drift_ppm: float = 0.0,
+                 count_outputs_outside_op: bool = False) -> None:
         self.desc = desc
+        self.count_outputs_outside_op = count_outputs_outside_op
         self.mem = bytearray(0x10000)
         self.od = ObjectDictionary(desc, lambda: self.mem[REG_ALSTAT] & 0x0F)
         self.sii = bytearray(build_sii(desc, self.od))
@@ -97,7 +103,8 @@ class Esc:
         struct.pack_into("<H", self.mem, REG_DLSTAT, DL_STATUS_LAST if last else DL_STATUS_MIDDLE)
         struct.pack_into("<H", self.mem, REG_ALSTAT, INIT)
         struct.pack_into("<H", self.mem, REG_PDICTL, 0x0005)
-        struct.pack_into("<H", self.mem, REG_EEPCTL, EEP_STATUS)
+        self.sii_checksum_error = False
+        struct.pack_into("<H", self.mem, REG_EEPCTL, self._eeprom_status())
         self.fmmus: list[Fmmu] = []
         self.sms: list[Sm] = []
         self.out_slots: list[Slot] = []
@@ -350,8 +357,9 @@ class Esc:
     def _outputs_blocked(self, pbit: int, nbits: int) -> bool:
         """Outside OP the application keeps the output SyncManager (SM2) disabled, so writes
         into it are neither taken nor counted: a SubDevice that fell back to SAFE-OP lowers the
-        working counter by 2, as on real hardware."""
-        if self.state == OP:
+        working counter by 2, as on some hardware. With ``count_outputs_outside_op`` they are
+        counted (the working counter stays as in OP), as on other ESCs."""
+        if self.state == OP or self.count_outputs_outside_op:
             return False
         lo, hi = pbit >> 3, (pbit + nbits + 7) >> 3
         return any(sm.index == 2 and sm.start < hi and lo < sm.start + sm.length for sm in self.sms)
@@ -366,7 +374,19 @@ class Esc:
             self.mem[REG_EEPDAT:REG_EEPDAT + 8] = raw + b"\xff" * (8 - len(raw))
         elif command == 0x0200 and 2 * addr + 2 <= len(self.sii):
             self.sii[2 * addr:2 * addr + 2] = self.mem[REG_EEPDAT:REG_EEPDAT + 2]
-        struct.pack_into("<H", self.mem, REG_EEPCTL, EEP_STATUS)
+        struct.pack_into("<H", self.mem, REG_EEPCTL, self._eeprom_status())
+
+    def _eeprom_status(self) -> int:
+        """EEPROM status word: 8-byte reads, never busy; bit 11 when the configuration area's
+        CRC did not match as the image was loaded."""
+        return EEP_STATUS | (EEP_CHECKSUM_ERROR if self.sii_checksum_error else 0)
+
+    def corrupt_sii_checksum(self) -> None:
+        """Fault injection: the SII's configuration-area CRC (word 7, low byte) is wrong, and
+        the ESC reports it in EEPROM status bit 11 as after loading such an image."""
+        self.sii[14] ^= 0xFF
+        self.sii_checksum_error = True
+        struct.pack_into("<H", self.mem, REG_EEPCTL, self._eeprom_status())
 
     # ---- distributed clocks -----------------------------------------------------------------------
     def local_time(self, now_ns: int | None = None) -> int:

@@ -38,22 +38,30 @@ class Line:
         self.escs = escs
         self.frames = 0
         self.malformed = 0
+        self.forwarded = 0
 
     @classmethod
-    def of(cls, descs: list[DeviceDescription], drift_ppm: list[float] | None = None) -> Line:
-        """A line of SubDevices with the right DL status topology (the last one closes the loop)."""
+    def of(cls, descs: list[DeviceDescription], drift_ppm: list[float] | None = None, *,
+           count_outputs_outside_op: bool = False) -> Line:
+        """A line of SubDevices with the right DL status topology (the last one closes the loop);
+        ``count_outputs_outside_op``: see :class:`~taktora.connectors.ethercat.sim.esc.Esc`."""
         drifts = drift_ppm or [0.0] * len(descs)
-        return cls([Esc(d, last=i == len(descs) - 1, drift_ppm=drifts[i]) for i, d in enumerate(descs)])
+        return cls([Esc(d, last=i == len(descs) - 1, drift_ppm=drifts[i],
+                        count_outputs_outside_op=count_outputs_outside_op)
+                    for i, d in enumerate(descs)])
 
     def process(self, frame: bytearray) -> bool:
-        """Process one Ethernet frame in place; False if it is not a well-formed EtherCAT frame
-        (then nothing was changed and it must not be answered)."""
+        """Process one Ethernet frame in place; True if it goes back to the MainDevice. False
+        if it is not a well-formed EtherCAT frame (then nothing was changed and it must not be
+        answered). Frames of EtherCAT types other than 1 (datagrams), e.g. 4 (network
+        variables) or 5 (mailbox gateway), pass every SubDevice unchanged, as on real ESCs,
+        and are counted (:attr:`forwarded`)."""
         if len(frame) < 16 or frame[12] != 0x88 or frame[13] != 0xA4:
             return False
         head = frame[14] | (frame[15] << 8)
         if head >> 12 != 1:
-            self.malformed += 1
-            return False
+            self.forwarded += 1
+            return True
         end = 16 + (head & 0x7FF)
         if end > len(frame):
             self.malformed += 1

@@ -26,6 +26,7 @@ AL_INVALID_OUTPUTS, AL_INVALID_INPUTS = 0x001D, 0x001E
 
 DL_STATUS_LAST, DL_STATUS_MIDDLE = 0x5613, 0x5A13
 EEP_STATUS = 0x0040  # 8-byte reads supported, never busy, no error
+EEP_CHECKSUM_ERROR = 0x0800  # the configuration area's CRC did not match when the image loaded
 
 
 def _writable_mask() -> bytes:

@@ -18,6 +18,13 @@ Control commands are JSON lines (from :class:`SimProcess`, or typed on stdin of
   (they stop answering: the working counter falls);
 - ``{"op": "safeop", "position": P, "code": C}``: SubDevice P falls back to SAFE-OP with the
   error flag and AL status code C (default 0x001B, SyncManager watchdog);
+- ``{"op": "al_control", "position": P, "state": S}``: SubDevice P handles a write of S to
+  AL control (0x0120) as if a MainDevice had written it on the wire (ETG state machine; e.g.
+  S=4 takes it from OP to SAFE-OP without error flag);
+- ``{"op": "sii_checksum_error", "position": P}``: SubDevice P's SII has a wrong
+  configuration-area CRC, reported in EEPROM status bit 11 (0x0840);
+- ``{"op": "options", "count_outputs_outside_op": B}``: whether logical writes into the
+  output SyncManager count in the working counter outside OP (``--count-outputs-outside-op``);
 - ``{"op": "query"}``: states, AL status codes, frame counters, and per SubDevice the DC
   offset (0x0920), delay (0x0928) and the deviation of its system time from SubDevice 0's;
 - ``{"op": "stop"}``.
@@ -94,7 +101,8 @@ class Simulator:
         self.counters = Counters()
 
     def handle_frame(self, frame: bytearray) -> bool:
-        """Process one frame in place; True if it is to be answered."""
+        """Process one frame in place; True if it is to be answered (then its source MAC has
+        the locally administered bit set, as an ESC sets it)."""
         self.counters.received += 1
         if self.faults.link_down:
             self.counters.link_down += 1
@@ -105,6 +113,7 @@ class Simulator:
         if not self.line.process(frame):
             self.counters.ignored += 1
             return False
+        frame[6] |= 0x02  # as an ESC does: the source MAC's locally administered bit tells replies
         self.counters.answered += 1
         return True
 
@@ -124,6 +133,18 @@ class Simulator:
             esc = self.line.escs[int(cmd.get("position", 0))]
             esc.fault_safeop(int(cmd.get("code", AL_SM_WATCHDOG)))
             return {"ok": True}
+        if op == "al_control":
+            esc = self.line.escs[int(cmd.get("position", 0))]
+            esc.al_request(int(cmd["state"]))
+            return {"ok": True, "state": esc.al_status, "code": esc.al_code}
+        if op == "sii_checksum_error":
+            self.line.escs[int(cmd.get("position", 0))].corrupt_sii_checksum()
+            return {"ok": True}
+        if op == "options":
+            for esc in self.line.escs:
+                esc.count_outputs_outside_op = bool(cmd.get("count_outputs_outside_op",
+                                                         esc.count_outputs_outside_op))
+            return {"ok": True}
         if op == "read":  # one object of one SubDevice, e.g. an output as the device sees it
             esc = self.line.escs[int(cmd.get("position", 0))]
             return {"ok": True, "value": esc.od.value(int(cmd["index"]), int(cmd.get("sub", 0)))}
@@ -135,7 +156,8 @@ class Simulator:
                    "deviation_ns": _signed64(e.system_time(now) - ref)} for e in self.line.escs]
             return {"ok": True, "states": [e.state for e in self.line.escs], "dc": dc,
                     "codes": [e.al_code for e in self.line.escs],
-                    "counters": attrs.asdict(self.counters), "malformed": self.line.malformed}
+                    "counters": attrs.asdict(self.counters), "malformed": self.line.malformed,
+                    "forwarded": self.line.forwarded}
         if op == "stop":
             return {"ok": True, "stop": True}
         return {"ok": False, "error": f"unknown op {op!r}"}
@@ -188,7 +210,7 @@ def _loop(sock: socket.socket, sel: selectors.BaseSelector, sim: Simulator, cont
                         continue
                     try:
                         answer = sim.command(json.loads(line))
-                    except (ValueError, TypeError, IndexError) as exc:
+                    except (ValueError, TypeError, IndexError, KeyError) as exc:
                         answer = {"ok": False, "error": str(exc)}
                     if reply is not None:
                         reply.write(json.dumps(answer) + "\n")
@@ -244,6 +266,9 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--count", type=int, default=1, help="repeat the device list N times")
     p.add_argument("--drift-ppm", type=float, default=0.0,
                    help="local clock drift of SubDevice i: (i+1) * X ppm, alternating sign")
+    p.add_argument("--count-outputs-outside-op", action="store_true",
+                   help="count logical output writes outside OP in the working counter, as many "
+                        "ESCs do (default: not counted, SAFE-OP lowers the working counter)")
     p.add_argument("--control", action="store_true",
                    help="read JSON-line fault commands on stdin, answer on stdout")
 
@@ -252,7 +277,7 @@ def run(args: Any) -> int:
     """Run the simulator from parsed arguments until stopped; the exit status."""
     descs = describe(args.device, args.count)
     drifts = [(i + 1) * args.drift_ppm * (-1 if i % 2 else 1) for i in range(len(descs))]
-    sim = Simulator(Line.of(descs, drifts))
+    sim = Simulator(Line.of(descs, drifts, count_outputs_outside_op=args.count_outputs_outside_op))
     control = sys.stdin.fileno() if args.control else None
     names = ", ".join(d.name for d in descs)
     print(f"taktora ethercat sim: {len(descs)} SubDevice(s) on {args.iface} ({names}); "
@@ -277,10 +302,12 @@ class SimProcess:
     """
 
     def __init__(self, iface: str, devices: Sequence[str | Path] = ("builtin:dio",), count: int = 1,
-                 drift_ppm: float = 0.0) -> None:
+                 drift_ppm: float = 0.0, count_outputs_outside_op: bool = False) -> None:
         self.iface = iface
         self.argv = [sys.executable, "-m", "taktora.connectors.ethercat.sim", "--iface", iface,
                      "--count", str(count), "--drift-ppm", str(drift_ppm), "--control"]
+        if count_outputs_outside_op:
+            self.argv.append("--count-outputs-outside-op")
         for d in devices:
             self.argv += ["--device", str(d)]
         self.proc: subprocess.Popen[str] | None = None
