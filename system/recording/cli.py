@@ -159,52 +159,51 @@ def cmd_echo(args: argparse.Namespace) -> int:
 
 def cmd_hz(args: argparse.Namespace) -> int:
     """Print the receive rate of CHANNEL (min/max/std of the interval) once a second."""
-    from taktora.system.recording.tap import RateMeter, Tap
+    from taktora.system.recording.tap import RateMeter
 
     meter = RateMeter(args.window)
-    out = _out()
-    with _attached(args) as node, _until_signal() as stop:
-        tap = Tap(node, find(node, args.channel))
-        try:
-            next_print = time.monotonic() + PROGRESS_S
-            while not stop.is_set() and (args.count is None or meter.samples < args.count):
-                got = tap.next(min(args.timeout or PROGRESS_S, PROGRESS_S))
-                if got is not None:
-                    meter.add(got.received_ns)
-                elif args.timeout is not None and meter.samples == 0:
-                    return _fail(f"no sample on {args.channel!r} within {args.timeout} s")
-                if time.monotonic() >= next_print and (s := meter.stats()) is not None:
-                    out.print(s.line())
-                    next_print += PROGRESS_S
-        finally:
-            tap.close()
-    final = meter.stats()
-    out.print(final.line() if final is not None else "fewer than two samples: no rate")
-    return 0
+
+    def line() -> str | None:
+        s = meter.stats()
+        return s.line() if s is not None else None
+
+    return _measure(args, lambda: meter.samples, lambda got: meter.add(got.received_ns), line,
+                    "fewer than two samples: no rate")
 
 
 def cmd_bw(args: argparse.Namespace) -> int:
     """Print the bandwidth of CHANNEL (envelope payload bytes) once a second."""
-    from taktora.system.recording.tap import ByteMeter, Tap
+    from taktora.system.recording.tap import ByteMeter
 
     meter = ByteMeter(args.window)
+    return _measure(args, lambda: meter.samples,
+                    lambda got: meter.add(got.received_ns, len(got.payload)), meter.line,
+                    "fewer than two samples: no bandwidth")
+
+
+def _measure(args: argparse.Namespace, samples: Callable[[], int], feed: Callable[[Any], None],
+             line: Callable[[], str | None], nothing: str) -> int:
+    """The loop of hz and bw: feed every sample of CHANNEL to a meter, print its line once a
+    second, stop on --count samples, Ctrl-C, or --timeout without any sample."""
+    from taktora.system.recording.tap import Tap
+
     out = _out()
     with _attached(args) as node, _until_signal() as stop:
         tap = Tap(node, find(node, args.channel))
         try:
             next_print = time.monotonic() + PROGRESS_S
-            while not stop.is_set() and (args.count is None or meter.samples < args.count):
+            while not stop.is_set() and (args.count is None or samples() < args.count):
                 got = tap.next(min(args.timeout or PROGRESS_S, PROGRESS_S))
                 if got is not None:
-                    meter.add(got.received_ns, len(got.payload))
-                elif args.timeout is not None and meter.samples == 0:
+                    feed(got)
+                elif args.timeout is not None and samples() == 0:
                     return _fail(f"no sample on {args.channel!r} within {args.timeout} s")
-                if time.monotonic() >= next_print and (line := meter.line()) is not None:
-                    out.print(line)
+                if time.monotonic() >= next_print and (text := line()) is not None:
+                    out.print(text)
                     next_print += PROGRESS_S
         finally:
             tap.close()
-    out.print(meter.line() or "fewer than two samples: no bandwidth")
+    out.print(line() or nothing)
     return 0
 
 
