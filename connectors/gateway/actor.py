@@ -138,14 +138,15 @@ class Gateway(TaktoraActor):
         self._reports: queue.SimpleQueue[LinkReport | None] = queue.SimpleQueue()
         self.health = HealthMachine(config.name)
         self.health.subscribe(self._fan_out)
+        self.dispatcher: Dispatcher | None = None
         self.connector = config.build_connector()
         self._forwarder = threading.Thread(target=self._forward_reports, daemon=True,
                                            name=f"{config.name}-reports")
         self._forwarder.start()
         # the ports live as long as this incarnation: a reconnect reopens only the protocol
-        self.dispatcher: Dispatcher | None = Dispatcher(
-            self.prefix, self.connector, config.channels, name=config.name,
-            poll_s=config.poll_s, on_report=self._on_report)
+        self.dispatcher = Dispatcher(self.prefix, self.connector, config.channels,
+                                     name=config.name, poll_s=config.poll_s,
+                                     on_report=self._on_report)
         self.dispatcher.open_ports()
         self._fan_out(self.health.last_event)  # the initial Connecting: subscribers see restarts
         self._connect()
