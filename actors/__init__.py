@@ -7,8 +7,6 @@ classes import Thespian, so they load on first access and ``import taktora.actor
 of Thespian.
 """
 
-import importlib
-
 from taktora.actors.control.messages import (
     Ack,
     ChildInfo,
@@ -90,6 +88,7 @@ from taktora.actors.models import (
     ReconnectPolicy,
     worst_of,
 )
+from taktora.transport.lazy import lazy_getattr
 
 #: The actor classes (and their private messages), imported on first access: they import Thespian.
 _LAZY = {
@@ -105,12 +104,7 @@ _LAZY = {
     "ItemHost": "taktora.actors.control.item_host",
 }
 
-
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'taktora.actors' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

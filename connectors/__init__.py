@@ -3,8 +3,6 @@
 The Gateway actor and the ConnectorHost import Thespian and load on first access.
 """
 
-import importlib
-
 from taktora.actors.models.backoff import Backoff, ReconnectPolicy
 from taktora.actors.models.health import HealthEvent, HealthMachine, HealthState, worst_of
 from taktora.connectors.channel import (
@@ -54,18 +52,14 @@ from taktora.connectors.model import (
 )
 from taktora.connectors.requests import ConnectorRequest
 from taktora.transport.channel import OverflowPolicy
+from taktora.transport.lazy import lazy_getattr
 
 _LAZY = {
     "Gateway": "taktora.connectors.gateway.actor",
     "ConnectorHost": "taktora.connectors.gateway.host",
 }
 
-
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'taktora.connectors' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

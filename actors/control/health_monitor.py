@@ -52,6 +52,21 @@ class Unsubscribe(ControlMessage):
     subscriber: Any = None
 
 
+def subscribe(subscribers: list[Any], msg: Subscribe, sender: Any) -> Any:
+    """Add the subscriber ``msg`` names (its sender by default) unless already there; return it.
+    Addresses are compared with ``==`` (Thespian's ActorAddress is unhashable)."""
+    who = sender if msg.subscriber is None else msg.subscriber
+    if not any(who == s for s in subscribers):
+        subscribers.append(who)
+    return who
+
+
+def unsubscribe(subscribers: list[Any], msg: Unsubscribe, sender: Any) -> None:
+    """Remove the subscriber ``msg`` names (its sender by default); unknown ones are ignored."""
+    who = sender if msg.subscriber is None else msg.subscriber
+    subscribers[:] = [s for s in subscribers if s != who]
+
+
 class HealthMonitor(TaktoraActor):
     """Keeps one :class:`HealthMachine` per source and tells subscribers every event.
 
@@ -87,15 +102,12 @@ class HealthMonitor(TaktoraActor):
 
     @handles(Subscribe)
     def _subscribe(self, msg: Subscribe, sender: Any) -> Ack:
-        who = sender if msg.subscriber is None else msg.subscriber
-        if not any(who == s for s in self.subscribers):
-            self.subscribers.append(who)
+        subscribe(self.subscribers, msg, sender)
         return self.ack(msg)
 
     @handles(Unsubscribe)
     def _unsubscribe(self, msg: Unsubscribe, sender: Any) -> Ack:
-        who = sender if msg.subscriber is None else msg.subscriber
-        self.subscribers = [s for s in self.subscribers if s != who]
+        unsubscribe(self.subscribers, msg, sender)
         return self.ack(msg)
 
     @handles(GetHealth)

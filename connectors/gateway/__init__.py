@@ -7,11 +7,10 @@ gateways under one supervisor, health events for the application). The last two 
 Thespian and load on first access.
 """
 
-import importlib
-
 from taktora.connectors.gateway.config import GatewayConfig
 from taktora.connectors.gateway.dispatcher import Dispatcher, DispatcherStats, StopReport
 from taktora.connectors.gateway.messages import GatewayStopped, InjectCrash
+from taktora.transport.lazy import lazy_getattr
 
 _LAZY = {
     "Gateway": "taktora.connectors.gateway.actor",
@@ -20,12 +19,7 @@ _LAZY = {
     "EventCallback": "taktora.connectors.gateway.host",
 }
 
-
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'taktora.connectors.gateway' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

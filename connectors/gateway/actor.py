@@ -63,7 +63,12 @@ import time
 from typing import Any
 
 from taktora.actors.control.base import TaktoraActor, handles
-from taktora.actors.control.health_monitor import Subscribe, Unsubscribe
+from taktora.actors.control.health_monitor import (
+    Subscribe,
+    Unsubscribe,
+    subscribe,
+    unsubscribe,
+)
 from taktora.actors.control.messages import (
     Ack,
     GetHealth,
@@ -347,16 +352,13 @@ class Gateway(TaktoraActor):
 
     @handles(Subscribe)
     def _subscribe(self, msg: Subscribe, sender: Any) -> Ack:
-        who = sender if msg.subscriber is None else msg.subscriber
-        if not any(who == s for s in self.subscribers):
-            self.subscribers.append(who)
+        who = subscribe(self.subscribers, msg, sender)
         self.send(who, self.health.last_event)
         return self.ack(msg)
 
     @handles(Unsubscribe)
     def _unsubscribe(self, msg: Unsubscribe, sender: Any) -> Ack:
-        who = sender if msg.subscriber is None else msg.subscriber
-        self.subscribers = [s for s in self.subscribers if s != who]
+        unsubscribe(self.subscribers, msg, sender)
         return self.ack(msg)
 
     @handles(ConnectorRequest)

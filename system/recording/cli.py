@@ -386,6 +386,14 @@ def _prefix_arg(p: argparse.ArgumentParser) -> None:
                    help="iceoryx2 prefix of the system (default: $TAKTORA_IOX_PREFIX or iox2_)")
 
 
+def _sampling_args(p: argparse.ArgumentParser) -> None:
+    """--count, --timeout and --prefix of the commands that read one channel."""
+    p.add_argument("--count", type=_positive_int, default=None, help="exit after N samples")
+    p.add_argument("--timeout", type=_positive_float, default=None,
+                   help="fail (exit 1) when no sample comes within SECONDS")
+    _prefix_arg(p)
+
+
 def register(subparsers: Any) -> None:
     """channels, echo, hz, bw, top, record, replay, info, recover."""
     p = subparsers.add_parser("channels", help="list the iceoryx2 channels of a running system")
@@ -395,30 +403,21 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("echo", help="print the samples of one channel")
     p.add_argument("channel", help="iceoryx2 service name, e.g. pose.out")
     p.add_argument("--once", action="store_true", help="print one sample and exit")
-    p.add_argument("--count", type=_positive_int, default=None, help="exit after N samples")
-    p.add_argument("--timeout", type=_positive_float, default=None,
-                   help="fail (exit 1) when no sample comes within SECONDS")
-    _prefix_arg(p)
+    _sampling_args(p)
     p.set_defaults(func=_guard(cmd_echo))
 
     p = subparsers.add_parser("hz", help="measure the rate of one channel")
     p.add_argument("channel")
-    p.add_argument("--count", type=_positive_int, default=None, help="exit after N samples")
     p.add_argument("--window", type=_positive_int, default=10_000,
                    help="intervals the statistics cover (default 10000)")
-    p.add_argument("--timeout", type=_positive_float, default=None,
-                   help="fail (exit 1) when no sample comes within SECONDS")
-    _prefix_arg(p)
+    _sampling_args(p)
     p.set_defaults(func=_guard(cmd_hz))
 
     p = subparsers.add_parser("bw", help="measure the bandwidth of one channel")
     p.add_argument("channel")
-    p.add_argument("--count", type=_positive_int, default=None, help="exit after N samples")
     p.add_argument("--window", type=_positive_float, default=10.0,
                    help="seconds the figures cover (default 10)")
-    p.add_argument("--timeout", type=_positive_float, default=None,
-                   help="fail (exit 1) when no sample comes within SECONDS")
-    _prefix_arg(p)
+    _sampling_args(p)
     p.set_defaults(func=_guard(cmd_bw))
 
     p = subparsers.add_parser("top", help="a live view of every channel's rate and bandwidth")
