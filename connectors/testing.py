@@ -62,11 +62,3 @@ class RecordingContext(ConnectorContext):
             return self.frames.get(timeout=timeout)
         except queue.Empty:
             return None
-
-
-def next_frame(connector: Connector, ctx: RecordingContext, timeout: float) -> Inbound | None:
-    """The next inbound frame of ``connector``: pulled with ``poll`` when it is a pull
-    connector, else taken from what it delivered to ``ctx``."""
-    if connector.pulls():
-        return connector.poll(timeout)
-    return ctx.next(timeout)

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from taktora.transport.net import is_loopback
+
 TCP_LISTEN = "0A"
 
 
@@ -40,9 +42,7 @@ class Listener:
     @property
     def loopback(self) -> bool:
         """Reachable from this host only (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104)."""
-        ip = ipaddress.ip_address(self.address)
-        mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
-        return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+        return is_loopback(self.address)
 
     def __str__(self) -> str:
         return f"{self.proto} {self.address}:{self.port} (pid {self.pid}: {self.command})"
