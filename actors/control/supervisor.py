@@ -286,8 +286,21 @@ class Supervisor(TaktoraActor):
             child.exit_note = None
             if self.waiting == ("start", cid):
                 self.waiting = None
+            self.on_child_down(cid, note, abnormal=note != "normal")
             self._child_failed(child, abnormal=note != "normal", reason=note)
         self._pump()
+
+    def on_child_down(self, child_id: str, reason: str, *, abnormal: bool) -> None:
+        """A child exited without being asked to (``reason``: its crash reason, ``"normal"``
+        or ``"killed"`` for a death without notice, e.g. ``kill -9``); called before the
+        restart decision, on the actor thread. Default: nothing. A subclass tells whoever
+        watches that child (the gateway group tells its health monitor)."""
+
+    def child_args(self, child_id: str, args: dict[str, Any]) -> dict[str, Any]:
+        """The args the child ``child_id`` starts with (``args``: its spec's). A subclass may
+        add what only exists at run time, e.g. the addresses of siblings started before it.
+        Runs on the actor thread at every (re)start of the child."""
+        return args
 
     def on_timer(self, name: str, data: Any) -> None:
         if name == "backoff" and self.waiting == ("delay", ""):
@@ -442,7 +455,7 @@ class Supervisor(TaktoraActor):
             child.state = "failed"
             return
         args = ({"spec": child.spec.start} if isinstance(child.spec.start, SupervisorSpec)
-                else dict(child.spec.args))
+                else self.child_args(child_id, dict(child.spec.args)))
         child.address = self.createActor(cls)
         child.state = "starting"
         child.exit_note = None

@@ -14,7 +14,7 @@ from taktora.transport.lazy import lazy_getattr
 
 _LAZY = {
     "Gateway": "taktora.connectors.gateway.actor",
-    "flatten_stats": "taktora.connectors.gateway.actor",
+    "flatten_stats": "taktora.connectors.gateway.counters",
     "ConnectorHost": "taktora.connectors.gateway.host",
     "EventCallback": "taktora.connectors.gateway.host",
 }

@@ -86,7 +86,8 @@ from taktora.actors.models.backoff import ReconnectPolicy
 from taktora.actors.models.health import HealthEvent, HealthMachine, HealthState
 from taktora.connectors.errors import ConnectorError
 from taktora.connectors.gateway.config import GatewayConfig
-from taktora.connectors.gateway.dispatcher import Dispatcher, DispatcherStats, StopReport
+from taktora.connectors.gateway.counters import flatten_stats
+from taktora.connectors.gateway.dispatcher import Dispatcher, StopReport
 from taktora.connectors.gateway.messages import GatewayStopped, InjectCrash, LinkReport
 from taktora.connectors.requests import ConnectorRequest
 from taktora.transport import isolation
@@ -95,24 +96,6 @@ from taktora.transport.errors import TaktoraError
 log = logging.getLogger(__name__)
 
 C, U, G, D = HealthState.CONNECTING, HealthState.UP, HealthState.DEGRADED, HealthState.DOWN
-
-
-def flatten_stats(stats: DispatcherStats) -> dict[str, int]:
-    """A dispatcher snapshot as flat ``dotted.key -> count`` (how gateways report it)."""
-    out: dict[str, int] = {
-        "out.forwarded": stats.outbound_forwarded,
-        "in.forwarded": stats.inbound_forwarded,
-        "in.gaps": stats.inbound_gaps,
-        "in.lost": stats.inbound_lost,
-        "in.receive_errors": stats.receive_errors,
-    }
-    for cause, n in stats.outbound_dropped.items():
-        out[f"out.dropped.{cause}"] = n
-    for cause, n in stats.inbound_dropped.items():
-        out[f"in.dropped.{cause}"] = n
-    for cause, n in stats.inbound_malformed.items():
-        out[f"in.malformed.{cause}"] = n
-    return out
 
 
 # --- the actor --------------------------------------------------------------------------------
