@@ -6,10 +6,22 @@ Both sit on the transport (``taktora.transport``): one iceoryx2 bytes channel pe
 
 - The writer loans shared memory, writes the header and the encoded value right behind it in
   place (zero-copy for codecs that know their size, one copy otherwise), and sends. Sequence
-  numbers are per writer, from 1.
+  numbers are per writer, from 1. A send that reached no subscriber (nothing is listening: a
+  gateway that is down or restarting) is counted as ``no_subscriber``; a sample a full
+  DROP_NEWEST queue refused is counted as ``refused`` (one cause per counter).
 - The reader receives, validates the envelope (a malformed one is counted by cause, logged and
-  skipped), decodes (a decode error is counted and skipped), and detects sequence gaps per
-  writer. It never raises for bad data unless built with ``strict=True``.
+  skipped), decodes (a decode error is counted and skipped), and counts the samples missing on
+  the shared-memory hop (``gaps`` / ``lost``). It never raises for bad data unless built with
+  ``strict=True``.
+
+Loss accounting (spec/loss.rst): the reader's ``lost`` counts only shared-memory losses of
+*this* hop, from the transport's per-publisher sample sequence - not from the envelope's
+sequence - so a malformed envelope (counted as malformed) is never counted again as lost, and
+losses on a protocol link before a gateway (counted by that gateway as ``in.lost``) never show
+up here. A publisher whose first send came after this reader subscribed owes the reader every
+sample from its first: samples overwritten before the first read count as lost. A publisher
+that was already sending when the reader subscribed (a late join) is taken from the first
+sample received.
 
 Threading: a writer or reader is used by one thread at a time (the transport ports are not
 thread-safe); :meth:`ChannelReader.stats` / :meth:`ChannelWriter.stats` may be read from any
@@ -60,13 +72,25 @@ def resolve_codec(descriptor: ChannelDescriptor, codec: Codec[Any] | None,
 
 @attrs.frozen
 class WriterStats:
-    """A writer's counters. ``undelivered`` counts (sample, subscriber) pairs refused under
-    DROP_NEWEST; ``encode_errors`` counts values that could not be encoded (nothing sent)."""
+    """A writer's counters, one cause per field.
+
+    ``sent``: envelopes published (the "written" of the loss equation). ``encode_errors``:
+    values that could not be encoded (nothing sent, no sequence used). ``no_subscriber``: sends
+    that reached no subscriber at all - lost at the writer, counted only here. ``refused``:
+    (sample, subscriber) pairs a full queue refused under DROP_NEWEST; the subscriber counts
+    the same samples as ``lost`` (a sequence gap), so the loss equation takes them from there.
+    ``undelivered`` is ``no_subscriber + refused``.
+    """
 
     sent: int
     encode_errors: int
-    undelivered: int
+    refused: int
     overflow: OverflowPolicy
+    no_subscriber: int = 0
+
+    @property
+    def undelivered(self) -> int:
+        return self.refused + self.no_subscriber
 
 
 @attrs.frozen
@@ -74,11 +98,14 @@ class ReaderStats:
     """A reader's counters.
 
     ``received``: envelopes taken off the channel (good or bad). ``delivered``: values handed
-    to the caller. ``gaps`` / ``lost``: times a writer's sequence jumped, and the number of
-    sequence numbers missing (overwritten under DROP_OLDEST, refused under DROP_NEWEST, or lost
-    on a protocol link before the gateway). ``malformed``: bad envelopes by cause (short, magic,
-    version, header_len, length, crc). ``decode_errors``: good envelopes the codec rejected
-    (including a codec id that is not this reader's codec).
+    to the caller. ``gaps`` / ``lost``: times a publisher's sample sequence jumped, and the
+    samples missing on this shared-memory hop (overwritten under DROP_OLDEST, refused under
+    DROP_NEWEST; a publisher that started after this reader subscribed owes every sample from
+    its first). Losses on a protocol link are the gateway's (``in.lost``), never counted here.
+    ``malformed``: bad envelopes by cause (short, magic, version, header_len, length, crc);
+    each is counted once (it is a received sample, not a gap). ``decode_errors``: good
+    envelopes the codec rejected (including a codec id that is not this reader's codec).
+    ``received == delivered + malformed_total + decode_errors``.
     """
 
     received: int
@@ -188,7 +215,8 @@ class ChannelWriter(Generic[T]):
         """A snapshot of the counters (any thread)."""
         pub = self._publisher.stats
         return WriterStats(sent=self._seq, encode_errors=self._encode_errors,
-                           undelivered=pub.undelivered, overflow=self.overflow)
+                           refused=pub.refused, overflow=self.overflow,
+                           no_subscriber=pub.no_subscriber)
 
     def close(self) -> None:
         """Release the publisher; idempotent."""
@@ -224,16 +252,13 @@ class ChannelReader(Generic[T]):
         self._name = descriptor.name
         self._codec_id = int(self.codec.codec_id)
         self._counters = EnvelopeCounters()
-        self._last: dict[int, int] = {}  # transport publisher id -> last envelope sequence
         self._received = 0
         self._delivered = 0
-        self._lost = 0
-        self._gaps = 0
         self._decode_errors = 0
 
     @property
     def overflow(self) -> OverflowPolicy:
-        """What a full queue does (from the descriptor); DROP_* losses show up as gaps."""
+        """What a full queue does (from the descriptor); DROP_* losses show up as ``lost``."""
         return self.descriptor.overflow
 
     @property
@@ -255,7 +280,7 @@ class ChannelReader(Generic[T]):
             if sample is None:
                 return None
             with sample:
-                got = self._take(sample.payload, sample.publisher)
+                got = self._take(sample.payload)
             if got is not None:
                 return got
 
@@ -284,7 +309,7 @@ class ChannelReader(Generic[T]):
 
     __iter__ = drain
 
-    def _take(self, data: memoryview, publisher: int) -> Received[T] | None:
+    def _take(self, data: memoryview) -> Received[T] | None:
         # Errors are logged and raised as fresh exceptions built from a message: a traceback
         # or chained exception would hold views of the sample and keep its shared memory alive.
         self._received += 1
@@ -298,7 +323,6 @@ class ChannelReader(Generic[T]):
             if self.strict:
                 raise error
             return None
-        self._track(publisher, header.sequence)
         try:
             if header.codec_id != self._codec_id:
                 raise CodecError(f"envelope codec id {header.codec_id} is not this reader's "
@@ -317,18 +341,12 @@ class ChannelReader(Generic[T]):
         self._delivered += 1
         return Received(value, header)
 
-    def _track(self, publisher: int, seq: int) -> None:
-        last = self._last.get(publisher)
-        if last is not None and seq > last + 1:
-            self._gaps += 1
-            self._lost += seq - last - 1
-        # a sequence at or below the last one means the writer restarted: follow it
-        self._last[publisher] = seq
-
     def stats(self) -> ReaderStats:
-        """A snapshot of the counters (any thread)."""
-        return ReaderStats(received=self._received, delivered=self._delivered, lost=self._lost,
-                           gaps=self._gaps, malformed=FrozenMap(self._counters.snapshot()),
+        """A snapshot of the counters (any thread). ``gaps`` / ``lost`` are the transport
+        subscriber's (per publisher, on its sample sequence; see the module docstring)."""
+        sub = self._subscriber.stats
+        return ReaderStats(received=self._received, delivered=self._delivered, lost=sub.lost,
+                           gaps=sub.gaps, malformed=FrozenMap(self._counters.snapshot()),
                            decode_errors=self._decode_errors, overflow=self.overflow)
 
     def close(self) -> None:

@@ -9,8 +9,9 @@ Two methods are required::
 
 Everything else has a default: ``close()`` (nothing), ``poll(timeout)`` (only pull protocols
 implement it; then the framework runs a reader thread that delivers what it returns),
-``health()`` (the last state reported), ``stats()``, ``on_pause``, ``handle_request``, and
-for system files ``settings_class`` / ``from_settings`` / ``check_channel``. The framework
+``health()`` (the last state reported), ``stats()``, ``on_pause``, ``configure`` (run-time
+settings; default: reconnect), ``handle_request``, and for system files ``settings_class`` /
+``from_settings`` / ``check_channel``. The framework
 (:class:`~taktora.connectors.gateway.dispatcher.Dispatcher`) does the rest: iceoryx2 ports,
 the outbound thread, envelope checks, pause/resume, counters. Health is the connector's *link*
 state only; whether the gateway is paused is a separate mode (python-can issue #736 mixed the
@@ -146,6 +147,24 @@ class Connector(abc.ABC):
         stays paused. Default: nothing.
         """
         return None
+
+    def configure(self, settings: Any) -> bool:
+        """Take new ``settings`` (an instance of :attr:`settings_class`, or the raw keyword
+        mapping when that is None) while connected, without reopening; True if applied.
+
+        Called by the gateway on its actor thread for a run-time
+        :class:`~taktora.actors.control.messages.Configure`, after the update was merged,
+        structured and checked against every channel (:meth:`check_channel`), and only when it
+        changes something. The dispatcher may be running (``send`` / ``poll`` on their
+        threads): what they read must change atomically. Must not block for long.
+
+        Return False when the change needs a new connection: the gateway then builds a new
+        connector from the new settings and reconnects (the default, for every setting).
+        Raise :class:`~taktora.connectors.errors.ConnectorError` to refuse the change, having
+        applied nothing: the gateway answers ``ErrorReply(REJECTED)`` with the message and
+        keeps the old settings.
+        """
+        return False
 
     def handle_request(self, msg: ConnectorRequest) -> Reply:
         """Serve a protocol-specific control request (e.g. EtherCAT's ReadSdo) and return its

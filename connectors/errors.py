@@ -21,3 +21,11 @@ class DescriptorError(ConnectorError, ValueError):
 
 class LinkDownError(ConnectorError):
     """A connector could not send because its link is down (counted as ``link_down``)."""
+
+
+class NoPeerError(LinkDownError):
+    """A connector did not send because nobody could receive the frame (no peer, or no
+    subscriber matching its key): counted as :attr:`cause` (``no_peer``) by a dispatcher that
+    reads it, as ``link_down`` (the base class) by one that does not."""
+
+    cause = "no_peer"

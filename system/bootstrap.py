@@ -11,11 +11,11 @@ Modes:
     reply queue of the calling thread. Messages are not pickled on this base.
 
 ``"multiprocess"``
-    Thespian's ``multiprocTCPBase``: an admin process plus one forked process per actor, talking
-    over TCP on ``admin_port``. Every listener binds to loopback (see
-    :mod:`taktora.system.security`) unless ``allow_remote=True``. A ``convention_leader``
-    ("host:port" of another system's admin) makes this system a member of that leader's
-    convention (multi-host, see ``spec/system.rst``).
+    Thespian's ``multiprocTCPBase``: an admin process plus one process per actor (forked or
+    spawned: :mod:`taktora.system.start_method`), talking over TCP on ``admin_port``, every
+    listener on loopback (:mod:`taktora.system.security`) unless ``allow_remote=True``. A
+    ``convention_leader`` ("host:port" of another system's admin) makes this system a member of
+    that leader's convention (multi-host, see ``spec/system.rst``).
 
 Both start a root :class:`~taktora.actors.control.supervisor.Supervisor` (global name
 ``taktora.root``, spec ``root``) to which :meth:`~ActorSystemHandle.start_child` adds children;
@@ -30,9 +30,9 @@ and ends every process of it. The admin carries the owner's pid as a capability
 (:data:`~taktora.system.attach.OWNER_CAPABILITY`), which marks it as a taktora system for the
 CLI. ``admin_port=0`` picks a free port (:attr:`ActorSystemHandle.admin_port` says which).
 
-Giving up: when the root supervisor exceeds its restart intensity it tells the handle (its
-owner) and exits; :attr:`ActorSystemHandle.failure` then holds the one-line reason, requests
-to the root fail at once, and :meth:`~ActorSystemHandle.close` does not wait for the root.
+Giving up: a root supervisor exceeding its restart intensity tells the handle (its owner);
+:attr:`ActorSystemHandle.failure` then holds the one-line reason, requests to the root fail at
+once, and :meth:`~ActorSystemHandle.close` does not wait for the root.
 """
 
 from __future__ import annotations
@@ -66,16 +66,15 @@ from taktora.actors.control.supervision import ChildSpec, SupervisorSpec
 from taktora.actors.control.supervisor import AddChild, Supervisor, WaitIdle
 from taktora.actors.errors import ControlError
 from taktora.system import processes, security
+from taktora.system import start_method as start_methods
 from taktora.system.args import port_problem
 from taktora.system.attach import OWNER_CAPABILITY, ROOT_NAME, attach, detach, port_listening
 from taktora.system.errors import SystemError_
 from taktora.system.reaper import Reaper
 from thespian.actors import ActorSystem
 
-__all__ = [  # attach, detach, port_listening and ROOT_NAME live in taktora.system.attach
-    "DEFAULT_LOGGING", "QUIET_LOGGING", "ROOT_NAME", "ActorSystemHandle", "Mode", "attach",
-    "detach", "port_listening", "start_system",
-]
+__all__ = ["DEFAULT_LOGGING", "QUIET_LOGGING", "ROOT_NAME", "ActorSystemHandle", "Mode",
+           "attach", "detach", "port_listening", "start_system"]  # those 4 live in attach
 
 log = logging.getLogger(__name__)
 
@@ -482,6 +481,7 @@ def start_system(
     capabilities: dict[str, Any] | None = None,
     logging_config: dict[str, Any] | None = None,
     start_timeout: float = 30.0,
+    start_method: start_methods.StartMethod = "auto",
 ) -> ActorSystemHandle:
     """Start an actor system and its root supervisor; return its handle (a context manager).
 
@@ -489,12 +489,11 @@ def start_system(
     1..65535, or 0 to pick a free port (read it from the handle's ``admin_port``); anything
     else raises :class:`SystemError_` before anything starts. ``bind_address`` other than
     loopback (or None: every interface) needs ``allow_remote=True``, else
-    :class:`SecurityError`. ``root`` is the root supervisor's spec (default: one_for_one,
-    intensity 1 per 5 s, no children). A multiprocess system gets an owner watch (see the
-    module docstring) and does not outlive the calling process. Blocks until the root's
-    initial children are up; raises :class:`SystemError_` if something already listens on
-    ``admin_port`` or the system does not come up, and ``ControlError`` if the root gives up
-    while its initial children start.
+    :class:`SecurityError`. ``root``: the root supervisor's spec (default: one_for_one,
+    intensity 1 per 5 s). ``start_method``: :mod:`taktora.system.start_method`. A multiprocess
+    system gets an owner watch and does not outlive the calling process. Blocks until the
+    root's initial children are up; raises :class:`SystemError_` if something listens on
+    ``admin_port`` or the system does not come up, ``ControlError`` if the root gives up.
     """
     root_spec = root or SupervisorSpec()
     reaper: Reaper | None = None
@@ -520,12 +519,13 @@ def start_system(
         if convention_leader is not None:
             host, _, port = convention_leader.rpartition(":")
             caps["Convention Address.IPv4"] = (host, int(port))
+        caps[start_methods.CAPABILITY] = start_methods.resolve(start_method)
         caps.update(capabilities or {})
         caps[OWNER_CAPABILITY] = os.getpid()
         reaper = Reaper(admin_port, probe_host)  # before the admin forks: covers start-up
         try:
-            asys = ActorSystem("multiprocTCPBase", caps,
-                               logDefs=logging_config or DEFAULT_LOGGING, transientUnique=True)
+            asys = ActorSystem("multiprocTCPBase", caps, transientUnique=True, logDefs={
+                **(logging_config or DEFAULT_LOGGING), **security.spawned_bind(bind)})
         except Exception as exc:  # Thespian's InvalidActorAddress and the like
             reaper.release()
             raise SystemError_(f"the actor system did not start on {probe_host}:{admin_port}: "

@@ -3,7 +3,8 @@
 Subcommands that attach to a running multi-process system (``--port`` = its admin port):
 
 - ``taktora status --port P``: the supervision tree with states and restart counts;
-- ``taktora health --port P``: the health of every worker that answers ``GetHealth``;
+- ``taktora health --port P``: the health of every worker and gateway that answers
+  ``GetHealth`` (exit status 1 when one is not Up: scriptable);
 - ``taktora control PATH pause|resume|reconnect|stats --port P``: one control message to the
   actor at PATH (child ids from the root, ``gw`` or ``line1/gw``);
 - ``taktora stop --port P``: shut down a system that lost its owner (refused while the owner
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any
@@ -35,22 +35,21 @@ from taktora.actors.control.messages import (
     ErrorReply,
     GetHealth,
     GetStats,
-    GetTree,
     HealthReply,
     Pause,
     Reconnect,
-    Reply,
     Resume,
-    Route,
     StatsReply,
-    TreeReply,
 )
-from taktora.actors.errors import AttachError, ControlError
+from taktora.actors.errors import AttachError
+from taktora.actors.models.health import HealthState
 from taktora.connectors.ethercat.cli import register as register_ethercat
-from taktora.system.args import port_arg, seconds_type
-from taktora.system.attach import attach, detach, inspect
+from taktora.system.children_cli import register as register_children
+from taktora.system.param_cli import register as register_param
 from taktora.system.recording.cli import register as register_recording
 from taktora.system.run import register as register_run
+from taktora.system.session import Attached, attach_args, console, error, with_attached
+from taktora.system.stats_cli import register as register_stats
 from taktora.transport.errors import TaktoraError
 
 Registrar = Callable[[Any], None]
@@ -58,60 +57,6 @@ Registrar = Callable[[Any], None]
 ACTIONS: dict[str, type[ControlMessage]] = {
     "pause": Pause, "resume": Resume, "reconnect": Reconnect, "stats": GetStats,
 }
-
-
-class Attached:
-    """A CLI's connection to a running system. Never shuts the system down."""
-
-    def __init__(self, port: int, timeout: float) -> None:
-        self.timeout = timeout
-        self.asys = attach(port, timeout=timeout)
-        try:
-            info = inspect(self.asys, port, timeout)
-            if info.root is None:
-                raise AttachError(f"the taktora system on port {port} has no root supervisor "
-                                  f"(it gave up or the system is shutting down)")
-        except BaseException:
-            detach(self.asys)
-            raise
-        self.root = info.root
-
-    def ask(self, target: Any, msg: ControlMessage, cid: str | None = None) -> Reply:
-        want = cid or msg.correlation_id
-        deadline = time.monotonic() + self.timeout
-        self.asys.tell(target, msg)
-        while (remaining := deadline - time.monotonic()) > 0:
-            reply = self.asys.listen(remaining)
-            if isinstance(reply, Reply) and reply.correlation_id == want:
-                return reply
-        raise ControlError(f"no reply to {type(msg).__name__} within {self.timeout} s")
-
-    def route(self, path: tuple[str, ...], msg: ControlMessage) -> Reply:
-        return self.ask(self.root, Route(path=path, message=msg,
-                                         correlation_id=msg.correlation_id))
-
-    def tree(self) -> ChildInfo:
-        reply = self.ask(self.root, GetTree())
-        if not isinstance(reply, TreeReply):
-            raise ControlError(f"the root supervisor answered {reply!r}")
-        return reply.tree
-
-    def close(self) -> None:
-        detach(self.asys)
-
-
-def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False)
-
-
-def error(text: object, label: str = "error") -> None:
-    """Print ``label: text`` on stderr, one line; ``text`` is escaped (never read as markup)."""
-    from rich.markup import escape
-
-    _console(stderr=True).print(f"[red]{escape(label)}:[/red] {escape(str(text))}",
-                                soft_wrap=True)
 
 
 def _label(node: ChildInfo) -> str:
@@ -151,49 +96,41 @@ def _leaves(node: ChildInfo, prefix: tuple[str, ...] = ()) -> list[tuple[str, ..
     return out
 
 
-def _with_attached(args: argparse.Namespace, body: Callable[[Attached], int]) -> int:
-    try:
-        attached = Attached(args.port, args.timeout)
-    except AttachError as exc:
-        error(exc)
-        return 2
-    try:
-        return body(attached)
-    except TaktoraError as exc:
-        error(exc)
-        return 1
-    finally:
-        attached.close()
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the supervision tree."""
     def body(a: Attached) -> int:
-        _console().print(render_tree(a.tree()))
+        console().print(render_tree(a.tree()))
         return 0
 
-    return _with_attached(args, body)
+    return with_attached(args, body)
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    """Print the health of every worker (n/a for workers without a health state)."""
+    """Print the health of every worker and gateway (n/a for workers without a health state);
+    exit status 1 when one of them is not Up (a restarting gateway answers Down)."""
     def body(a: Attached) -> int:
         from rich.markup import escape
         from rich.table import Table
 
         table = Table("path", "health", "detail")
+        not_up = []
         for path in _leaves(a.tree()):
             reply = a.route(path, GetHealth())
             name = escape("/".join(path))
             if isinstance(reply, HealthReply):
                 table.add_row(name, reply.state.value,
                               escape(reply.last_event.reason) if reply.last_event else "")
+                if reply.state is not HealthState.UP:
+                    not_up.append("/".join(path))
             elif isinstance(reply, ErrorReply):
                 table.add_row(name, "n/a", reply.kind.value)
-        _console().print(table)
+        console().print(table)
+        if not_up:
+            error(f"not up: {', '.join(not_up)}", label="health")
+            return 1
         return 0
 
-    return _with_attached(args, body)
+    return with_attached(args, body)
 
 
 def cmd_control(args: argparse.Namespace) -> int:
@@ -204,7 +141,7 @@ def cmd_control(args: argparse.Namespace) -> int:
         from rich.markup import escape
 
         reply = a.route(path, ACTIONS[args.action]())
-        out = _console()
+        out = console()
         if isinstance(reply, ErrorReply):
             error(reply.detail, label=reply.kind.value)
             return 1
@@ -215,7 +152,7 @@ def cmd_control(args: argparse.Namespace) -> int:
             out.print(escape(f"{args.action}: ok {getattr(reply, 'detail', '')}".rstrip()))
         return 0
 
-    return _with_attached(args, body)
+    return with_attached(args, body)
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -231,40 +168,34 @@ def cmd_stop(args: argparse.Namespace) -> int:
     except TaktoraError as exc:
         error(exc)
         return 1
-    _console().print(escape(f"stopped the taktora system on port {args.port} (owner pid "
+    console().print(escape(f"stopped the taktora system on port {args.port} (owner pid "
                             f"{report.owner_pid}): {report}"))
     return 0
-
-
-def _attach_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--port", type=port_arg, required=True,
-                   help="admin port of the running system (1..65535)")
-    p.add_argument("--timeout", type=seconds_type(), default=5.0,
-                   help="seconds to wait for replies (> 0, default 5)")
 
 
 def register(subparsers: Any) -> None:
     """This module's subcommands: status, health, control, stop."""
     p = subparsers.add_parser("status", help="show the supervision tree")
-    _attach_args(p)
+    attach_args(p)
     p.set_defaults(func=cmd_status)
     p = subparsers.add_parser("health", help="show the health of every worker")
-    _attach_args(p)
+    attach_args(p)
     p.set_defaults(func=cmd_health)
     p = subparsers.add_parser("control", help="send a control message to one actor")
     p.add_argument("path", help="child ids from the root, e.g. line1/gw")
     p.add_argument("action", choices=sorted(ACTIONS))
-    _attach_args(p)
+    attach_args(p)
     p.set_defaults(func=cmd_control)
     p = subparsers.add_parser("stop", help="shut down a system that lost its owner")
-    _attach_args(p)
+    attach_args(p)
     p.add_argument("--force", action="store_true",
                    help="stop it even though its owner process still runs")
     p.set_defaults(func=cmd_stop)
 
 
 #: Every module contributing subcommands; append your ``register`` here.
-REGISTRARS: list[Registrar] = [register, register_run, register_ethercat, register_recording]
+REGISTRARS: list[Registrar] = [register, register_run, register_ethercat, register_recording,
+                               register_param, register_children, register_stats]
 
 
 def build_parser() -> argparse.ArgumentParser:

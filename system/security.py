@@ -12,7 +12,8 @@ Thespian 4.0.1:
 
 Both are process-wide and inherited by every forked actor process, so :func:`apply_bind_policy`
 runs before the system starts (and in a CLI before it attaches: the CLI's reply socket listens
-too). With ``allow_remote=True`` and no address, Thespian's default (every interface) is
+too); spawned actor processes get it from a :class:`SpawnedBind` in the logging definitions. With
+``allow_remote=True`` and no address, Thespian's default (every interface) is
 restored; with ``allow_remote=True`` and an address, the listeners bind to that one address
 (the multi-host set-up).
 """
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 ENV = "THESPIAN_BASE_IPADDR"
+#: the key of the logging definitions that carries a :class:`SpawnedBind`
+SPAWNED_BIND = "taktora.bind"
 
 _lock = threading.Lock()
 _bind_address: str | None = None
@@ -89,6 +92,45 @@ def apply_bind_policy(bind_address: str | None) -> None:
         else:
             os.environ[ENV] = bind_address
     log.debug("thespian bind policy: %s", bind_address or "every interface")
+
+
+class SpawnedBind:
+    """The bind policy for actor processes that are spawned, not forked (a spawned process
+    inherits the environment but not :func:`apply_bind_policy`'s wrapper).
+
+    It travels in the system's logging definitions, which Thespian pickles into every process
+    it spawns; unpickling it there - before the process opens its listener - applies the policy.
+    It applies only where ``THESPIAN_BASE_IPADDR`` already names the same address (a process
+    of this system), never in a process elsewhere that merely receives the capabilities.
+    """
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (_spawned_bind, (self.address,))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SpawnedBind) and other.address == self.address
+
+    def __hash__(self) -> int:
+        return hash(self.address)
+
+    def __repr__(self) -> str:
+        return f"SpawnedBind({self.address!r})"
+
+
+def _spawned_bind(address: str) -> SpawnedBind:
+    if os.environ.get(ENV) == address and _bind_address != address:
+        apply_bind_policy(address)
+    return SpawnedBind(address)
+
+
+def spawned_bind(bind: str | None) -> dict[str, SpawnedBind]:
+    """The entry of the Thespian logging definitions that carries the bind policy into spawned
+    processes (Thespian passes them to every process it starts, its logger included;
+    ``logging.config.dictConfig`` ignores the extra key)."""
+    return {} if bind is None else {SPAWNED_BIND: SpawnedBind(bind)}
 
 
 def current_bind() -> str | None:

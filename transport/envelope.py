@@ -12,7 +12,7 @@ needs)::
     10     1    kind            frame kind (see FrameKind)
     11     1    reserved        0
     12     4    payload_len     bytes of payload after the header
-    16     8    sequence        per-writer sequence number, from 1
+    16     8    sequence        per-sender sequence number, from 1 (per hop: spec/loss.rst)
     24     8    timestamp_ns    CLOCK_REALTIME nanoseconds at encode
     32     8    correlation_id  request/query id, 0 when unused
     40     4    crc32           zlib CRC-32 of the payload when flags bit 0 is set
@@ -41,6 +41,9 @@ HEADER = struct.Struct("<4sBBHHBBIQQQII")
 HEADER_SIZE = HEADER.size  # 48
 FLAG_CRC = 0x01
 assert HEADER_SIZE == 48
+SEQUENCE_OFFSET = 16
+"""Offset of the sequence in the header: a hop that renumbers (spec/loss.rst) rewrites only
+these 8 bytes, little-endian u64 (the CRC covers the payload, so it stays valid)."""
 
 
 class CodecId(enum.IntEnum):

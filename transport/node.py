@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -11,7 +12,7 @@ import iceoryx2 as iox
 from taktora.transport.errors import ServiceOpenError, TransportError
 from taktora.transport.events import Listener, Notifier
 from taktora.transport.isolation import prefix_from_env, validate_prefix
-from taktora.transport.pubsub import Publisher, Subscriber
+from taktora.transport.pubsub import Publisher, Resume, Subscriber
 from taktora.transport.reqresp import Client, Server
 
 if TYPE_CHECKING:
@@ -35,6 +36,18 @@ class CleanupReport:
 
     cleaned: int
     failed: int
+
+
+_created_here = 0  # pid of the first process that created a node (forked children inherit it)
+
+
+def iceoryx2_used() -> bool:
+    """True once this process (or one it was forked from) created an iceoryx2 node. A process
+    forked from such a one inherits iceoryx2's process state: the nodes it creates are never
+    reported dead after a ``kill -9`` (their ports are never reclaimed), so actor systems
+    started from here spawn their processes instead of forking them
+    (:mod:`taktora.system.start_method`)."""
+    return _created_here != 0
 
 
 class Node:
@@ -69,6 +82,8 @@ class Node:
         builder = iox.NodeBuilder.new().config(cfg).signal_handling_mode(mode)
         if name:
             builder = builder.name(iox.NodeName.new(name))
+        global _created_here
+        _created_here = _created_here or os.getpid()
         try:
             self._node: Any = builder.create(iox.ServiceType.Ipc)
         except Exception as exc:
@@ -124,8 +139,9 @@ class Node:
         return self._node
 
     # ---------------------------------------------------------------- factories
-    def publisher(self, spec: ChannelSpec) -> Publisher:
-        return self._track(Publisher(self, spec))
+    def publisher(self, spec: ChannelSpec, *, resume: Resume | None = None) -> Publisher:
+        """A publisher on ``spec`` (``resume``: continue a dead publisher's sequence)."""
+        return self._track(Publisher(self, spec, resume=resume))
 
     def subscriber(self, spec: ChannelSpec) -> Subscriber:
         return self._track(Subscriber(self, spec))

@@ -58,12 +58,24 @@ class NotifyOutcome:
 
 @attrs.frozen
 class PublisherStats:
-    """Counters of a publisher. ``undelivered`` counts (sample, subscriber) pairs dropped by
-    the DROP_NEWEST policy because that subscriber's queue was full."""
+    """Counters of a publisher, one cause per field. ``sent``: every send, those that reached
+    nobody included (a send that reached nobody gives its sequence number to the next one).
+
+    ``no_subscriber``: sends that reached no subscriber at all (nobody was connected: the
+    sample is gone, counted here and nowhere else). ``refused``: (sample, subscriber) pairs the
+    DROP_NEWEST policy refused because that subscriber's queue was full (the subscriber sees
+    the same samples as a sequence gap: its ``lost``). ``undelivered`` is their sum.
+    """
 
     sent: int
-    undelivered: int
+    refused: int
     loans_discarded: int
+    no_subscriber: int = 0
+
+    @property
+    def undelivered(self) -> int:
+        """Samples (or sample, subscriber pairs) that were not delivered: both causes."""
+        return self.refused + self.no_subscriber
 
 
 @attrs.frozen
@@ -104,14 +116,26 @@ def _open_pubsub(node: Node, spec: ChannelSpec) -> Any:
         ) from exc
 
 
+@attrs.frozen
+class Resume:
+    """Where an earlier publisher (of a process that died) stopped: its id, the last sequence a
+    subscriber received and its first send. A publisher built with it continues that sequence,
+    so subscribers count what the dead one sent and they never received as ``lost``."""
+
+    publisher: int
+    sequence: int
+    first_send_ns: int
+
+
 class Publisher:
     """Sends samples on one channel and wakes its subscribers.
 
     Not thread-safe: use one publisher per thread. Sends never block except under the BLOCK
-    overflow policy, where a send waits until every subscriber has room.
+    overflow policy, where a send waits until every subscriber has room. ``resume`` continues
+    the identity and sequence of a publisher that died (see :class:`Resume`).
     """
 
-    def __init__(self, node: Node, spec: ChannelSpec) -> None:
+    def __init__(self, node: Node, spec: ChannelSpec, *, resume: Resume | None = None) -> None:
         self.spec = spec
         self._node = node
         self._service = _open_pubsub(node, spec)
@@ -139,12 +163,14 @@ class Publisher:
             self._notifier = node.open_event(spec.event_name).notifier_builder().create()
         except Exception as exc:
             raise ServiceOpenError(f"publisher on {spec.name!r}: {exc}") from exc
-        self.id = random.getrandbits(63) | 1
-        self._seq = 0
-        self._first_send_ns = 0
-        self._undelivered = 0
+        self.id = random.getrandbits(63) | 1 if resume is None else resume.publisher
+        self._seq = 0 if resume is None else resume.sequence  # the last one a subscriber got
+        self._sent = 0
+        self._first_send_ns = 0 if resume is None else resume.first_send_ns
+        self._refused = 0
+        self._no_subscriber = 0
         self._discarded = 0
-        self._count_undelivered = spec.overflow is OverflowPolicy.DROP_NEWEST
+        self._count_refused = spec.overflow is OverflowPolicy.DROP_NEWEST
         self._closed = False
 
     # ------------------------------------------------------------------ sending
@@ -266,16 +292,40 @@ class Publisher:
         hdr.first_send_ns = self._first_send_ns
         delivered = sample.assume_init().send()
         woken = self._notifier.notify()
-        if self._count_undelivered:
+        self._sent += 1
+        if self._count_refused:
             missing = self._service.dynamic_config.number_of_subscribers - delivered
             if missing > 0:
-                self._undelivered += missing
+                self._refused += missing
+            elif not delivered:
+                self._reached_nobody()
+        elif not delivered:  # DROP_OLDEST / BLOCK deliver to every connected subscriber
+            self._reached_nobody()
         return NotifyOutcome(delivered, woken)
+
+    def _reached_nobody(self) -> None:
+        """A send no subscriber received: counted here, and its sequence number is given to
+        the next send, so no subscriber (one that connects later, a restarted gateway) ever
+        sees it as a gap: one cause per sample."""
+        self._no_subscriber += 1
+        self._seq -= 1
+        if not self._seq:
+            self._first_send_ns = 0  # as if it had never sent
 
     # ------------------------------------------------------------------ misc
     @property
+    def sequence(self) -> int:
+        """The sequence of the last sample a subscriber received (0: none yet)."""
+        return self._seq
+
+    @property
+    def first_send_ns(self) -> int:
+        """CLOCK_MONOTONIC of the first send that reached a subscriber (0: none yet)."""
+        return self._first_send_ns
+
+    @property
     def stats(self) -> PublisherStats:
-        return PublisherStats(self._seq, self._undelivered, self._discarded)
+        return PublisherStats(self._sent, self._refused, self._discarded, self._no_subscriber)
 
     def update_connections(self) -> None:
         """Connect to subscribers that appeared since the last send (sending does this too)."""
@@ -351,6 +401,11 @@ class Subscriber(Wakeable):
         self._cur_seq = seq
         size = self._fixed_size if self._struct is not None else raw.header.number_of_elements
         return Sample(raw, size, self._struct, seq, hdr.timestamp_ns, pub)
+
+    @property
+    def lost(self) -> int:
+        """Samples lost so far (as ``stats.lost``, without building the stats object)."""
+        return self._lost
 
     def receive_copy(self) -> Any:
         """The next payload as a private copy (bytes or a ctypes instance), or None."""

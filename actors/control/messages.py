@@ -78,9 +78,22 @@ class GetTree(ControlMessage):
 
 @attrs.frozen(kw_only=True)
 class Configure(ControlMessage):
-    """Apply settings (string keys, picklable values); answered with :class:`Ack`."""
+    """Apply settings (string keys, picklable values).
+
+    A gateway takes a *partial* update of its connector's settings: each key is a top-level
+    settings key or a dotted path into nested tables and arrays (``"buses.0.bitrate"``); a
+    table value is merged into the current table, anything else replaces the value. It answers
+    :class:`ConfigReply` (what changed and how), or ``ErrorReply(REJECTED)`` naming the key and
+    the reason when the update does not fit (then nothing is applied). Other actors may answer
+    :class:`Ack`.
+    """
 
     settings: Mapping[str, Any] = attrs.field(factory=dict, validator=_v.str_keys())
+
+
+@attrs.frozen(kw_only=True)
+class GetConfig(ControlMessage):
+    """Ask a gateway for its connector's current settings (answered with :class:`ConfigReply`)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -152,6 +165,30 @@ class StatsReply(Reply):
 
     source: str = attrs.field(validator=_v.string())
     stats: Mapping[str, Any] = attrs.field(factory=dict, validator=_v.str_keys())
+
+
+#: How a :class:`ConfigReply` says the settings took effect.
+CONFIG_HOW = ("live", "reconnect", "unchanged")
+
+
+@attrs.frozen(kw_only=True)
+class ConfigReply(Reply):
+    """A gateway's connector settings, after a :class:`Configure` or for a :class:`GetConfig`.
+
+    ``gateway``: its name; ``connector``: its connector reference (``udp``, ``module:Class``);
+    ``settings``: the whole current settings as a plain nested table (what the project's
+    converter unstructures them to; secrets such as passwords are shown as ``"<redacted>"``);
+    ``applied``: the dotted key paths that changed (empty for GetConfig and for an update
+    that changed nothing); ``how``: ``"live"`` (the running connector took them),
+    ``"reconnect"`` (the connector was rebuilt and reconnected) or ``"unchanged"``.
+    """
+
+    gateway: str = attrs.field(validator=_v.string(nonempty=True))
+    connector: str = attrs.field(validator=_v.string(nonempty=True))
+    settings: Mapping[str, Any] = attrs.field(factory=dict, validator=_v.str_keys())
+    applied: tuple[str, ...] = attrs.field(default=(), converter=to_tuple, validator=_v.tuple_of(
+        _v.string(nonempty=True), "dotted key paths"))
+    how: str = attrs.field(default="unchanged", validator=_v.one_of(CONFIG_HOW))
 
 
 @attrs.frozen(kw_only=True)

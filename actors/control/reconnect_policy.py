@@ -2,7 +2,9 @@
 owner.
 
 The owner reports :class:`ConnectionLost` / :class:`ConnectionUp`; the actor arms a timer and,
-when it fires, sends :class:`AttemptReconnect` to the owner. Re-arming or cancelling makes an
+when it fires, sends :class:`AttemptReconnect` to the owner. The owner is whoever sent the last
+report: in a gateway group the policy outlives the gateway, so a restarted gateway simply
+becomes the owner and the attempt count carries on across the crash. Re-arming or cancelling makes an
 earlier timer stale (Thespian timers cannot be cancelled); a stale wakeup is dropped and
 counted. The backoff arithmetic is the pure model in :mod:`taktora.actors.models.backoff`.
 """
@@ -28,6 +30,13 @@ class ConnectionLost(ControlMessage):
 @attrs.frozen(kw_only=True)
 class ConnectionUp(ControlMessage):
     """Owner -> policy: connected; cancel any pending attempt, start the stable period."""
+
+
+@attrs.frozen(kw_only=True)
+class ResetBackoff(ControlMessage):
+    """Owner -> policy: a reconnect was requested from outside; cancel any pending attempt and
+    count from attempt 1 again (Ack). Unlike :class:`~taktora.actors.control.messages.
+    Reconnect` it asks for no attempt: the owner is connecting already."""
 
 
 @attrs.frozen(kw_only=True)
@@ -73,6 +82,14 @@ class ReconnectPolicyActor(TaktoraActor):
         self.cancel_timer("attempt")
         self.pending = False
         self.policy.mark_up()
+        return self.ack(msg)
+
+    @handles(ResetBackoff)
+    def _reset(self, msg: ResetBackoff, sender: Any) -> Ack:
+        self.owner = sender
+        self.cancel_timer("attempt")
+        self.pending = False
+        self.policy.reset()
         return self.ack(msg)
 
     @handles(Reconnect)

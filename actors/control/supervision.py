@@ -9,7 +9,11 @@ The vocabulary and defaults are Erlang/OTP's:
   the supervisor stops all its children (reverse order) and exits, escalating to its parent;
 - ``restart`` per child: ``permanent`` (always restarted), ``transient`` (restarted only after
   an abnormal exit), ``temporary`` (never restarted, removed from the supervisor);
-- ``shutdown_s``: how long a child gets to stop before it is killed.
+- ``shutdown_s``: how long a child gets to stop before it is killed; ``brutal_kill=True``
+  (OTP's ``shutdown => brutal_kill``) kills a worker's process at once instead.
+
+The OTP child API (which/count/terminate/restart/delete/start child) on a running supervisor
+is :mod:`taktora.actors.control.children`.
 
 Optional :class:`~taktora.actors.models.backoff.Backoff` delays each restart exponentially per
 child (the same backoff type the reconnect policy uses: initial, max, multiplier, jitter, reset
@@ -84,6 +88,14 @@ class ChildSpec:
     :class:`SupervisorSpec` (a nested supervisor). ``args`` reach the child as ``self.args``
     before its ``on_start``; they must pickle on multi-process bases. ``shutdown_s``: how long
     the child gets to stop before it is killed, > 0 and at most a day (``MAX_SUPERVISION_S``).
+
+    ``brutal_kill`` (a bool, default False): stopping the child does not wait. On a
+    multi-process base its process gets SIGKILL at once (its ``on_stop`` does not run; the
+    supervisor waits only for Thespian's notice of the exit); in-process it is sent
+    ``ActorExitRequest`` and forgotten at once. ``shutdown_s`` then only bounds the wait for a
+    child whose pid is not known yet (it is still starting). Workers only: a nested
+    supervisor stops its children in order, so ``brutal_kill`` with a ``SupervisorSpec`` is
+    rejected (it would orphan their processes).
     """
 
     id: str = attrs.field(validator=_v.predicate(
@@ -95,6 +107,13 @@ class ChildSpec:
     restart: Restart = attrs.field(default=Restart.PERMANENT, converter=_to_restart,
                                    validator=_v.one_of(Restart))
     shutdown_s: float = attrs.field(default=5.0, validator=_v.number(gt=0, le=MAX_SUPERVISION_S))
+    brutal_kill: bool = attrs.field(default=False, validator=_v.instance(bool))
+
+    @brutal_kill.validator
+    def _workers_only(self, attribute: attrs.Attribute[bool], value: bool) -> None:
+        if value and self.is_supervisor:
+            raise _v.problem(self, attribute.name, "a nested supervisor stops its children in "
+                             "order: brutal_kill is for workers (give it a shutdown_s instead)")
 
     @property
     def is_supervisor(self) -> bool:

@@ -7,7 +7,8 @@ A supervisor receives its :class:`~taktora.actors.control.supervision.Supervisor
   previous one reported :class:`ChildStarted` (its ``on_start`` returned; a nested supervisor
   reports once its own children are up);
 - stops children in reverse order, one at a time, waiting for each exit (``shutdown_s``, then
-  the child's process is killed on multi-process bases);
+  the child's process is killed on multi-process bases; a ``brutal_kill`` child's process is
+  killed at once, in-process it is sent ``ActorExitRequest`` and forgotten at once);
 - treats as a crash: a handler or hook of a child raising (the child sends
   :class:`ChildCrashed`), a nested supervisor giving up, and a child's death without notice
   (Thespian's ``ChildActorExited`` with no :class:`ChildStopping` first: ``kill -9`` of the
@@ -16,11 +17,15 @@ A supervisor receives its :class:`~taktora.actors.control.supervision.Supervisor
   ``period_s`` stops every child (reverse order) and escalates: a nested supervisor reports
   :class:`ChildCrashed` to its parent (which restarts it per its own spec); the root supervisor
   tells its owner (``args["owner"]``, an address, if given) with :class:`ChildCrashed` and
-  exits (it tells its owner the same when the actor system is shut down under it). Requests
-  still waiting for the supervisor (``AddChild``, ``WaitIdle``) are answered with
+  stays, childless, answering every later request (a routed one too) with
+  ``ErrorReply(REJECTED)``: ``supervisor 'root' gave up: REASON; restart the system`` (it
+  tells its owner when the actor system is shut down under it, too). Requests still waiting
+  for the supervisor (``AddChild``, ``WaitIdle``, the OTP requests) are answered with
   ``ErrorReply(REJECTED)`` naming the reason as soon as it begins to exit;
 - answers :class:`GetTree` with the tree (ids, states, restart counts, recent events), routes
-  :class:`Route` messages to descendants, and pushes its subtree to its parent after changes.
+  :class:`Route` messages to descendants, and pushes its subtree to its parent after changes;
+- answers OTP's child API (:mod:`taktora.actors.control.children`: which/count/terminate/
+  restart/delete/start child).
 
 A supervisor that never got its :class:`Supervised` message (a stray ``createActor`` of the
 class) answers every request with ``ErrorReply(REJECTED)`` saying so.
@@ -44,6 +49,7 @@ from typing import Any
 
 import attrs
 from taktora.actors.control.base import TaktoraActor, handles
+from taktora.actors.control.children import CHILD_REQUESTS, ChildOps, ChildRecord
 from taktora.actors.control.messages import (
     ChildCrashed,
     ChildInfo,
@@ -92,7 +98,8 @@ def resolve_child(spec: ChildSpec) -> type:
     Raises :class:`SupervisorError` if the module or class cannot be found.
     """
     if isinstance(spec.start, SupervisorSpec):
-        return Supervisor
+        # a SupervisorSpec subclass may name a Supervisor subclass (e.g. the gateway group)
+        return getattr(spec.start, "supervisor_class", Supervisor)
     if isinstance(spec.start, type):
         return spec.start
     module, _, name = spec.start.partition(":")
@@ -105,34 +112,7 @@ def resolve_child(spec: ChildSpec) -> type:
     return cls
 
 
-class _Child:
-    """A supervisor's mutable record of one child (private to the supervisor's thread)."""
-
-    def __init__(self, spec: ChildSpec) -> None:
-        self.spec = spec
-        self.address: Any = None
-        self.state = "stopped"
-        self.restarts = 0
-        self.pid: int | None = None
-        self.exit_note: str | None = None  # "normal" or a crash reason, told before the exit
-        self.expected_exit = False  # the supervisor itself is stopping it
-        self.tree: ChildInfo | None = None
-        self.consecutive = 0
-        self.up_since: float | None = None
-
-    def info(self) -> ChildInfo:
-        base = ChildInfo(id=self.spec.id, state=self.state, restarts=self.restarts,
-                         kind="supervisor" if self.spec.is_supervisor else "worker",
-                         restart=self.spec.restart.value,
-                         address=str(self.address) if self.address is not None else "",
-                         pid=self.pid)
-        if self.spec.is_supervisor and self.tree is not None and self.address is not None:
-            return attrs.evolve(base, strategy=self.tree.strategy, children=self.tree.children,
-                                events=self.tree.events)
-        return base
-
-
-class Supervisor(TaktoraActor):
+class Supervisor(TaktoraActor, ChildOps):
     """Supervises an ordered list of children (see the module docstring for the semantics)."""
 
     announce_on_start = False
@@ -143,13 +123,15 @@ class Supervisor(TaktoraActor):
             raise SupervisorError(f"supervisor {self.name!r}: args['spec'] must be a "
                                   f"SupervisorSpec, got {type(spec).__name__}")
         self.spec = spec
-        self.children = [_Child(c) for c in spec.children]
+        self.children = [ChildRecord(c) for c in spec.children]
         self.ops: collections.deque[tuple[str, Any]] = collections.deque()
         self.waiting: tuple[str, str] | None = None
         self.restart_times: collections.deque[float] = collections.deque()
         self.events: collections.deque[str] = collections.deque(maxlen=EVENT_LOG_LEN)
         self.idle_waiters: list[tuple[ControlMessage, Any]] = []
         self.exiting = False
+        self.gave_up: str | None = None  # the reason, once it exceeded its intensity
+        self.start_failures: dict[str, str] = {}  # why a StartChild / RestartChild failed
         self.exit_mark = 0
         self.rng = random.Random()
         self._last_pushed: ChildInfo | None = None
@@ -158,11 +140,17 @@ class Supervisor(TaktoraActor):
         self._pump()
 
     def dispatch(self, msg: Any, sender: Any) -> None:
-        """The base's dispatch, once the supervisor has its spec (actor thread)."""
+        """The base's dispatch, once the supervisor has its spec and while it has not given up
+        (actor thread). A supervisor that gave up answers every request (a :class:`Route`
+        included) with ``ErrorReply(REJECTED)`` naming the reason; the supervision protocol
+        (its children's notices) still reaches its handlers."""
         if not hasattr(self, "spec"):  # created without Supervised: there is no tree to show
             self._reply_error(msg, sender, ErrorKind.REJECTED,
                               f"supervisor {self.name!r} is not initialised (it got no "
                               f"Supervised message): not a running taktora supervisor")
+            return
+        if self.gave_up is not None and isinstance(msg, ControlMessage):
+            self.reject_given_up(msg, sender)
             return
         super().dispatch(msg, sender)
 
@@ -202,13 +190,18 @@ class Supervisor(TaktoraActor):
         self.send(child.address, Route(path=msg.path[1:], message=msg.message, reply_to=reply_to,
                                        correlation_id=msg.correlation_id))
 
+    @handles(*CHILD_REQUESTS)
+    def _child_request(self, msg: ControlMessage, sender: Any) -> Any:
+        return self.child_op(msg, sender)
+
     @handles(AddChild)
     def _add_child(self, msg: AddChild, sender: Any) -> None:
         if self.exiting:
             raise ControlError(f"supervisor {self.name!r} is shutting down")
         if self._find(msg.spec.id) is not None:
-            raise ControlError(f"supervisor {self.name!r} already has a child {msg.spec.id!r}")
-        self.children.append(_Child(msg.spec))
+            raise ControlError(f"already_present: supervisor {self.name!r} already has a child "
+                               f"{msg.spec.id!r}: pick another id, or delete that one first")
+        self.children.append(ChildRecord(msg.spec))
         self.ops.append(("start", msg.spec.id))
         self.idle_waiters.append((msg, sender))
         self._pump()
@@ -237,6 +230,7 @@ class Supervisor(TaktoraActor):
         child.state = "running"
         child.pid = msg.pid
         child.up_since = time.monotonic()
+        child.otp_start = None
         if self.waiting == ("start", child.spec.id):
             self.waiting = None
         self._pump()
@@ -273,21 +267,18 @@ class Supervisor(TaktoraActor):
         child.pid = None
         child.tree = None
         if child.expected_exit:
-            child.expected_exit = False
-            child.state = "stopped"
-            self.cancel_timer(f"kill:{cid}")
-            self.events.append(f"stopped:{cid}")
-            if child.spec.restart is Restart.TEMPORARY:
-                self.children.remove(child)
-            if self.waiting == ("stop", cid):
-                self.waiting = None
+            self._stopped(child)
         else:
             note = child.exit_note or "killed"
             child.exit_note = None
             if self.waiting == ("start", cid):
                 self.waiting = None
             self.on_child_down(cid, note, abnormal=note != "normal")
-            self._child_failed(child, abnormal=note != "normal", reason=note)
+            if child.otp_start is not None and child.state == "starting":
+                self.events.append(f"exit:{cid}:{note}")
+                self.otp_start_failed(child, note)  # OTP: a failed start is not restarted
+            else:
+                self._child_failed(child, abnormal=note != "normal", reason=note)
         self._pump()
 
     def on_child_down(self, child_id: str, reason: str, *, abnormal: bool) -> None:
@@ -310,35 +301,60 @@ class Supervisor(TaktoraActor):
             child = self._find(name[5:])
             if child is None or child.address is None:
                 return
-            if child.pid is not None and child.pid != os.getpid():
-                log.warning("supervisor %s: child %s did not stop within %.1f s: killing pid %d",
-                            self.name, child.spec.id, child.spec.shutdown_s, child.pid)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(child.pid, signal.SIGKILL)
-            else:  # same process (in-process base): nothing to kill, consider it gone
-                log.warning("supervisor %s: child %s did not stop within %.1f s; forgetting it",
-                            self.name, child.spec.id, child.spec.shutdown_s)
-                child.address = None
-                child.state = "stopped"
-                child.expected_exit = False
-                if self.waiting == ("stop", child.spec.id):
-                    self.waiting = None
+            if not self._kill(child, f"did not stop within {child.spec.shutdown_s:.1f} s"):
+                self._forget(child)  # same process (in-process base): nothing to kill
                 self._pump()
+
+    def _kill(self, child: ChildRecord, why: str) -> bool:
+        """SIGKILL the child's process if it is another process with a known pid (its exit
+        then arrives as ``ChildActorExited``); False if there is no such process."""
+        if child.pid is None or child.pid == os.getpid():
+            return False
+        log.log(logging.INFO if child.spec.brutal_kill else logging.WARNING,
+                "supervisor %s: child %s %s: killing pid %d", self.name, child.spec.id, why,
+                child.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGKILL)
+        return True
+
+    def _forget(self, child: ChildRecord) -> None:
+        """Consider a child of this process gone without waiting for its exit."""
+        log.info("supervisor %s: forgetting child %s without waiting for its exit", self.name,
+                 child.spec.id)
+        child.address = None
+        child.pid = None
+        child.tree = None
+        self._stopped(child)
+
+    def _stopped(self, child: ChildRecord) -> None:
+        """A child this supervisor stopped is gone (it exited, was killed or forgotten)."""
+        cid = child.spec.id
+        child.expected_exit = False
+        child.state = "stopped"
+        self.cancel_timer(f"kill:{cid}")
+        self.events.append(f"stopped:{cid}")
+        if child.spec.restart is Restart.TEMPORARY and child in self.children:
+            self.children.remove(child)
+        if self.waiting == ("stop", cid):
+            self.waiting = None
 
     def on_stop(self) -> None:
         # Thespian is taking this supervisor down: best effort, reverse order, no waiting.
         if self.supervisor is None and not getattr(self, "exiting", True):
             self._tell_owner("was stopped from outside its owner (an actor system shutdown, "
                              "e.g. taktora stop --force)")
+        if hasattr(self, "spec"):
+            self.exiting = True  # children's exits from now on are expected: no restarts
         for child in reversed(getattr(self, "children", [])):
             if child.address is not None:
+                child.expected_exit = True
                 self.send(child.address, ActorExitRequest())
 
     # ---- the engine ----------------------------------------------------------------------------
-    def _find(self, child_id: str) -> _Child | None:
+    def _find(self, child_id: str) -> ChildRecord | None:
         return next((c for c in self.children if c.spec.id == child_id), None)
 
-    def _child_failed(self, child: _Child, *, abnormal: bool, reason: str) -> None:
+    def _child_failed(self, child: ChildRecord, *, abnormal: bool, reason: str) -> None:
         cid = child.spec.id
         self.events.append(f"exit:{cid}:{reason}")
         restart = child.spec.restart
@@ -378,7 +394,7 @@ class Supervisor(TaktoraActor):
                 other.restarts += 1
                 self.ops.append(("start", other.spec.id))
 
-    def _backoff_delay(self, child: _Child, now: float) -> float:
+    def _backoff_delay(self, child: ChildRecord, now: float) -> float:
         b = self.spec.backoff
         if b is None:
             return 0.0
@@ -391,6 +407,7 @@ class Supervisor(TaktoraActor):
     def _begin_exit(self, why: str) -> None:
         self.exiting = True
         self.exit_mark = len(self.events)
+        self.reject_pending(why)  # a TerminateChild / StartChild ... that will not complete now
         self.ops.clear()
         waiters, self.idle_waiters = self.idle_waiters, []
         for msg, sender in waiters:  # an AddChild / WaitIdle that will never complete now
@@ -405,7 +422,8 @@ class Supervisor(TaktoraActor):
     def _escalate(self, reason: str) -> None:
         log.error("supervisor %s gives up: %s", self.name, reason)
         self.events.append(f"escalate:{reason}")
-        self._begin_exit(f"supervisor {self.name!r} gave up: {reason}")
+        self._begin_exit(self.gave_up_detail(reason))
+        self.gave_up = reason
         self.ops.append(("escalate", reason))
 
     def _pump(self) -> None:
@@ -422,10 +440,13 @@ class Supervisor(TaktoraActor):
                 self._push_tree()
                 if self.supervisor is not None:
                     self.crash(f"escalated: {arg}")
-                else:
+                else:  # the root stays, answering every request with the reason (dispatch)
                     self._tell_owner(f"gave up: {arg}")
-                    self.send(self.myAddress, ActorExitRequest())
                 return
+            elif op == "reply":  # an OTP request whose operation completed
+                msg, sender, result = arg
+                if sender is not None:
+                    self.send(sender, result())
             elif op == "exit_normal":
                 msg, sender = arg
                 self._push_tree()
@@ -453,6 +474,8 @@ class Supervisor(TaktoraActor):
             log.error("supervisor %s: %s", self.name, exc)
             self.events.append(f"exit:{child_id}:{exc}")
             child.state = "failed"
+            if child.otp_start is not None:
+                self.otp_start_failed(child, str(exc))
             return
         args = ({"spec": child.spec.start} if isinstance(child.spec.start, SupervisorSpec)
                 else self.child_args(child_id, dict(child.spec.args)))
@@ -464,9 +487,10 @@ class Supervisor(TaktoraActor):
                                             args=args))
         if issubclass(cls, TaktoraActor):
             self.waiting = ("start", child_id)
-        else:
+        else:  # a plain Thespian actor reports nothing: it runs once created
             child.state = "running"
             child.up_since = time.monotonic()
+            child.otp_start = None
 
     def _stop_child(self, child_id: str) -> None:
         child = self._find(child_id)
@@ -475,6 +499,14 @@ class Supervisor(TaktoraActor):
         child.expected_exit = True
         child.state = "stopping"
         self.events.append(f"stop:{child_id}")
+        if child.spec.brutal_kill:
+            if self._kill(child, "is brutal_kill"):
+                self.waiting = ("stop", child_id)  # its ChildActorExited follows at once
+                return
+            if child.pid is not None:  # in-process: ask it to exit, and forget it at once
+                self.send(child.address, ActorExitRequest())
+                self._forget(child)
+                return
         self.send(child.address, ActorExitRequest())
         self.start_timer(f"kill:{child_id}", child.spec.shutdown_s)
         self.waiting = ("stop", child_id)

@@ -21,12 +21,15 @@ driven by the classified error frames; :meth:`CanConnector.health` is their
 :func:`worst_of` aggregate, and every change of that aggregate is pushed with
 ``ctx.report(state, reason)``, the reason naming the interface whose transition changed it.
 Bus-off closes the interface; its receive thread then waits the :class:`ReconnectPolicy`
-delay, reopens the bus, re-applies the filter and goes through Connecting, and Up again at
-the first frame read or sent. Meanwhile the connector stays open (the gateway reconnects it
-only when the aggregate is Down, i.e. every interface is) and frames written for the closed
-interface are refused with :class:`LinkDownError`, which the dispatcher counts as
-``link_down``. Reading, classification and recovery of one interface live in
-:mod:`.interface`; this module opens and closes the interfaces, sends, and aggregates health.
+delay, reopens the bus, re-applies the filter and goes through Connecting, and Up again once
+the bus shows that the controller restarted (a frame read, a ``restarted`` or error-active
+error frame, or a quiet window; see :mod:`.interface`). Meanwhile the connector stays open
+(the gateway reconnects it only when the aggregate is Down, i.e. every interface is) and
+frames written for the interface - closed, or reopened but not yet Up after the bus-off - are
+refused with :class:`LinkDownError`, which the dispatcher counts as ``link_down``: once the
+bus-off is read, no frame a bus-off controller would take and drop counts as forwarded
+(REQ_0712). Reading, classification and recovery of one interface live in :mod:`.interface`;
+this module opens and closes the interfaces, sends, and aggregates health.
 
 Threads: the receive threads (one per interface, started by :meth:`open`, joined by
 :meth:`close`) own reading, delivery, classification, recovery and their interface's receive
@@ -287,8 +290,9 @@ class CanConnector(Connector):
         """Write ``frame`` (the payload bytes) as one CAN frame with the channel's routing.
 
         Raises LinkDownError while the interface is closed (bus-off recovery, or its policy
-        gave up: the dispatcher counts it ``link_down``, the interface ``drops.link_down``;
-        the other interfaces keep sending), CanError for a
+        gave up) or reopened after a bus-off but not yet Up (the dispatcher counts it
+        ``link_down``, the interface ``drops.link_down``; the other interfaces keep sending),
+        CanError for a
         payload the frame format cannot carry (> 8 bytes classic, > 64 or not a DLC length FD)
         and CanBusError for a failed ``bus.send``. Blocks at most ``send_timeout_s`` on a full
         TX queue.
@@ -309,10 +313,12 @@ class CanConnector(Connector):
                           error_state_indicator=routing.esi, check=False)
         with iface.lock:
             bus = iface.bus
-            if bus is None:
+            if bus is None or iface.bus_off:
                 iface.tx["drops.link_down"] += 1
+                why = ("down" if bus is None
+                       else "recovering from bus-off (no sign yet that its controller restarted)")
                 raise LinkDownError(f"connector {self.name!r}: interface {iface.cfg.name!r} is "
-                                    f"down ({iface.machine.state.value})")
+                                    f"{why} ({iface.machine.state.value})")
             try:
                 bus.send(msg, iface.cfg.send_timeout_s)
             except Exception as exc:  # CanError / CanOperationError / OSError

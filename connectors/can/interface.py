@@ -9,8 +9,14 @@ every INBOUND channel whose (can_id, mask, extended) accepts it and delivered, o
 channel, with the ``deliver`` the thread was started with (the connector context's: it
 publishes into iceoryx2 on this thread, so there is no queue between the bus and the channel).
 Bus-off closes the bus; later steps wait the policy's delay, reopen the bus, re-apply the
-filter and go through Connecting, and Up again at the first frame read or sent (or after
-``quiet_up_s`` without error frames).
+filter and go through Connecting. Reopening a socket does not restart a bus-off controller
+(SocketCAN restarts it after its ``restart-ms``, reporting a ``restarted`` error frame, and
+until then accepts writes and drops them), so after a bus-off :attr:`Interface.bus_off` holds
+sends back (they are refused as link down, counted) until the bus shows the controller is
+back: a frame read, a ``restarted`` or error-active error frame, or ``quiet_up_s`` (default
+``recovery_window_s``) without error frames since the reopen - then Up. The hold outlives a
+close and reopen of the whole connector (the gateway's reconnect). Otherwise an interface is
+Up again at the first frame read or sent (or after ``quiet_up_s`` without error frames).
 
 Why a thread per interface: python-can offers no file descriptor a WaitSet could wait on for
 every interface type, so each bus is read by a thread blocked in ``bus.recv``.
@@ -90,6 +96,9 @@ class Interface:
         self.since = 0.0
         self.last_error = float("-inf")
         self.gave_up = False
+        self.bus_off = False
+        """Set by a bus-off error frame, cleared when the interface is Up again: while set,
+        sends are refused (the controller may not have restarted yet)."""
         self.reconnect_now = False
         self.reopen_at: float | None = None
         self.reopen_delay = 0.0
@@ -111,6 +120,7 @@ class Interface:
             self.up = new is U
             self.since = self._clock()
             if new is U:
+                self.bus_off = False
                 self.policy.mark_up()
             log.info("connector %r interface %r: %s -> %s (%s)", self.owner, self.cfg.name,
                      cur.value, new.value, reason)
@@ -260,15 +270,21 @@ class Interface:
 
     def _tick(self) -> None:
         """Timed transitions when nothing arrives: Degraded -> Up after the recovery window,
-        Connecting -> Up after ``quiet_up_s`` without errors."""
+        Connecting -> Up after ``quiet_up_s`` without errors (after a bus-off: ``quiet_up_s``,
+        else ``recovery_window_s``, so that a quiet bus whose only sender is this one gets
+        its sends back)."""
         state = self.machine.state
         now = self._clock()
+        quiet = self.cfg.quiet_up_s
+        if self.bus_off and quiet is None:
+            quiet = self.cfg.recovery_window_s
         if state is G and now - self.last_error >= self.cfg.recovery_window_s:
             self.transition(U, f"no error frames for {self.cfg.recovery_window_s} s",
                             only_from=frozenset({G}))
-        elif (state is C and self.cfg.quiet_up_s is not None and self.bus is not None
-              and now - max(self.since, self.last_error) >= self.cfg.quiet_up_s):
-            self.transition(U, f"open without error frames for {self.cfg.quiet_up_s} s",
+        elif (state is C and quiet is not None and self.bus is not None
+              and now - max(self.since, self.last_error) >= quiet):
+            after = " after bus-off" if self.bus_off else ""
+            self.transition(U, f"open without error frames for {quiet} s{after}",
                             only_from=frozenset({C}))
 
     def _seen_traffic(self) -> None:
@@ -292,8 +308,11 @@ class Interface:
             rx["rx_error_counter"] = ef.rx_errors
         self.last_error = self._clock()
         if ef.state is BusState.BUS_OFF:
+            self.bus_off = True
             self.go_down(ef.describe())
         elif ef.state in (BusState.WARNING, BusState.PASSIVE):
             self.transition(G, ef.describe(), only_from=frozenset({U, C}))
-        elif ef.state is BusState.ACTIVE:
-            self.transition(U, ef.describe(), only_from=frozenset({G}))
+        elif ef.state is BusState.ACTIVE or (self.bus_off and "restarted" in ef.classes):
+            # error-active again, or the driver restarted the bus-off controller
+            self.transition(U, ef.describe(),
+                            only_from=frozenset({G, C}) if self.bus_off else frozenset({G}))

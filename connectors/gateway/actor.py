@@ -11,19 +11,24 @@ inside the actor (actors are forked on multi-process bases):
   outbound thread live as long as this incarnation, so a reconnect reopens only the protocol
   side; inbound frames are published by the connector's own threads through the context it
   gets in ``open``. Data never passes through the actor mailbox;
-- a :class:`~taktora.actors.models.health.HealthMachine` (Connecting / Up / Degraded / Down):
-  every transition is one :class:`HealthEvent`, sent to every subscriber (actor addresses from
-  ``args["subscribers"]``, which survive restarts, plus those added at run time with
-  :class:`~taktora.actors.control.health_monitor.Subscribe`, which do not);
-- a :class:`~taktora.actors.models.backoff.ReconnectPolicy`: when the link goes down the
-  gateway disconnects the connector, goes Down and arms the ``reconnect`` timer (the base's
-  timers carry a generation token: a re-armed or cancelled timer's stale wakeup is dropped);
-  when it fires: Connecting, reopen, Up (or Down again and the next backoff).
+- a :class:`~taktora.actors.models.health.HealthMachine` of its link (Connecting / Up /
+  Degraded / Down): every transition goes to the group's monitor (``args["monitor"]``) as a
+  :class:`LinkHealth`; the monitor owns the health the application sees, fans it out to the
+  subscribers and outlives this actor (:mod:`taktora.connectors.gateway.group`);
+- the reconnect backoff lives in the group's policy actor (``args["policy"]``): when the link
+  goes down the gateway disconnects the connector, goes Down and sends ``ConnectionLost``; the
+  policy answers ``AttemptReconnect`` after its backoff: Connecting, reopen, Up (or Down again
+  and the next ``ConnectionLost``). The attempt count survives a restart of this actor;
+- the loss ledger: the dispatcher counts in the gateway's shared-memory counter block
+  (:mod:`taktora.transport.shared_counters`, ``counters_<name>`` under the iceoryx2 prefix),
+  which every incarnation opens again: counts, link sequences and the last sequence taken of
+  each writer survive a crash and ``kill -9`` exactly. ``GetStats`` reports this incarnation's
+  counts under the usual keys and every incarnation's as ``total.<key>``.
 
 The link is **pushed**: the connector reports Up / Degraded / Down through its context; the
 report reaches the actor thread as a :class:`LinkReport` message (reports of an earlier
 connection are dropped). The gateway never polls the connector. The ``health`` timer (every
-``health_poll_s``) only checks that the dispatcher's own threads still run.
+``health_poll_s``) checks that the dispatcher's own threads still run.
 
 While the connector is disconnected (Down, reconnecting), what the application writes on an
 outbound channel is drained and counted as dropped with cause ``down``.
@@ -31,8 +36,9 @@ outbound channel is drained and counted as dropped with cause ``down``.
 Control messages (all on the actor thread, answered with typed replies): :class:`Pause` /
 :class:`Resume` (Ack; what arrives meanwhile is counted as ``paused`` drops; a reconnect
 keeps the pause), :class:`Reconnect` (Ack; drop and re-establish now, the backoff starts
-again at attempt 1), :class:`GetHealth` (HealthReply), :class:`GetStats` (StatsReply:
-dispatcher counters of this incarnation, connector counters, health, reconnect attempts),
+again at attempt 1), :class:`GetHealth` (HealthReply of the link; the group routes
+``GetHealth`` to the monitor), :class:`GetStats` (StatsReply: dispatcher counters of this
+incarnation, ``total.<key>`` across incarnations, connector counters, health, attempts),
 :class:`Shutdown` (stop the data plane in order and answer :class:`GatewayStopped`; the
 actor stays, Down, until its supervisor stops it: a restart brings the gateway back), any
 :class:`ConnectorRequest` (handed to the connector's ``handle_request`` hook, which returns
@@ -63,12 +69,6 @@ import time
 from typing import Any
 
 from taktora.actors.control.base import TaktoraActor, handles
-from taktora.actors.control.health_monitor import (
-    Subscribe,
-    Unsubscribe,
-    subscribe,
-    unsubscribe,
-)
 from taktora.actors.control.messages import (
     Ack,
     GetHealth,
@@ -81,17 +81,37 @@ from taktora.actors.control.messages import (
     Shutdown,
     StatsReply,
 )
+from taktora.actors.control.reconnect_policy import (
+    AttemptReconnect,
+    ConnectionLost,
+    ConnectionUp,
+    ReconnectGaveUp,
+    ResetBackoff,
+)
 from taktora.actors.errors import ControlError
-from taktora.actors.models.backoff import ReconnectPolicy
 from taktora.actors.models.health import HealthEvent, HealthMachine, HealthState
 from taktora.connectors.errors import ConnectorError
 from taktora.connectors.gateway.config import GatewayConfig
-from taktora.connectors.gateway.counters import flatten_stats
+from taktora.connectors.gateway.counters import (
+    INCARNATIONS,
+    block_totals,
+    counter_names,
+    flatten_stats,
+)
 from taktora.connectors.gateway.dispatcher import Dispatcher, StopReport
-from taktora.connectors.gateway.messages import GatewayStopped, InjectCrash, LinkReport
+from taktora.connectors.gateway.messages import (
+    ConfigApplied,
+    GatewayStopped,
+    InjectCrash,
+    LinkHealth,
+    LinkReport,
+)
+from taktora.connectors.gateway.params import ParamsMixin
+from taktora.connectors.model import Direction
 from taktora.connectors.requests import ConnectorRequest
 from taktora.transport import isolation
 from taktora.transport.errors import TaktoraError
+from taktora.transport.shared_counters import SharedCounters, counters_path
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +119,7 @@ C, U, G, D = HealthState.CONNECTING, HealthState.UP, HealthState.DEGRADED, Healt
 
 
 # --- the actor --------------------------------------------------------------------------------
-class Gateway(TaktoraActor):
+class Gateway(ParamsMixin, TaktoraActor):
     """Owns one connector and its dispatcher; see the module docstring."""
 
     #: extra time ``on_stop`` waits for threads that missed the shutdown timeout
@@ -112,8 +132,15 @@ class Gateway(TaktoraActor):
                                  f"GatewayConfig, got {type(config).__name__}")
         self.config = config
         self.prefix = config.iox_prefix or isolation.prefix_from_env()
-        self.subscribers: list[Any] = list(self.args.get("subscribers", ()))
+        self.monitor = self.args.get("monitor")
+        self.policy = self.args.get("policy")
+        if self.monitor is None or self.policy is None:
+            raise ConnectorError(f"gateway {config.name!r}: no monitor/policy address: a "
+                                 f"Gateway runs inside a gateway group (see "
+                                 f"taktora.connectors.gateway.group.group_child)")
         self.started_ns = time.time_ns()
+        self.incarnation = f"{os.getpid()}-{self.started_ns}"
+        self.attempt = 0  # the reconnect attempt in progress (0: none)
         self.paused = False
         self.connects = 0  # connections that opened
         self.generation = 0  # connection attempts: tags link reports
@@ -122,30 +149,35 @@ class Gateway(TaktoraActor):
         self.stop_report: StopReport | None = None
         self.stopped = False
         self.final_counts: dict[str, int] = {}
-        self.policy = ReconnectPolicy(config.reconnect)
         self._reports: queue.SimpleQueue[LinkReport | None] = queue.SimpleQueue()
         self.health = HealthMachine(config.name)
-        self.health.subscribe(self._fan_out)
+        self.health.subscribe(self._tell_monitor)
         self.dispatcher: Dispatcher | None = None
         self.connector = config.build_connector()
         self._forwarder = threading.Thread(target=self._forward_reports, daemon=True,
                                            name=f"{config.name}-reports")
         self._forwarder.start()
+        self.outbound = [d.name for d in config.channels if d.direction is Direction.OUTBOUND]
+        self.inbound = [d.name for d in config.channels if d.direction is Direction.INBOUND]
+        # the counters outlive this process: every incarnation counts on in the same block
+        self.block: SharedCounters | None = SharedCounters.open_or_create(
+            counters_path(self.prefix, config.name), counter_names(self.outbound, self.inbound))
+        self.block.add(INCARNATIONS)
+        self.final_totals: dict[str, int] = {}
         # the ports live as long as this incarnation: a reconnect reopens only the protocol
         self.dispatcher = Dispatcher(self.prefix, self.connector, config.channels,
                                      name=config.name, poll_s=config.poll_s,
-                                     on_report=self._on_report)
+                                     on_report=self._on_report, counters=self.block)
         self.dispatcher.open_ports()
-        self._fan_out(self.health.last_event)  # the initial Connecting: subscribers see restarts
+        self._tell_monitor(self.health.last_event)  # the initial Connecting (after a crash: Down ->)
         self._connect()
         self.start_timer("health", config.health_poll_s)
 
     # ---- health ------------------------------------------------------------------------------
-    def _fan_out(self, event: HealthEvent) -> None:
-        log.info("gateway %s: health %s -> %s (%s)", self.config.name,
-                 event.previous.value if event.previous else "-", event.state.value, event.reason)
-        for sub in self.subscribers:
-            self.send(sub, event)
+    def _tell_monitor(self, event: HealthEvent) -> None:
+        """Every transition of the link goes to the group's monitor, which owns the health the
+        application sees (and logs it)."""
+        self.send(self.monitor, LinkHealth(incarnation=self.incarnation, event=event))
 
     def _go(self, state: HealthState, reason: str) -> None:
         self.health.transition(state, reason)
@@ -204,7 +236,8 @@ class Gateway(TaktoraActor):
             self._link_lost(f"link down: {reason}" if reason else "link down")
         elif self.health.state is C:
             if link is U:
-                self.policy.mark_up()
+                self.attempt = 0
+                self.send(self.policy, ConnectionUp())
                 self._go(U, "connected" if self.connects == 1
                          else f"reconnected (#{self.connects - 1})")
             elif link is G:
@@ -228,22 +261,29 @@ class Gateway(TaktoraActor):
         self._schedule()
 
     def _schedule(self) -> None:
-        delay = self.policy.next_delay()
-        if delay is None:
-            self.gave_up = True
-            self.cancel_timer("reconnect")
-            log.error("gateway %s: giving up after %d reconnect attempts (send Reconnect to "
-                      "try again)", self.config.name, self.policy.attempts)
-            return
-        self.start_timer("reconnect", delay)
+        """Ask the group's reconnect policy for the next attempt (it answers
+        :class:`AttemptReconnect` after its backoff, or :class:`ReconnectGaveUp`)."""
+        self.send(self.policy, ConnectionLost(reason=self.health.last_event.reason))
+
+    @handles(AttemptReconnect)
+    def _attempt(self, msg: AttemptReconnect, sender: Any) -> None:
+        if self.stopped or self.health.state is not D:
+            return  # connected meanwhile (e.g. a Reconnect request), or shut down
+        self.attempt = msg.attempt
+        self._go(C, f"reconnect attempt {msg.attempt}")
+        self._connect()
+
+    @handles(ReconnectGaveUp)
+    def _gave_up(self, msg: ReconnectGaveUp, sender: Any) -> None:
+        self.gave_up = True
+        log.error("gateway %s: giving up after %d reconnect attempts (send Reconnect to try "
+                  "again)", self.config.name, msg.attempts)
+
 
     def on_timer(self, name: str, data: Any) -> None:
         if self.stopped:
             return
-        if name == "reconnect" and self.health.state is D:
-            self._go(C, f"reconnect attempt {self.policy.attempts}")
-            self._connect()
-        elif name == "health":
+        if name == "health":
             self._check_threads()
             self.start_timer("health", self.config.health_poll_s)
 
@@ -291,16 +331,37 @@ class Gateway(TaktoraActor):
         if self.stopped:
             raise ControlError(f"gateway {self.config.name!r} was shut down; its supervisor "
                                "restarts it")
+        self.reconnect_now("reconnect requested")
+        return self.ack(msg, self.health.state.value)
+
+    def reconnect_now(self, reason: str) -> None:
+        """Drop the connection and connect again at once (actor thread; blocks for the
+        connector's close and open): the backoff starts again at attempt 1."""
         if self.dispatcher is not None:
             self._disconnect(self.config.shutdown_timeout_s)
         if self.health.state is not D:
-            self._go(D, "reconnect requested")
-        self.cancel_timer("reconnect")
-        self.policy.reset()
+            self._go(D, reason)
+        self.send(self.policy, ResetBackoff())
+        self.attempt = 0
         self.gave_up = False
-        self._go(C, "reconnect requested")
+        self._go(C, reason)
         self._connect()
-        return self.ack(msg, self.health.state.value)
+
+    def reconnect_for_settings(self, reason: str) -> None:
+        """Reopen the connector after its settings changed (the Configure handler replaced
+        ``self.connector``): as :meth:`reconnect_now`, keeping a pause. Refused (ControlError,
+        nothing touched) once the gateway was shut down."""
+        if self.stopped:
+            raise ControlError(f"gateway {self.config.name!r} was shut down; its supervisor "
+                               "restarts it")
+        self.reconnect_now(reason)
+        if self.paused:
+            self.connector.on_pause(True)
+
+    def settings_applied(self) -> None:
+        """Tell the group: its next start of this gateway uses the new settings."""
+        if self.supervisor is not None:
+            self.send(self.supervisor, ConfigApplied(config=self.config))
 
     @handles(GetHealth)
     def _get_health(self, msg: GetHealth, sender: Any) -> HealthReply:
@@ -310,10 +371,17 @@ class Gateway(TaktoraActor):
                            last_event=self.health.last_event)
 
     def counters(self) -> dict[str, int]:
-        """Dispatcher counters of this incarnation (its ports outlive every reconnect)."""
+        """This incarnation's dispatcher counters (its ports outlive every reconnect). The
+        connector's own stats are not in the ledger: some of them are gauges, not counts."""
         if self.dispatcher is None:
             return dict(self.final_counts)
         return flatten_stats(self.dispatcher.stats())
+
+    def totals(self) -> dict[str, int]:
+        """Every incarnation's counters (the counter block), as :meth:`counters` names them."""
+        if self.block is None:
+            return dict(self.final_totals)
+        return block_totals(self.block, self.outbound, self.inbound)
 
     @handles(GetStats)
     def _get_stats(self, msg: GetStats, sender: Any) -> StatsReply:
@@ -324,25 +392,19 @@ class Gateway(TaktoraActor):
             "incarnation": f"{os.getpid()}-{self.started_ns}",
             "connects": self.connects,
             "link_losses": self.link_losses,
-            "reconnect_attempts": self.policy.attempts,
+            "reconnect_attempts": self.attempt,
             "gave_up": self.gave_up,
             "stale_timers": self.stale_timers,
+            "incarnations": int(self.block.values[self.block.index(INCARNATIONS)])
+            if self.block is not None else 1,
         }
-        stats.update(self.counters())
+        counts = self.counters()
+        stats.update(counts)
         for key, n in self.connector.stats().items():
             stats[f"connector.{key}"] = n
+        for key, n in sorted(self.totals().items()):
+            stats[f"total.{key}"] = n
         return StatsReply(correlation_id=msg.correlation_id, source=self.config.name, stats=stats)
-
-    @handles(Subscribe)
-    def _subscribe(self, msg: Subscribe, sender: Any) -> Ack:
-        who = subscribe(self.subscribers, msg, sender)
-        self.send(who, self.health.last_event)
-        return self.ack(msg)
-
-    @handles(Unsubscribe)
-    def _unsubscribe(self, msg: Unsubscribe, sender: Any) -> Ack:
-        unsubscribe(self.subscribers, msg, sender)
-        return self.ack(msg)
 
     @handles(ConnectorRequest)
     def _connector_request(self, msg: ConnectorRequest, sender: Any) -> Reply:
@@ -379,15 +441,16 @@ class Gateway(TaktoraActor):
         if self.stopped:
             return self.stop_report or StopReport((), (), 0.0)
         self.stopped = True
-        self.cancel_timer("reconnect")
         self.cancel_timer("health")
         began = time.monotonic()
         report = None
         if self.dispatcher is not None:
             report = self.dispatcher.close(self.config.shutdown_timeout_s)
             self.final_counts = flatten_stats(self.dispatcher.stats())
+            self.final_totals = self.totals()
             if report.clean:
                 self.dispatcher = None
+                self._close_block()
         self._reports.put(None)  # ends the forwarder thread
         self._forwarder.join(1.0)
         if self.health.state is not D:
@@ -402,6 +465,14 @@ class Gateway(TaktoraActor):
                       self.config.shutdown_timeout_s, list(report.not_stopped))
         return self.stop_report
 
+    def _close_block(self) -> None:
+        """Unmap the counter block (once no thread of ours can count in it any more); the file
+        stays for the next incarnation and the monitor."""
+        if getattr(self, "block", None) is not None:
+            assert self.block is not None
+            self.block.close()
+            self.block = None
+
     def on_stop(self) -> None:
         if not hasattr(self, "connector"):
             return  # on_start never ran or failed before the connector existed
@@ -410,6 +481,7 @@ class Gateway(TaktoraActor):
             late = self.dispatcher.close(self.linger_s)
             if late.clean:
                 self.dispatcher = None
+                self._close_block()
             else:
                 log.error("gateway %s: %s still running %.1f s after the shutdown timeout; "
                           "their iceoryx2 ports stay open", self.config.name,

@@ -66,8 +66,9 @@ class GatewayConfig:
     - ``channels``: the descriptors it serves (names unique per direction).
     - ``reconnect``: the backoff between reconnect attempts.
     - ``shutdown_timeout_s``: bound of an orderly stop (ARCH_0530), > 0 and <= 300.
-    - ``health_poll_s``: how often the link is checked; ``poll_s``: the dispatcher's receive
-      poll; both 0.001 .. 60.
+    - ``health_poll_s``: how often the gateway checks its dispatcher's threads and reports
+      its counters to the loss ledger (the most a ``kill -9`` can lose of them);
+      ``poll_s``: the reader thread's poll of a pull connector; both 0.001 .. 60.
     - ``iox_prefix``: the iceoryx2 prefix of the applications it serves (None:
       ``TAKTORA_IOX_PREFIX`` inside the actor).
     """

@@ -12,11 +12,12 @@ on the dispatcher's and the protocol's own threads:
   iceoryx2 WaitSet on the listeners of every outbound subscriber (and a stop eventfd); per
   wake it drains the subscribers whose listener woke (everything available on each), checks
   each envelope's header (sanity only, no CRC: the bytes never left shared memory) and hands
-  the frame to
-  ``connector.send`` - the whole envelope if the connector carries envelopes, the payload
-  only otherwise, as a read-only view of shared memory (no copy, nothing re-encoded). While
-  no connector is connected (the gateway is Down or reconnecting) each frame is counted as
-  dropped with cause ``down``.
+  the frame to ``connector.send``: for a connector that carries envelopes, one private copy of
+  the envelope renumbered with the channel's *link sequence* (the n-th frame this channel
+  forwarded carries n, so the far gateway sees a gap only for frames lost on the link - never
+  for frames this gateway dropped and counted); otherwise the payload only, as a read-only
+  view of shared memory (no copy, nothing re-encoded). While no connector is connected (the
+  gateway is Down or reconnecting) each frame is counted as dropped with cause ``down``.
 - **inbound**: the connector delivers through the :class:`ConnectorContext` it got in
   ``open`` (its own threads publish into iceoryx2); only for a pull connector (one that
   implements ``poll``) does the dispatcher run a reader thread (``<name>-in``) per connection.
@@ -27,8 +28,11 @@ on the dispatcher's and the protocol's own threads:
 Pause: a paused direction keeps draining its source and counts every frame as dropped with
 cause ``paused``.
 
+Counters are per channel (:class:`~taktora.connectors.gateway.counters.Counts`), each frame
+counted once, forwarded or dropped by one cause: the loss equation of spec/loss.rst.
+
 Failures never stop a thread: a send that raises is counted (``link_down`` for
-:class:`LinkDownError`, ``send_error`` otherwise), a poll that raises is counted in
+:class:`LinkDownError` or its ``cause``, ``send_error`` otherwise), a poll that raises is counted in
 ``receive_errors`` and retried after ``poll_s``; an unexpected exception is logged with its
 traceback and counted as ``internal_error``.
 """
@@ -38,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -50,50 +55,32 @@ from taktora.connectors.codecs import CodecRegistry
 from taktora.connectors.connector import Connector
 from taktora.connectors.context import ConnectorContext, Frame
 from taktora.connectors.errors import ConnectorError, LinkDownError
-from taktora.connectors.gateway.sink import Counts, InboundSink
+from taktora.connectors.gateway.counters import (
+    OUT,
+    Counts,
+    DispatcherStats,
+    LocalCounters,
+    Storage,
+    counter_names,
+)
+from taktora.connectors.gateway.outbound import OutboundChannel
+from taktora.connectors.gateway.sink import InboundSink
 from taktora.connectors.model import ChannelDescriptor, Direction, FrozenMap
 from taktora.transport import envelope
 from taktora.transport.envelope import EnvelopeCounters
 from taktora.transport.errors import EnvelopeError
 from taktora.transport.node import Node
-from taktora.transport.pubsub import Subscriber
 
 log = logging.getLogger(__name__)
 
-# indices of the envelope.split() header fields read per frame
+# indices of the envelope.split() header fields read per frame; the link sequence's writer
 _HEADER_LEN, _PAYLOAD_LEN, _SEQUENCE = 3, 7, 8
+_set_sequence, _SEQ_AT = struct.Struct("<Q").pack_into, envelope.SEQUENCE_OFFSET
 
 OUTBOUND_WAKE_S = 0.5
 """Longest the outbound thread sleeps without a wake-up (a safety net for a lost wake-up)."""
 
 OnReport = Callable[[HealthState, str], None]
-
-
-@attrs.frozen
-class DispatcherStats:
-    """A snapshot of a dispatcher's counters.
-
-    ``*_dropped`` map a cause to a count: ``paused``, ``malformed``, ``down`` (no connector
-    connected), ``link_down``, ``send_error``, ``overflow`` (the gateway's own iceoryx2 queue
-    overflowed while a send was slow) (outbound); ``paused``, ``down`` (delivered by an ended
-    connection or after close), ``malformed``, ``unknown_channel``, ``too_large``,
-    ``publish_error`` (inbound); ``internal_error`` on either side. ``inbound_malformed``
-    splits inbound ``malformed`` by envelope cause (short, magic, version, header_len, length,
-    crc). ``inbound_gaps`` / ``inbound_lost`` count sequence jumps of envelopes arriving from
-    the protocol (frames lost on the link).
-    """
-
-    outbound_forwarded: int
-    outbound_dropped: FrozenMap[str, int]
-    inbound_forwarded: int
-    inbound_dropped: FrozenMap[str, int]
-    inbound_malformed: FrozenMap[str, int]
-    inbound_gaps: int
-    inbound_lost: int
-    receive_errors: int
-    outbound_paused: bool
-    inbound_paused: bool
-    running: bool
 
 
 @attrs.frozen
@@ -121,6 +108,9 @@ class Dispatcher:
     (a gateway passes its connector to :meth:`connect` instead). ``registry``: resolves codec
     ids for payload-only connectors. ``on_report``: called with every health report of the
     connector or of a dying dispatcher thread, on the reporting thread (must not block).
+    ``counters``: the counter block to count in (a gateway's shared one, which outlives its
+    process and carries the link and writer sequences on to the next incarnation; default:
+    this process's memory).
 
     Lifecycle (owner's thread): :meth:`open_ports` once, then :meth:`connect` /
     :meth:`disconnect` any number of times, then :meth:`close`; :meth:`start` / :meth:`stop`
@@ -131,7 +121,7 @@ class Dispatcher:
     def __init__(self, node_prefix: str | None, connector: Connector | None,
                  descriptors: Sequence[ChannelDescriptor], *, name: str = "dispatcher",
                  poll_s: float = 0.05, registry: CodecRegistry | None = None,
-                 on_report: OnReport | None = None) -> None:
+                 on_report: OnReport | None = None, counters: Storage | None = None) -> None:
         names = [d.name for d in descriptors]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -152,7 +142,9 @@ class Dispatcher:
         """The reason that came with :attr:`link`."""
         self._outbound = [d for d in descriptors if d.direction is Direction.OUTBOUND]
         self._inbound = [d for d in descriptors if d.direction is Direction.INBOUND]
-        self._out = Counts()
+        self._storage: Storage = counters or LocalCounters(counter_names(
+            [d.name for d in self._outbound], [d.name for d in self._inbound]))
+        self._out = Counts(OUT, [d.name for d in self._outbound], self._storage)
         self._out_malformed = EnvelopeCounters()
         self._receive_errors = 0
         self._out_paused = False
@@ -160,7 +152,7 @@ class Dispatcher:
         self._stop = threading.Event()
         self._stop_fd = -1
         self._node: Node | None = None
-        self._subs: list[tuple[ChannelDescriptor, Subscriber]] = []
+        self._subs: list[OutboundChannel] = []
         self._sink: InboundSink | None = None
         self._out_thread: threading.Thread | None = None
         self._poll_thread: threading.Thread | None = None
@@ -183,10 +175,13 @@ class Dispatcher:
         self._state = "opening"
         try:
             self._node = Node(self.name, prefix=self.node_prefix)
-            self._subs = [(d, self._node.subscriber(d.channel_spec())) for d in self._outbound]
+            self._subs = [OutboundChannel(d, self._node.subscriber(d.channel_spec()),
+                                    self._out.channel(d.name), self._storage)
+                          for d in self._outbound]
             carries = self.connector.carries_envelope if self.connector is not None else True
             self._sink = InboundSink(self.name, self._node, self._inbound,
-                                     carries_envelope=carries, registry=self.registry)
+                                     carries_envelope=carries, registry=self.registry,
+                                     storage=self._storage)
             self._stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         except BaseException:
             self._release()
@@ -271,8 +266,9 @@ class Dispatcher:
                                     began + timeout)
         self._close_connector(conn)  # may also unblock a reader stuck in the protocol
         self._stale_readers = [t for t in self._stale_readers if t.is_alive()]
-        if not stuck:
-            self._count_leftovers()
+        if not stuck:  # frames still queued for the outbound thread: counted ``down``
+            for out in self._subs:
+                out.count_leftovers(self._out)
         if stuck:
             log.error("dispatcher %r: %s did not stop within %.3f s", self.name, list(stuck),
                       timeout)
@@ -326,13 +322,6 @@ class Dispatcher:
     def stop(self, timeout: float = 5.0) -> StopReport:
         """:meth:`close` (disconnect, threads, ports)."""
         return self.close(timeout)
-
-    def _count_leftovers(self) -> None:
-        """Frames still queued for the outbound thread when it stopped: counted ``down``."""
-        for _, sub in self._subs:
-            while (sample := sub.receive()) is not None:
-                sample.release()
-                self._out.drop("down")
 
     def _release(self) -> None:
         if self._sink is not None:
@@ -406,17 +395,20 @@ class Dispatcher:
         return not (self._live is not None and self._live.pulls() and self._inbound
                     and (self._poll_thread is None or not self._poll_thread.is_alive()))
 
-    def stats(self) -> DispatcherStats:
-        """A snapshot of the counters (any thread)."""
-        out_fwd, out_drop = self._out.snapshot()
-        overflow = sum(sub.stats.lost for _, sub in self._subs)  # iceoryx2 queue overflowed
-        if overflow:
-            out_drop["overflow"] = overflow
+    def stats(self, *, total: bool = False) -> DispatcherStats:
+        """A snapshot of the counters of this dispatcher (or, ``total``, of every dispatcher
+        that counted in the same counter block: the gateway's earlier incarnations). Any
+        thread."""
+        for out in self._subs:  # the transport queues' overflow, copied into the block
+            out.copy_overflow()
+        out_fwd, out_drop = self._out.snapshot(total=total)
+        channels = self._out.per_channel(total=total)
         sink = self._sink
         if sink is not None:
-            in_fwd, in_drop = sink.counts.snapshot()
-            gaps, lost = sink.gaps()
+            in_fwd, in_drop = sink.counts.snapshot(total=total)
+            gaps, lost = sink.counts.gaps(total=total)
             malformed = {k: v for k, v in sink.malformed.snapshot().items() if v}
+            channels.update(sink.counts.per_channel(total=total))
         else:
             in_fwd, in_drop, gaps, lost, malformed = 0, {}, 0, 0, {}
         return DispatcherStats(
@@ -425,7 +417,7 @@ class Dispatcher:
             inbound_malformed=FrozenMap(malformed),
             inbound_gaps=gaps, inbound_lost=lost, receive_errors=self._receive_errors,
             outbound_paused=self._out_paused, inbound_paused=self._in_paused,
-            running=self.threads_alive())
+            running=self.threads_alive(), channels=FrozenMap(channels))
 
     # -- outbound thread ---------------------------------------------------------------------
     def _run_outbound(self) -> None:
@@ -433,11 +425,11 @@ class Dispatcher:
                    .create(iox.ServiceType.Ipc))
         stop_fd = iox.FileDescriptor.non_owning_new(self._stop_fd)
         guards = []
-        table: dict[Any, tuple[ChannelDescriptor, Subscriber]] = {}
-        for descriptor, sub in self._subs:
-            guard = ws.attach_notification(sub.listener)
+        table: dict[Any, OutboundChannel] = {}
+        for out in self._subs:
+            guard = ws.attach_notification(out.sub.listener)
             guards.append(guard)
-            table[iox.WaitSetAttachmentId.from_guard(guard)] = (descriptor, sub)
+            table[iox.WaitSetAttachmentId.from_guard(guard)] = out
         guards.append(ws.attach_notification_fd(stop_fd))
         wake = iox.Duration.from_secs_f64(OUTBOUND_WAKE_S)
         everything = list(table.values())
@@ -447,9 +439,10 @@ class Dispatcher:
                 # only the channels that woke: a gateway with many channels touches one per
                 # message; a wake without ids (the safety-net timeout) looks at every channel
                 woke = [table[i] for i in ids if i in table] if ids else everything
-                for descriptor, sub in woke:
-                    sub.consume_wakeups()
-                    self._drain_outbound(descriptor, sub)
+                for out in woke:
+                    out.sub.consume_wakeups()
+                    self._drain_outbound(out)
+                    out.copy_overflow()
         except Exception:
             log.exception("dispatcher %r: outbound thread failed", self.name)
             self._report(self.connection, HealthState.DOWN, "outbound thread failed")
@@ -459,55 +452,78 @@ class Dispatcher:
                 guard.delete()
             ws.delete()
 
-    def _drain_outbound(self, descriptor: ChannelDescriptor, sub: Subscriber) -> None:
+    def _drain_outbound(self, out: OutboundChannel) -> None:
+        sub, counts, writers, values = out.sub, out.counts, out.writers, self._storage.values
+        name = out.descriptor.name
         while not self._stop.is_set():
             try:
                 sample = sub.receive()
             except Exception:
-                self._out.drop("internal_error")
-                log.exception("dispatcher %r: receiving on %r failed", self.name, descriptor.name)
+                self._out.drop("internal_error", counts)
+                log.exception("dispatcher %r: receiving on %r failed", self.name, name)
                 return
             if sample is None:
                 return
+            slot = writers.get(sample.publisher)
+            if slot is None:  # a writer this incarnation has not seen yet
+                slot = out.adopt_writer(sample.publisher, sample.sequence, self._out)
             with sample:
                 try:
-                    self._forward_outbound(descriptor, sample.payload)
+                    self._forward_outbound(out, sample.payload, slot, sample.sequence)
                 except Exception:
-                    self._out.drop("internal_error")
-                    log.exception("dispatcher %r: outbound %r failed", self.name, descriptor.name)
+                    self._out.drop("internal_error", counts)
+                    values[slot] = sample.sequence
+                    log.exception("dispatcher %r: outbound %r failed", self.name, name)
 
-    def _forward_outbound(self, descriptor: ChannelDescriptor, data: memoryview) -> None:
+    def _forward_outbound(self, out: OutboundChannel, data: memoryview, slot: int,
+                          taken: int) -> None:
+        """Forward or count one frame. Every outcome is counted and the writer's ``taken``
+        sequence stored in ``slot`` (the counter block) in two adjacent stores, and a frame is
+        counted as forwarded *before* it is sent: a ``kill -9`` at any point leaves each frame
+        counted once (not taken: ``restart`` at the next incarnation; counted forwarded but
+        not sent: its link sequence missing at the far side, ``link.lost``)."""
+        descriptor, counts, values = out.descriptor, out.counts, out.counts.values
         if self._out_paused:
-            self._out.drop("paused")
+            self._out.drop("paused", counts)
+            values[slot] = taken
             return
         try:
             # split(): decode()'s checks and counts without building an EnvelopeHeader
             fields, payload = envelope.split(data, self._out_malformed, verify_crc=False)
         except EnvelopeError as exc:
-            self._out.drop("malformed")
+            self._out.drop("malformed", counts)
+            values[slot] = taken
             log.warning("dispatcher %r: %r carries a malformed envelope: %s", self.name,
                         descriptor.name, str(exc))
             return
         with self._send_lock:
             conn = self._live
             if conn is None:
-                self._out.drop("down")
+                self._out.drop("down", counts)
+                values[slot] = taken
                 return
-            frame: Frame = (data[: fields[_HEADER_LEN] + fields[_PAYLOAD_LEN]]
-                            if conn.carries_envelope else payload)
+            at = counts.i_forwarded
+            link_seq = values[at] + 1  # only this thread bumps it: it is the link sequence
+            frame: Frame
+            if conn.carries_envelope:  # a private copy carrying the link sequence
+                frame = bytearray(data[: fields[_HEADER_LEN] + fields[_PAYLOAD_LEN]])
+                _set_sequence(frame, _SEQ_AT, link_seq)
+            else:
+                frame = payload
+            values[at] = link_seq  # counted before the send: see the docstring
+            values[slot] = taken
             try:
                 conn.send(descriptor, frame)
             except LinkDownError as exc:
-                self._out.drop("link_down")
+                values[at] = link_seq - 1  # not sent after all: the next frame takes its number
+                self._out.drop(getattr(exc, "cause", "link_down"), counts)  # e.g. no_peer
                 log.debug("dispatcher %r: %r seq %d dropped: %s", self.name, descriptor.name,
                           fields[_SEQUENCE], str(exc))
-                return
             except ConnectorError as exc:
-                self._out.drop("send_error")
+                values[at] = link_seq - 1
+                self._out.drop("send_error", counts)
                 log.warning("dispatcher %r: sending %r seq %d failed: %s", self.name,
                             descriptor.name, fields[_SEQUENCE], str(exc))
-                return
-        self._out.forward()
 
     # -- reader thread (pull connectors only) ------------------------------------------------
     def _run_poll(self, conn: Connector, stop: threading.Event, number: int) -> None:

@@ -3,12 +3,14 @@
 The host runs inside an application that owns an :class:`~taktora.system.bootstrap.
 ActorSystemHandle` (in-process or multi-process). :meth:`ConnectorHost.start` adds one
 supervisor child (``host_id``, restart ``transient``) under the system's root; its children
-are one :class:`~taktora.connectors.gateway.actor.Gateway` per :class:`GatewayConfig`, in list
-order, each ``transient`` (restarted after a crash or a ``kill -9``, not after an orderly
-shutdown).
+are one gateway group (:mod:`taktora.connectors.gateway.group`: health monitor, reconnect
+policy, gateway) per :class:`GatewayConfig`, in list order, each ``transient``. Inside a group
+a gateway crash or ``kill -9`` restarts the gateway alone (its monitor goes Down at once);
+``supervision`` (strategy, intensity, period, backoff) applies to the groups, and its
+intensity, period and backoff also to each group's restarts of its gateway.
 
 Health subscription: the host owns one thread, ``taktora-health-<host_id>``, which blocks in
-the handle's ``receive`` on its own endpoint. That endpoint is in every gateway's
+the handle's ``receive`` on its own endpoint. That endpoint is in every gateway monitor's
 ``args["subscribers"]``, so it stays subscribed across restarts. Every :class:`HealthEvent`
 lands in a bounded queue (``events_maxlen``; overflow policy: the oldest event is dropped and
 counted in :attr:`ConnectorHost.events_dropped`) that the application reads from any thread
@@ -42,8 +44,8 @@ from taktora.actors.control.supervision import ChildSpec, Restart, SupervisorSpe
 from taktora.actors.errors import ControlError
 from taktora.actors.models.health import HealthEvent
 from taktora.connectors.errors import ConnectorError
-from taktora.connectors.gateway.actor import Gateway
 from taktora.connectors.gateway.config import GatewayConfig
+from taktora.connectors.gateway.group import group_child
 from taktora.connectors.gateway.messages import GatewayStopped
 from taktora.transport import isolation
 
@@ -95,11 +97,8 @@ class ConnectorHost:
         if not ready.wait(timeout) or self._endpoint is None:
             self._stop.set()
             raise ControlError("the health thread did not start")
-        shutdown_s = max(g.shutdown_timeout_s for g in self.gateways) + Gateway.linger_s + 1.0
-        children = tuple(
-            ChildSpec(id=g.name, start=Gateway, restart=Restart.TRANSIENT, shutdown_s=shutdown_s,
-                      args={"config": g, "subscribers": [self._endpoint]})
-            for g in self.gateways)
+        children = tuple(group_child(g, subscribers=[self._endpoint],
+                                     supervision=self.supervision) for g in self.gateways)
         spec = SupervisorSpec(strategy=self.supervision.strategy,
                               intensity=self.supervision.intensity,
                               period_s=self.supervision.period_s,
@@ -107,7 +106,8 @@ class ConnectorHost:
         try:
             self.handle.start_child(ChildSpec(id=self.host_id, start=spec,
                                               restart=Restart.TRANSIENT,
-                                              shutdown_s=shutdown_s * len(children) + 1.0),
+                                              shutdown_s=sum(c.shutdown_s for c in children)
+                                              + 1.0),
                                     timeout=timeout)
         except BaseException:
             self._stop.set()

@@ -9,12 +9,24 @@ services) for the gateway's whole life: a reconnect reopens the protocol, never 
 2. paused: count ``paused`` and drop (held data would be stale control data when resumed);
 3. envelope-carrying connectors: the bytes crossed a link that can corrupt them, so the
    envelope is checked completely, CRC included (``malformed`` with its cause: short, magic,
-   version, header_len, length, crc), its sequence tracked (``gaps`` / ``lost``), and it is
-   published as it came; payload-only connectors: the payload is written once into a loan
-   behind a fresh header (the channel's own sequence from 1, its codec id, CRC if the channel
-   asks for one);
+   version, header_len, length, crc), its link sequence tracked (``gaps`` / ``lost``), and it
+   is published **renumbered**: header and payload as they came (codec id, kind, flags,
+   correlation id, CRC and the origin timestamp kept) but with the channel's own shm-hop
+   sequence; payload-only connectors: the payload is written once into a loan behind a fresh
+   header (the same per-channel sequence, its codec id, CRC if the channel asks for one);
 4. a publish that fails is counted as ``too_large`` (larger than the channel allows) or
    ``publish_error``.
+
+Loss accounting (spec/loss.rst): every frame that reaches the sink is counted once - forwarded
+or dropped by one cause - per channel (:class:`~taktora.connectors.gateway.counters.Counts`).
+The link sequence of arriving envelopes (the sending gateway's, per channel) is tracked for
+*every* frame of a channel, the dropped ones included, so a frame counted as ``paused`` or
+``down`` never shows up again as ``lost``; a frame whose sequence cannot be read (malformed)
+is subtracted from the next gap (never below 0), so it is counted once, as ``malformed``. A
+gap is counted when the next frame arrives; losses before the first frame this sink sees are
+not visible to it. The link sequence is consumed here (logged with each gap at DEBUG) and not
+carried further: the correlation id belongs to query/reply and the reserved header fields to
+the wire contract; readers see the sink's sequence, so their ``lost`` counts only the shm hop.
 
 Thread-safety: a protocol may deliver from several threads at once (CAN: one receive thread
 per interface; Zenoh: its callback threads); each channel has its own lock around sequence
@@ -25,91 +37,103 @@ a lock; :meth:`InboundSink.counts` snapshots them from any thread.
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import zlib
 from collections.abc import Callable, Sequence
 
 from taktora.connectors.codecs import CodecRegistry, codec_id_for
 from taktora.connectors.context import ConnectorContext, Frame
+from taktora.connectors.gateway.counters import (
+    IN,
+    PUBLISHER_FIELDS,
+    ChannelCounts,
+    Counts,
+    Storage,
+)
 from taktora.connectors.model import ChannelDescriptor, Routing
 from taktora.transport import envelope
 from taktora.transport.envelope import HEADER_SIZE, EnvelopeCounters
 from taktora.transport.errors import EnvelopeError, PayloadError, TransportError
 from taktora.transport.node import Node
-from taktora.transport.pubsub import Publisher
+from taktora.transport.pubsub import Publisher, Resume
 
 log = logging.getLogger("taktora.connectors.gateway.dispatcher")
 
-_SEQUENCE = 8  # index of the sequence in envelope.split()'s header fields
-
-
-class Counts:
-    """A ``forwarded`` count and drops by cause, written by any thread under one lock."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.forwarded = 0
-        self.dropped: dict[str, int] = {}
-
-    def drop(self, cause: str) -> None:
-        with self.lock:
-            self.dropped[cause] = self.dropped.get(cause, 0) + 1
-
-    def forward(self) -> None:
-        with self.lock:
-            self.forwarded += 1
-
-    def snapshot(self) -> tuple[int, dict[str, int]]:
-        with self.lock:
-            return self.forwarded, dict(self.dropped)
+# indices of envelope.split()'s header fields; the sequence as it is written into a header
+_HEADER_LEN, _PAYLOAD_LEN, _SEQUENCE = 3, 7, 8
+_pack_sequence = struct.Struct("<Q").pack
+_SEQ_AT, _SEQ_END = envelope.SEQUENCE_OFFSET, envelope.SEQUENCE_OFFSET + 8
 
 
 class _Channel:
-    """One inbound channel: its descriptor, publisher, codec id, sequence state and lock."""
+    """One inbound channel: descriptor, publisher, codec id, counters, sequences and lock."""
 
-    __slots__ = ("closed", "codec_id", "descriptor", "last_seen", "lock", "publisher",
-                 "sequence")
+    __slots__ = ("closed", "codec_id", "counts", "descriptor", "first_at", "last_seen", "lock",
+                 "publisher", "seq_at", "sequence", "unsequenced")
 
-    def __init__(self, descriptor: ChannelDescriptor, publisher: Publisher, codec_id: int) -> None:
+    def __init__(self, descriptor: ChannelDescriptor, publisher: Publisher, codec_id: int,
+                 counts: ChannelCounts, seq_at: int, first_at: int) -> None:
+        self.seq_at, self.first_at = seq_at, first_at  # the publisher's slots in the block
         self.descriptor = descriptor
         self.publisher = publisher
         self.codec_id = codec_id
+        self.counts = counts
         self.lock = threading.Lock()
         self.closed = False  # set under the lock by InboundSink.close: no publish after it
-        self.sequence = 0  # last sequence of a wrapped (payload-only) frame
-        self.last_seen: int | None = None  # last sequence of an arriving envelope
+        self.sequence = 0  # last shm-hop sequence published (wrapped or renumbered)
+        # last link sequence of an arriving envelope: kept in the counter block, so a restarted
+        # gateway counts what the link lost while it was away
+        self.last_seen: int | None = counts.seq or None
+        self.unsequenced = 0  # frames counted since last_seen whose sequence was unreadable
 
 
 class InboundSink:
     """Publishes delivered frames on the INBOUND channels of ``descriptors`` (see the module).
 
-    ``carries_envelope`` is the connector's: whole envelopes (checked, CRC included) or
-    payloads (wrapped). The publishers are opened on ``node`` at construction (raises the
-    transport's errors) and released by :meth:`close`.
+    ``carries_envelope`` is the connector's: whole envelopes (checked, CRC included,
+    renumbered) or payloads (wrapped). The publishers are opened on ``node`` at construction
+    (raises the transport's errors) and released by :meth:`close`.
     """
 
     def __init__(self, name: str, node: Node, descriptors: Sequence[ChannelDescriptor], *,
-                 carries_envelope: bool, registry: CodecRegistry | None = None) -> None:
+                 carries_envelope: bool, registry: CodecRegistry | None = None,
+                 storage: Storage | None = None) -> None:
         self.name = name
         self.carries_envelope = carries_envelope
         self.paused = False
-        self.counts = Counts()
+        self.counts = Counts(IN, [d.name for d in descriptors], storage)
         self.malformed = EnvelopeCounters()
-        self._gaps = 0
-        self._lost = 0
         self._by_name: dict[str, _Channel] = {}
         self._by_routing: dict[Routing, _Channel] = {}
+        store = self.counts.storage
         for d in descriptors:
-            channel = _Channel(d, node.publisher(d.channel_spec()), codec_id_for(d.codec, registry))
+            at = tuple(store.index(f"ch.{d.name}.in.{f}") for f in PUBLISHER_FIELDS)
+            pid, seq, first = (int(store.values[i]) for i in at)
+            # an earlier incarnation's publisher: continue it (its readers then count what its
+            # queue held when it died as lost), else a fresh one, remembered for the next
+            publisher = node.publisher(d.channel_spec(), resume=Resume(pid, seq, first)
+                                       if pid else None)
+            store.values[at[0]] = publisher.id
+            channel = _Channel(d, publisher, codec_id_for(d.codec, registry),
+                               self.counts.channel(d.name), at[1], at[2])
             self._by_name[d.name] = channel
             self._by_routing[d.routing] = channel
+
+    def _resolve(self, key: str | Routing) -> _Channel | None:
+        return self._by_routing.get(key) if isinstance(key, Routing) else self._by_name.get(key)
 
     def context_deliver(self, ctx: ConnectorContext) -> Callable[[str | Routing, Frame], bool]:
         """The ``deliver`` of one connection's context: like :meth:`deliver`, but once that
         context is revoked (the connection ended) every frame is counted as ``down``."""
         def deliver(key: str | Routing, frame: Frame) -> bool:
             if ctx.revoked:
-                self.counts.drop("down")
+                channel = self._resolve(key)
+                if channel is None:
+                    self.counts.drop("down")
+                else:
+                    with channel.lock:
+                        self._skip(channel, frame, "down")
                 return False
             return self.deliver(key, frame)
 
@@ -117,56 +141,107 @@ class InboundSink:
 
     def deliver(self, key: str | Routing, frame: Frame) -> bool:
         """Publish ``frame`` on the channel ``key`` names; True if published, else the drop
-        is counted by cause and False returned. Never raises for a bad frame."""
-        channel = self._by_routing.get(key) if isinstance(key, Routing) else self._by_name.get(key)
+        is counted by cause and False returned. Never raises for a bad frame. Runs on the
+        delivering protocol thread; blocks only on the channel's lock."""
+        channel = self._resolve(key)
         if channel is None:
             self.counts.drop("unknown_channel")
             log.warning("gateway %r: frame for unknown channel %r dropped", self.name, key)
             return False
-        if self.paused:
-            self.counts.drop("paused")
-            return False
+        counts = channel.counts
         try:
             with channel.lock:
+                if self.paused:
+                    self._skip(channel, frame, "paused")
+                    return False
                 if channel.closed:
-                    self.counts.drop("down")
+                    self._skip(channel, frame, "down")
                     return False
                 if self.carries_envelope:
                     self._publish_envelope(channel, frame)
                 else:
                     self._publish_wrapped(channel, frame)
         except EnvelopeError as exc:
-            self.counts.drop("malformed")
+            self.counts.drop("malformed", counts)
             log.warning("gateway %r: %r: malformed frame dropped: %s", self.name,
                         channel.descriptor.name, str(exc))
             return False
         except PayloadError as exc:  # larger than the channel allows
-            self.counts.drop("too_large")
+            self.counts.drop("too_large", counts)
             log.warning("gateway %r: %r: %s", self.name, channel.descriptor.name, str(exc))
             return False
         except TransportError as exc:
-            self.counts.drop("publish_error")
+            self.counts.drop("publish_error", counts)
             log.warning("gateway %r: publishing %r failed: %s", self.name,
                         channel.descriptor.name, str(exc))
             return False
         except Exception:
-            self.counts.drop("internal_error")
+            self.counts.drop("internal_error", counts)
             log.exception("gateway %r: inbound frame for %r failed", self.name,
                           channel.descriptor.name)
             return False
-        self.counts.forward()
+        self.counts.forward(counts)
         return True
 
-    def _publish_envelope(self, channel: _Channel, frame: Frame) -> None:
-        fields, _ = envelope.split(frame, self.malformed, verify_crc=True)
-        seq = fields[_SEQUENCE]
+    def _track(self, channel: _Channel, seq: int) -> None:
+        """Follow the link sequence (under the channel's lock): a jump is a gap, less the
+        frames already counted whose sequence was unreadable; a sequence at or below the last
+        one means the sender restarted: follow it."""
         last = channel.last_seen
         if last is not None and seq > last + 1:
-            with self.counts.lock:
-                self._gaps += 1
-                self._lost += seq - last - 1
+            missing = seq - last - 1 - channel.unsequenced
+            if missing > 0:
+                values, counts = channel.counts.values, channel.counts
+                with self.counts.lock:
+                    values[counts.i_gaps] += 1
+                    values[counts.i_lost] += missing
+                log.debug("gateway %r: %r: link sequence %d -> %d: %d frame(s) lost", self.name,
+                          channel.descriptor.name, last, seq, missing)
+        channel.unsequenced = 0
         channel.last_seen = seq
-        channel.publisher.send_copy(frame)
+        channel.counts.values[channel.counts.i_seq] = seq
+
+    def _skip(self, channel: _Channel, frame: Frame, cause: str) -> None:
+        """Count ``frame`` dropped for ``cause`` (under the channel's lock) and, for envelope
+        frames, still follow its link sequence so that it is not counted again as lost."""
+        self.counts.drop(cause, channel.counts)
+        if not self.carries_envelope:
+            return
+        try:
+            fields, _ = envelope.split(frame, None, verify_crc=False)
+        except EnvelopeError:
+            channel.unsequenced += 1
+            return
+        self._track(channel, fields[_SEQUENCE])
+
+    def _publish_envelope(self, channel: _Channel, frame: Frame) -> None:
+        try:
+            fields, _ = envelope.split(frame, self.malformed, verify_crc=True)
+        except EnvelopeError:
+            channel.unsequenced += 1
+            raise
+        link_seq = fields[_SEQUENCE]
+        size = fields[_HEADER_LEN] + fields[_PAYLOAD_LEN]  # the envelope, without any trailer
+        seq = channel.sequence + 1
+        raw = frame if type(frame) is bytes else bytes(frame)
+        # the renumbered envelope as one bytes object: cheaper here than patching the loan
+        # (small frames; a ctypes call costs more than these slices)
+        pub = channel.publisher
+        try:
+            pub.send_copy(raw[:_SEQ_AT] + _pack_sequence(seq) + raw[_SEQ_END:size])
+        finally:
+            # the link sequence is followed right after the publish (or its failure, which the
+            # caller counts): a kill -9 before it leaves this frame to the next incarnation as
+            # link.lost, never neither published nor counted
+            last = channel.last_seen
+            if last is None or link_seq != last + 1 or channel.unsequenced:
+                self._track(channel, link_seq)
+            else:  # the common case, without the call
+                channel.last_seen = link_seq
+                counts = channel.counts
+                counts.values[counts.i_seq] = link_seq
+        channel.sequence = seq
+        self._published(channel, pub)
 
     def _publish_wrapped(self, channel: _Channel, frame: Frame) -> None:
         src = memoryview(frame).cast("B")
@@ -184,12 +259,20 @@ class InboundSink:
             raise
         pub.commit(sample, view)
         channel.sequence = seq
+        self._published(channel, pub)
+
+    @staticmethod
+    def _published(channel: _Channel, pub: Publisher) -> None:
+        """Keep the publisher's place in the counter block (it survives a kill -9)."""
+        values = channel.counts.values
+        values[channel.seq_at] = pub.sequence
+        if not values[channel.first_at]:
+            values[channel.first_at] = pub.first_send_ns
 
     def gaps(self) -> tuple[int, int]:
         """``(gaps, lost)``: sequence jumps of arriving envelopes and the frames they skipped
-        (frames lost on the link)."""
-        with self.counts.lock:
-            return self._gaps, self._lost
+        (frames lost on the link), summed over the channels."""
+        return self.counts.gaps()
 
     def close(self) -> None:
         """Release the publishers; idempotent. Each channel is closed under its lock, so a

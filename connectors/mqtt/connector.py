@@ -34,6 +34,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -132,6 +133,7 @@ class MqttConnector(Connector):
         self._closing = False
         self._open = False
         self._events = {"connects": 0, "disconnects": 0, "sub_refused": 0}
+        self._paho_max_queue = self.settings.max_queue
 
     # -- lifecycle -----------------------------------------------------------------------------
     def open(self, ctx: ConnectorContext) -> None:
@@ -200,6 +202,7 @@ class MqttConnector(Connector):
                              reconnect_on_failure=False)
         client.max_inflight_messages_set(s.max_inflight)
         client.max_queued_messages_set(s.max_queue)
+        self._paho_max_queue = s.max_queue  # fixed for this client (see configure)
         if s.username is not None:
             client.username_pw_set(s.username, s.password)
         if s.tls_ca is not None:
@@ -390,6 +393,27 @@ class MqttConnector(Connector):
             cell = self._out_cells[route.channel] = Cell()
         cell.n += 1
         self._report_level()
+
+    #: Settings :meth:`configure` applies to a running connection (the others need a new one).
+    LIVE_SETTINGS = frozenset({"max_queue", "high_water"})
+
+    def configure(self, settings: Any) -> bool:
+        """Run-time settings (the gateway's actor thread; never blocks): ``high_water``, and
+        ``max_queue`` up to the bound the paho client was created with (paho cannot change
+        its own on an established connection), are applied live: ``send`` and the level
+        check read the settings object once per use, and the level is checked against them
+        at once. Any other change, or a larger ``max_queue``, needs a new connection
+        (False)."""
+        if not isinstance(settings, MqttSettings):
+            return False
+        current = self.settings
+        if attrs.evolve(settings, **{k: getattr(current, k) for k in self.LIVE_SETTINGS}) != current:
+            return False  # something else changed too
+        if self._client is not None and settings.max_queue > self._paho_max_queue:
+            return False
+        self.settings = settings
+        self._report_level()
+        return True
 
     def _report_level(self, *, force: bool = False) -> None:
         """Degraded above the high-water mark of the queue or the in-flight window, Up again

@@ -95,7 +95,9 @@ class UdpConnector(Connector):
     @classmethod
     def from_settings(cls, name: str, settings: Any) -> UdpConnector:
         """The connector of gateway ``name`` (``settings``: a :class:`UdpSettings`)."""
-        return cls(settings.name or name, allow_remote=settings.allow_remote)
+        connector = cls(settings.name or name, allow_remote=settings.allow_remote)
+        connector._settings = settings
+        return connector
 
     @classmethod
     def check_channel(cls, settings: Any, descriptor: ChannelDescriptor) -> None:
@@ -124,6 +126,7 @@ class UdpConnector(Connector):
         self._pending: collections.deque[Inbound] = collections.deque()
         self._state = "new"
         self._counts: dict[str, int] = {"sent": 0, "received": 0, "send_errors": 0}
+        self._settings: UdpSettings | None = None  # what from_settings built it from
 
     # -- lifecycle -----------------------------------------------------------------------------
     def open(self, ctx: ConnectorContext) -> None:
@@ -259,6 +262,20 @@ class UdpConnector(Connector):
         if self._state != "open" or self.faults.is_link_down:
             return HealthState.DOWN
         return HealthState.UP
+
+    def configure(self, settings: Any) -> bool:
+        """Run-time settings (the gateway's actor thread; never blocks): ``allow_remote`` is
+        applied live (only :meth:`open` reads it, and the gateway has already checked the
+        bound channels against the new value); a new ``name`` needs a rebuilt connector
+        (False), as does a connector built without :meth:`from_settings`."""
+        current = self._settings
+        if not isinstance(settings, UdpSettings) or current is None:
+            return False
+        if attrs.evolve(settings, allow_remote=current.allow_remote) != current:
+            return False  # something besides allow_remote changed
+        self.allow_remote = settings.allow_remote
+        self._settings = settings
+        return True
 
     def _count(self, key: str) -> None:
         with self._lock:

@@ -15,8 +15,18 @@ overflow policy applies, and what the gateway's sink cannot publish it counts by
 
 Health comes from the shared :class:`~taktora.connectors.zenoh.session.ZenohSession` (peer
 count); every transition of its machine is reported to the context. While it is Down,
-``send`` raises LinkDownError (the dispatcher counts ``link_down``): nothing leaves uncounted
-when no peer can receive it.
+``send`` raises LinkDownError (the dispatcher counts ``link_down``).
+
+Reachability per key (spec/zenoh.rst, REQ_0617): every publisher has a zenoh matching listener
+(:class:`Matching`) that keeps one flag - is a subscriber matching its key expression known to
+this session (local or remote)? - so ``send`` reads a bool instead of asking zenoh per frame.
+While the session is not Down but the flag is False (no peer yet, or peers without a matching
+subscriber), ``send`` puts nothing and raises :class:`~taktora.connectors.errors.NoPeerError`
+(counted ``KEY|dropped:no_peer`` here, ``no_peer`` by the dispatcher): one cause per frame,
+never "forwarded" to nobody. What remains uncountable is zenoh's own window: a subscriber that
+vanishes (its peer killed) is matched until zenoh notices the closed link, and puts in that
+window are counted forwarded. A missing subscriber does not change the health (REQ_0618): it
+is an ordinary state of pub/sub, not a link fault, and the gateway acts on health.
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ import zenoh
 from taktora.actors.models.health import HealthEvent, HealthState
 from taktora.connectors.connector import Connector
 from taktora.connectors.context import ConnectorContext, Frame
-from taktora.connectors.errors import ConnectorError, LinkDownError
+from taktora.connectors.errors import ConnectorError, LinkDownError, NoPeerError
 from taktora.connectors.model import ChannelDescriptor, Direction, FrozenMap
 from taktora.connectors.zenoh.config import ZenohConfig, publisher_options
 from taktora.connectors.zenoh.session import ZenohSession
@@ -58,6 +68,33 @@ class Cell:
 
     def __init__(self) -> None:
         self.n = 0
+
+
+class Matching:
+    """Whether a publisher's key has a matching subscriber, kept by its matching listener.
+
+    :meth:`on_status` runs on zenoh's thread (``indirect=False``; on the declaring thread for
+    the status at declaration) and only stores a bool: it never blocks and never raises.
+    :meth:`seed` (the declaring thread) stores the status read after the listener was declared
+    unless a notification came first (that one is newer). :attr:`matched` is read by the
+    outbound thread per frame without a lock (one bool, written whole)."""
+
+    __slots__ = ("_heard", "_lock", "matched")
+
+    def __init__(self) -> None:
+        self.matched = False
+        self._heard = False
+        self._lock = threading.Lock()
+
+    def on_status(self, status: zenoh.MatchingStatus) -> None:
+        with self._lock:
+            self._heard = True
+            self.matched = bool(status.matching)
+
+    def seed(self, matched: bool) -> None:
+        with self._lock:
+            if not self._heard:
+                self.matched = matched
 
 
 class KeyCounts:
@@ -196,24 +233,31 @@ class ZenohConnector(_Base):
     def __init__(self, session: ZenohSession | ZenohConfig | None = None, *,
                  name: str = "zenoh") -> None:
         super().__init__(session, name)
-        self._pubs: dict[str, tuple[str, Any, Cell]] = {}
+        self._pubs: dict[str, tuple[str, Any, Cell, Matching]] = {}
         self._subs: list[Any] = []
 
     def declare(self, session: zenoh.Session) -> None:
-        """Declare a publisher per OUTBOUND and a subscriber per INBOUND channel."""
-        pubs: dict[str, tuple[str, Any, Cell]] = {}
+        """Declare a publisher with a matching listener per OUTBOUND and a subscriber per
+        INBOUND channel (the session's opening thread)."""
+        pubs: dict[str, tuple[str, Any, Cell, Matching]] = {}
         subs: list[Any] = []
         for d in self._descriptors:
             key = key_expr(d)
             if d.direction is Direction.OUTBOUND:
-                pubs[d.name] = (key, session.declare_publisher(key, **publisher_options(d.qos)),
-                                self.counts.cell(key, "out"))
+                pub = session.declare_publisher(key, **publisher_options(d.qos))
+                matching = Matching()
+                subs.append(pub.declare_matching_listener(
+                    zenoh.handlers.Callback(matching.on_status, indirect=False)))
+                status: Any = pub.matching_status  # a MatchingStatus (1.10; stubs: bool)
+                matching.seed(bool(getattr(status, "matching", status)))
+                pubs[d.name] = (key, pub, self.counts.cell(key, "out"), matching)
             else:
                 handler = zenoh.handlers.Callback(self._on_sample(d.name, key), indirect=False)
                 subs.append(session.declare_subscriber(key, handler))
         self._pubs, self._subs = pubs, subs
 
     def undeclare(self) -> None:
+        """Forget the publishers, undeclare the subscribers and matching listeners."""
         self._pubs, subs, self._subs = {}, self._subs, []
         for sub in subs:
             try:
@@ -231,8 +275,9 @@ class ZenohConnector(_Base):
     def send(self, descriptor: ChannelDescriptor, frame: Frame) -> None:
         """Put ``frame`` (the raw payload) on the channel's key expression (outbound thread).
 
-        Raises LinkDownError while the session is Down (or being reopened), ConnectorError for
-        an unknown channel or a put zenoh refuses."""
+        Raises LinkDownError while the session is Down (or being reopened) or a put fails,
+        NoPeerError while no subscriber matches the key (nothing is put), ConnectorError for
+        an unknown channel. Each raise is counted once here (``KEY|dropped:CAUSE``)."""
         entry = self._pubs.get(descriptor.name)
         if entry is None:
             if self._state == "open" and any(d.name == descriptor.name for d in self._descriptors
@@ -241,13 +286,25 @@ class ZenohConnector(_Base):
                 raise LinkDownError(f"zenoh {self.name!r}: session is being reopened")
             raise ConnectorError(f"zenoh {self.name!r}: {descriptor.name!r} is not an open "
                                  "outbound channel")
-        key, pub, out = entry
+        key, pub, out, matching = entry
         if self.zsession.machine.state is HealthState.DOWN:
             self.counts.add(key, "dropped:link_down")
             raise LinkDownError(f"zenoh {self.name!r}: no peer (session Down)")
+        if not matching.matched:
+            self.counts.add(key, "dropped:no_peer")
+            raise NoPeerError(f"zenoh {self.name!r}: no subscriber matches {key!r} "
+                              f"({self.zsession.peer_count()} peer(s))")
         try:
             pub.put(bytes(frame))
         except Exception as exc:
             self.counts.add(key, "dropped:put_error")
             raise LinkDownError(f"zenoh {self.name!r}: put on {key!r} failed: {exc}") from exc
         out.n += 1
+
+    def stats(self) -> Mapping[str, int]:
+        """:meth:`_Base.stats` plus ``KEY|matching`` per outbound key (1 while a subscriber
+        matches it, else 0; a level, not a count)."""
+        counts = dict(super().stats())
+        for key, _, _, matching in list(self._pubs.values()):
+            counts[f"{key}|matching"] = int(matching.matched)
+        return FrozenMap(counts)

@@ -102,7 +102,8 @@ def test_paused_directions_drop_and_count_then_resume(link: Link) -> None:
     link.disp_a.resume()
     link.send("after")
     assert [g.value for g in collect(link.reader, 1)] == ["after"]
-    assert link.reader.stats().lost == 3  # the paused frames show up downstream as a gap
+    # counted once, where they were dropped: no gap on the link, none at the far reader
+    assert link.reader.stats().lost == 0 and link.disp_b.stats().inbound_lost == 0
     link.disp_b.pause(outbound=False)
     link.send("in-paused")
     assert wait_until(lambda: link.disp_b.stats().inbound_dropped.get("paused") == 1)
@@ -110,6 +111,7 @@ def test_paused_directions_drop_and_count_then_resume(link: Link) -> None:
     link.send("last")
     assert [g.value for g in collect(link.reader, 1)] == ["last"]
     assert settle(link.reader, 0.05) == []
+    assert link.reader.stats().lost == 0 and link.disp_b.stats().inbound_lost == 0
 
 
 @pytest.mark.req("REQ_0516")
@@ -120,8 +122,10 @@ def test_drop_fault_is_counted_and_seen_as_exact_gaps(link: Link) -> None:
     assert [g.value for g in got] == [i for i in range(1, 22) if i % 4]
     assert settle(link.reader, 0.05) == []
     assert link.conn_a.stats()["fault_drop"] == 5
-    assert (link.reader.stats().gaps, link.reader.stats().lost) == (5, 5)
+    # link losses are counted once, by the far gateway; its readers see its own sequence
     assert (link.disp_b.stats().inbound_gaps, link.disp_b.stats().inbound_lost) == (5, 5)
+    assert (link.reader.stats().gaps, link.reader.stats().lost) == (0, 0)
+    assert [g.header.sequence for g in got] == list(range(1, 17))
 
 
 @pytest.mark.req("REQ_0516")
@@ -134,7 +138,9 @@ def test_corrupt_fault_is_caught_by_the_far_side_crc(link: Link) -> None:
     stats_b = link.disp_b.stats()
     assert dict(stats_b.inbound_malformed) == {"crc": 2}
     assert stats_b.inbound_dropped == {"malformed": 2}
-    assert link.reader.stats().lost == 2 and link.reader.stats().malformed_total == 0
+    # counted once, as malformed: not again as a gap by the gateway or the reader
+    assert stats_b.inbound_lost == 0
+    assert link.reader.stats().lost == 0 and link.reader.stats().malformed_total == 0
 
 
 @pytest.mark.req("REQ_0516")
@@ -162,7 +168,7 @@ def test_link_down_fails_sends_reports_down_and_recovers(link: Link) -> None:
     assert link.conn_a.health() is HealthState.UP
     link.send("again")
     assert [g.value for g in collect(link.reader, 1)] == ["again"]
-    assert link.reader.stats().lost == 4
+    assert link.reader.stats().lost == 0 and link.disp_b.stats().inbound_lost == 0
     # the far side's link down discards what arrives
     link.conn_b.faults.link_down()
     link.send("lost")
@@ -170,6 +176,7 @@ def test_link_down_fails_sends_reports_down_and_recovers(link: Link) -> None:
     link.conn_b.faults.link_up()
     link.send("final")
     assert [g.value for g in collect(link.reader, 1)] == ["final"]
+    assert link.disp_b.stats().inbound_lost == 1  # discarded on arrival: lost on the link
 
 
 @pytest.mark.req("REQ_0515")

@@ -209,8 +209,9 @@ def test_pause_counts_drops_and_resume_forwards_again(host_inproc: ConnectorHost
 @pytest.mark.req("REQ_0533")
 def test_unknown_messages_get_error_replies_and_the_gateway_keeps_running(
         host_inproc: ConnectorHost, app: App) -> None:
-    reply = host_inproc.control("right", Configure(settings={"x": 1}))
-    assert isinstance(reply, ErrorReply) and reply.kind is ErrorKind.UNKNOWN_MESSAGE
+    reply = host_inproc.control("right", Configure(settings={"x": 1}))  # no such setting
+    assert isinstance(reply, ErrorReply) and reply.kind is ErrorKind.REJECTED
+    assert "settings.x" in reply.detail
     reply = host_inproc.control("right", InjectFault(link="down"))  # UDP has a fault injector
     assert isinstance(reply, Ack)
     events_until(host_inproc, [("right", D)])
@@ -241,9 +242,10 @@ def test_crash_is_restarted_by_the_supervisor(host_inproc: ConnectorHost, app: A
     reply = host_inproc.control("right", InjectCrash())
     assert isinstance(reply, ErrorReply) and reply.kind is ErrorKind.CRASHED
     events = events_until(host_inproc, [("right", D), ("right", C), ("right", U)])
-    assert [e.previous for e in events if e.source == "right"][-2] is None  # a new incarnation
+    # the restarted incarnation's Connecting follows the crash's Down (the monitor outlives it)
+    assert [e.previous for e in events if e.source == "right"][-2] is D
     tree = host_inproc.handle.tree()
-    node = tree.find(("connectors", "right"))
+    node = tree.find(("connectors", "right", "link"))
     assert node is not None and node.restarts == 1
     cmds, states = app.roundtrip(5, "restarted")
     assert len(cmds) == 5 and len(states) == 5
@@ -350,13 +352,15 @@ def _kill9_and_crash(handle: ActorSystemHandle, app: App) -> None:
         left_pid = stats(host, "left")["pid"]
         assert left_pid != os.getpid()  # its own process
         os.kill(left_pid, signal.SIGKILL)
-        events = events_until(host, [("left", C), ("left", U)])
-        assert events[-2].previous is None  # the restarted incarnation's first event
+        events = events_until(host, [("left", D), ("left", C), ("left", U)])
+        assert events[-3].reason.startswith("exited: ")  # the monitor saw the process die
+        assert events[-2].previous is D  # the restarted incarnation's first event
         assert stats(host, "left")["pid"] != left_pid
         host.control("right", InjectCrash())
         events_until(host, [("right", D), ("right", C), ("right", U)])
         tree = handle.tree()
-        assert [tree.find(("connectors", n)).restarts for n in ("left", "right")] == [1, 1]  # type: ignore[union-attr]
+        assert [tree.find(("connectors", n, "link")).restarts  # type: ignore[union-attr]
+                for n in ("left", "right")] == [1, 1]
         assert isinstance(host.control("left", Pause()), Ack)
         assert isinstance(host.control("left", Resume()), Ack)
         cmds, states = app.roundtrip(5, "after")

@@ -170,9 +170,12 @@ def test_second_system_on_a_busy_port_is_refused(admin_port):
             start_system("multiprocess", admin_port=admin_port, logging_config=QUIET_LOGGING)
 
 
-@pytest.mark.req("REQ_0410")
-def test_every_listener_is_on_loopback_by_default(admin_port):
-    with start_system("multiprocess", admin_port=admin_port, logging_config=QUIET_LOGGING) as h:
+@pytest.mark.req("REQ_0410", "REQ_0460")
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_every_listener_is_on_loopback_by_default(admin_port, method):
+    # spawned actor processes do not inherit the bind wrapper: they get it from the capabilities
+    with start_system("multiprocess", admin_port=admin_port, logging_config=QUIET_LOGGING,
+                      start_method=method) as h:
         h.start_child(ChildSpec(id="gw", start=Gateway))
         h.control("gw", Pause())  # the thread's reply endpoint exists too
         pids = system_pids(admin_port) | {os.getpid()}

@@ -41,7 +41,7 @@ def test_demo_runs_unattended_and_loses_nothing() -> None:
         assert f"phase {phase}" in gateways
     assert re.search(r"left\s+up -> down\s+link down", gateways), gateways
     assert re.search(r"right\s+up -> down\s+crashed", gateways), gateways
-    assert re.search(r"right running \(worker\) restarts=1", gateways), gateways
+    assert re.search(r"link running \(worker\) restarts=1", gateways), gateways  # right/link
     table = [[c.strip() for c in re.split(r"[│|]", line) if c.strip()]
              for line in gateways.splitlines() if re.match(r"[│|]\s*(steady|tail|total)\b", line)]
     total = next(r for r in table if r[0] == "total")

@@ -173,6 +173,25 @@ def test_overflow_is_counted_as_lost_samples(node: Node, policy: OverflowPolicy)
     assert stats.lost == 6 and stats.gaps == 1
 
 
+@pytest.mark.req("REQ_1102", "REQ_1103")
+@pytest.mark.parametrize("policy", list(OverflowPolicy))
+def test_sends_that_reach_no_subscriber_are_counted_apart_from_refusals(
+        node: Node, policy: OverflowPolicy) -> None:
+    spec = ChannelSpec(f"t/nosub/{policy.value}", BytesPayload(8), buffer_size=2, overflow=policy)
+    pub = node.publisher(spec)
+    for _ in range(3):
+        assert pub.send_copy(b"x").delivered == 0
+    assert (pub.stats.no_subscriber, pub.stats.refused, pub.stats.undelivered) == (3, 0, 3)
+    sub = node.subscriber(spec)
+    assert pub.send_copy(b"y").delivered == 1
+    assert pub.stats.no_subscriber == 3
+    if policy is OverflowPolicy.DROP_NEWEST:
+        pub.send_copy(b"z")
+        pub.send_copy(b"refused")  # the queue of 2 is full: refused, not "no subscriber"
+        assert (pub.stats.no_subscriber, pub.stats.refused) == (3, 1)
+    sub.close()
+
+
 @pytest.mark.req("REQ_0106")
 def test_lost_head_of_a_new_publisher_is_counted(node: Node) -> None:
     spec = ChannelSpec("t/head", BytesPayload(8), buffer_size=4)
