@@ -25,13 +25,9 @@ from taktora.actors.control.messages import (
     ConfigReply,
     Configure,
     ControlMessage,
-    ErrorReply,
     GetConfig,
-    Reply,
 )
-from taktora.actors.errors import AttachError
-from taktora.system.session import Attached, attach_args, console, error
-from taktora.transport.errors import TaktoraError
+from taktora.system.session import Attached, attach_args, console, error, refused, with_attached
 
 
 # --- parsing --------------------------------------------------------------------------------------
@@ -125,35 +121,24 @@ def describe_applied(reply: ConfigReply) -> list[str]:
     return lines
 
 
-def request(port: int, timeout: float, path: tuple[str, ...], msg: ControlMessage) -> Reply:
-    """Attach to the system on ``port``, route ``msg`` to ``path`` and return the reply
-    (AttachError when nothing taktora listens there; ControlError without a reply within
-    ``timeout``). Never shuts the system down."""
-    attached = Attached(port, timeout)
-    try:
-        return attached.route(path, msg)
-    finally:
-        attached.close()
-
-
 def _ask(args: argparse.Namespace, msg: ControlMessage) -> ConfigReply | int:
-    """The gateway's ConfigReply, or the exit status after printing why there is none."""
-    try:
-        reply = request(args.port, args.timeout, args.name, msg)
-    except AttachError as exc:
-        error(exc)
-        return 2
-    except TaktoraError as exc:
-        error(exc)
-        return 1
-    if isinstance(reply, ErrorReply):
-        error(reply.detail, label=reply.kind.value)
-        return 1
-    if not isinstance(reply, ConfigReply):
-        error(f"{'/'.join(args.name)} answered {type(reply).__name__}, not ConfigReply: is "
-               "it a gateway?")
-        return 1
-    return reply
+    """The gateway's ConfigReply, or the exit status after printing why there is none
+    (attach failures 2, refusals and silence 1: :func:`~taktora.system.session.with_attached`)."""
+    got: list[ConfigReply] = []
+
+    def body(attached: Attached) -> int:
+        reply = attached.route(args.name, msg)
+        if refused(reply):
+            return 1
+        if not isinstance(reply, ConfigReply):
+            error(f"{'/'.join(args.name)} answered {type(reply).__name__}, not ConfigReply: "
+                  "is it a gateway?")
+            return 1
+        got.append(reply)
+        return 0
+
+    status = with_attached(args, body)
+    return got[0] if got else status
 
 
 def cmd_get(args: argparse.Namespace) -> int:

@@ -67,7 +67,32 @@ def unsubscribe(subscribers: list[Any], msg: Unsubscribe, sender: Any) -> None:
     subscribers[:] = [s for s in subscribers if s != who]
 
 
-class HealthMonitor(TaktoraActor):
+class HealthSubscribers:
+    """:class:`Subscribe` / :class:`Unsubscribe` handlers for an actor that keeps
+    ``self.subscribers`` (actor addresses); a new subscriber first gets
+    :meth:`current_event` (if any). Mix in before :class:`TaktoraActor`."""
+
+    subscribers: list[Any]
+
+    def current_event(self) -> HealthEvent | None:
+        """The event a new subscriber gets at once (default: none)."""
+        return None
+
+    @handles(Subscribe)
+    def _subscribe(self, msg: Subscribe, sender: Any) -> Ack:
+        who = subscribe(self.subscribers, msg, sender)
+        event = self.current_event()
+        if event is not None:
+            self.send(who, event)  # type: ignore[attr-defined]  # the actor's send
+        return Ack(correlation_id=msg.correlation_id)
+
+    @handles(Unsubscribe)
+    def _unsubscribe(self, msg: Unsubscribe, sender: Any) -> Ack:
+        unsubscribe(self.subscribers, msg, sender)
+        return Ack(correlation_id=msg.correlation_id)
+
+
+class HealthMonitor(HealthSubscribers, TaktoraActor):
     """Keeps one :class:`HealthMachine` per source and tells subscribers every event.
 
     ``args["sources"]`` (optional) pre-creates sources in Connecting. Runs on its actor thread;
@@ -98,16 +123,6 @@ class HealthMonitor(TaktoraActor):
             self._machine(msg.source).transition(msg.state, msg.reason)
         except ActorError as exc:
             raise ControlError(str(exc)) from exc
-        return self.ack(msg)
-
-    @handles(Subscribe)
-    def _subscribe(self, msg: Subscribe, sender: Any) -> Ack:
-        subscribe(self.subscribers, msg, sender)
-        return self.ack(msg)
-
-    @handles(Unsubscribe)
-    def _unsubscribe(self, msg: Unsubscribe, sender: Any) -> Ack:
-        unsubscribe(self.subscribers, msg, sender)
         return self.ack(msg)
 
     @handles(GetHealth)

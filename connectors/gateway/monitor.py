@@ -31,14 +31,8 @@ import logging
 from typing import Any
 
 from taktora.actors.control.base import TaktoraActor, handles
-from taktora.actors.control.health_monitor import (
-    Subscribe,
-    Unsubscribe,
-    subscribe,
-    unsubscribe,
-)
+from taktora.actors.control.health_monitor import HealthSubscribers
 from taktora.actors.control.messages import (
-    Ack,
     GetHealth,
     GetStats,
     HealthReply,
@@ -62,7 +56,7 @@ D = HealthState.DOWN
 ENDED_MEMORY = 32
 
 
-class GatewayMonitor(TaktoraActor):
+class GatewayMonitor(HealthSubscribers, TaktoraActor):
     """See the module docstring. ``args``: ``config`` (the gateway's
     :class:`~taktora.connectors.gateway.config.GatewayConfig`), ``subscribers``."""
 
@@ -123,16 +117,9 @@ class GatewayMonitor(TaktoraActor):
             self.incarnation = None
         self._follow(D, f"exited: {msg.reason}")
 
-    @handles(Subscribe)
-    def _subscribe(self, msg: Subscribe, sender: Any) -> Ack:
-        who = subscribe(self.subscribers, msg, sender)
-        self.send(who, self.health.last_event)
-        return self.ack(msg)
-
-    @handles(Unsubscribe)
-    def _unsubscribe(self, msg: Unsubscribe, sender: Any) -> Ack:
-        unsubscribe(self.subscribers, msg, sender)
-        return self.ack(msg)
+    def current_event(self) -> HealthEvent:
+        """A new subscriber gets the current state at once."""
+        return self.health.last_event
 
     @handles(GetHealth)
     def _get_health(self, msg: GetHealth, sender: Any) -> HealthReply:

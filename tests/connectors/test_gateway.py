@@ -8,7 +8,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -41,7 +40,6 @@ from taktora.connectors import (
     Direction,
     Frame,
     Inbound,
-    Routing,
 )
 from taktora.connectors.gateway.config import GatewayConfig
 from taktora.connectors.gateway.host import ConnectorHost
@@ -50,22 +48,13 @@ from taktora.connectors.udp.messages import InjectFault
 from taktora.system.bootstrap import QUIET_LOGGING, ActorSystemHandle, start_system
 from taktora.transport import Node, isolation
 
-from .helpers import collect, wait_until
+from .helpers import chan, collect, free_udp_port, wait_until
 
 C, U, G, D = HealthState.CONNECTING, HealthState.UP, HealthState.DEGRADED, HealthState.DOWN
 UDP = "taktora.connectors.udp:UdpConnector"
 FAST = Backoff(initial_s=0.1, max_s=0.4, jitter=0.0)
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def chan(name: str, direction: Direction, port: int) -> ChannelDescriptor:
-    return ChannelDescriptor(name, direction, codec="json", max_payload=128, buffer_size=64,
-                             routing=Routing("udp", f"127.0.0.1:{port}"))
 
 
 def pair(**extra: Any) -> list[GatewayConfig]:

@@ -10,7 +10,6 @@ counters to settle (polling), then asserts the loss equation exactly with
 from __future__ import annotations
 
 import contextlib
-import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -43,7 +42,7 @@ from taktora.connectors.udp.messages import InjectFault
 from taktora.system.bootstrap import QUIET_LOGGING, start_system
 from taktora.transport import CodecId, Node, envelope
 
-from .helpers import WAIT_S, collect, wait_until
+from .helpers import WAIT_S, chan, collect, free_udp_port, wait_until
 
 UDP = "taktora.connectors.udp:UdpConnector"
 FAST = Backoff(initial_s=0.1, max_s=0.4, jitter=0.0)
@@ -51,15 +50,6 @@ U, D = HealthState.UP, HealthState.DOWN
 CMD, STATE = "t/cmd", "t/state"
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def chan(name: str, direction: Direction, port: int) -> ChannelDescriptor:
-    return ChannelDescriptor(name, direction, codec="json", max_payload=128, buffer_size=64,
-                             routing=Routing("udp", f"127.0.0.1:{port}"))
 
 
 def configs() -> list[GatewayConfig]:

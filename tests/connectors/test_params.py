@@ -49,17 +49,12 @@ from taktora.system.bootstrap import QUIET_LOGGING, ActorSystemHandle, start_sys
 from taktora.transport import Node, isolation
 from taktora.transport.validators import AssignChecks
 
-from .helpers import wait_until
+from .helpers import free_udp_port, wait_until
 
 UDP = "taktora.connectors.udp:UdpConnector"
 MODES = ["inprocess", "multiprocess"]
 PATH = ("connectors", "gw")
 
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def udp_config(out_port: int, *, connector: str = UDP, name: str = "gw",

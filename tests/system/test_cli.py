@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,22 +21,31 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, "COLUMNS": "200"})
 
 
-@pytest.fixture
-def running_system(admin_port):
-    env = {**os.environ, "PYTHONPATH": str(HERE)}
-    proc = subprocess.Popen([sys.executable, str(HERE / "sysserve.py"), str(admin_port)],
+@contextlib.contextmanager
+def serving(script: Path, admin_port: int, pythonpath: Path = HERE) -> Iterator[int]:
+    """Run ``script ADMIN_PORT`` (a system that prints "ready" and runs until its stdin
+    closes); yield the port once it is ready, stop it afterwards."""
+    env = {**os.environ, "PYTHONPATH": str(pythonpath)}
+    proc = subprocess.Popen([sys.executable, str(script), str(admin_port)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
     try:
-        assert proc.stdout.readline().strip() == "ready"
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         yield admin_port
     finally:
+        assert proc.stdin is not None
         proc.stdin.close()
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
             proc.wait()
+
+
+@pytest.fixture
+def running_system(admin_port):
+    with serving(HERE / "sysserve.py", admin_port) as port:
+        yield port
 
 
 @pytest.mark.req("REQ_0420")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from taktora.actors.control.messages import ConfigReply
 from taktora.system import cli, param_cli
+from test_cli import serving
 
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
@@ -43,20 +44,8 @@ def serve(admin_port: int) -> None:
 
 @pytest.fixture
 def running_system(admin_port: int) -> Iterator[str]:
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
-    proc = subprocess.Popen([sys.executable, __file__, str(admin_port)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        yield str(admin_port)
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
+    with serving(Path(__file__), admin_port, TESTS) as port:
+        yield str(port)
 
 
 @pytest.mark.req("REQ_1207", "REQ_1202", "REQ_1205", "REQ_1206")
