@@ -11,7 +11,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -229,63 +229,88 @@ def test_settings_changed_at_run_time_survive_a_gateway_restart(admin_port: int)
             host.stop()
 
 
+def fault_rounds(host: ConnectorHost, app: App, fault: Callable[[], None],
+                 rounds: int) -> list[LossLedger]:
+    """Data at ~200 Hz both ways while ``fault`` hits gateway "left" ``rounds`` times (each
+    followed by Down, Connecting, Up); after each round the writer pauses and both channels'
+    equations must hold exactly. Returns the final ledgers."""
+    writing, stop = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        i = 0
+        try:
+            while not stop.is_set():
+                if not writing.wait(0.05):
+                    continue
+                i += 1
+                app.cmd_w.send({"cmd": i})
+                app.state_w.send({"state": i})
+                time.sleep(0.005)
+        except BaseException as exc:  # the test fails with it below
+            failures.append(exc)
+
+    def ledgers() -> list[LossLedger]:
+        for reader in (app.cmd_r, app.state_r):
+            for _ in reader.drain():
+                pass
+        gateways = [gateway_totals(stats(host, "left")), gateway_totals(stats(host, "right"))]
+        return [account("t/cmd", writer=app.cmd_w.stats(), gateways=gateways,
+                        reader=app.cmd_r.stats()),
+                account("t/state", writer=app.state_w.stats(), gateways=gateways,
+                        reader=app.state_r.stats())]
+
+    seen: list[LossLedger] = []
+
+    def settled() -> bool:
+        seen[:] = ledgers()
+        return all(led.holds for led in seen)
+
+    thread = threading.Thread(target=write, name="fault-writer")
+    thread.start()
+    try:
+        for _ in range(rounds):
+            writing.set()
+            assert wait_until(lambda: app.cmd_w.sequence > 0 and stats(host, "left")
+                              .get("out.forwarded", 0) >= 20, 10.0)
+            fault()
+            events_until(host, [("left", D), ("left", C), ("left", U)])
+            # a gap shows when the next frame arrives: write on for a moment, then settle
+            time.sleep(0.1)
+            writing.clear()
+            assert wait_until(settled, 10.0), [str(led) for led in seen]
+    finally:
+        stop.set()
+        thread.join(5.0)
+    assert not failures, failures
+    final = ledgers()
+    assert all(led.holds for led in final), [str(led) for led in final]
+    assert any(led.drops for led in final), [str(led) for led in final]  # the faults lost some
+    return final
+
+
 @pytest.mark.req("REQ_0548", "REQ_1120", "REQ_0460")
 def test_kill9_ten_times_with_data_flowing_the_equation_holds_each_time(
         admin_port: int, iox_prefix: str) -> None:
     spec = SupervisorSpec(intensity=100, period_s=1.0)
     with killable(admin_port, iox_prefix, spec) as (host, app):
-        writing = threading.Event()
-        stop = threading.Event()
-        failures: list[BaseException] = []
-
-        def write() -> None:  # ~200 Hz on both channels while ``writing`` is set
-            i = 0
-            try:
-                while not stop.is_set():
-                    if not writing.wait(0.05):
-                        continue
-                    i += 1
-                    app.cmd_w.send({"cmd": i})
-                    app.state_w.send({"state": i})
-                    time.sleep(0.005)
-            except BaseException as exc:  # the test fails with it below
-                failures.append(exc)
-
-        def ledgers() -> list[LossLedger]:
-            for reader in (app.cmd_r, app.state_r):
-                for _ in reader.drain():
-                    pass
-            gateways = [gateway_totals(stats(host, "left")), gateway_totals(stats(host, "right"))]
-            return [account("t/cmd", writer=app.cmd_w.stats(), gateways=gateways,
-                            reader=app.cmd_r.stats()),
-                    account("t/state", writer=app.state_w.stats(), gateways=gateways,
-                            reader=app.state_r.stats())]
-
-        def settled() -> bool:
-            got = ledgers()
-            seen[:] = got
-            return all(led.holds for led in got)
-
-        seen: list[LossLedger] = []
-        thread = threading.Thread(target=write, name="kill9-writer")
-        thread.start()
-        try:
-            for _ in range(10):
-                writing.set()
-                assert wait_until(lambda: app.cmd_w.sequence > 0 and stats(host, "left")
-                                  .get("out.forwarded", 0) >= 20, 10.0)
-                os.kill(stats(host, "left")["pid"], signal.SIGKILL)
-                events_until(host, [("left", D), ("left", C), ("left", U)])
-                # a gap shows when the next frame arrives: write on for a moment, then settle
-                time.sleep(0.1)
-                writing.clear()
-                assert wait_until(settled, 10.0), [str(led) for led in seen]
-        finally:
-            stop.set()
-            thread.join(5.0)
-        assert not failures, failures
-        final = ledgers()
-        assert all(led.holds for led in final), [str(led) for led in final]
-        # the kills did lose frames, and each loss has its cause
-        assert any(led.drops for led in final), [str(led) for led in final]
+        fault_rounds(host, app, lambda: os.kill(stats(host, "left")["pid"], signal.SIGKILL), 10)
         assert stats(host, "left")["incarnations"] == 11
+
+
+@pytest.mark.req("REQ_1120")
+@pytest.mark.parametrize("mode", ["inprocess", "multiprocess"])
+def test_connector_crash_with_data_flowing_the_equation_holds(admin_port: int, iox_prefix: str,
+                                                              mode: str) -> None:
+    spec = SupervisorSpec(intensity=100, period_s=1.0)
+    try:
+        with open_app(iox_prefix) as app, open_system(mode, admin_port) as handle:
+            host = ConnectorHost(handle, pair(), supervision=spec).start()
+            try:
+                events_until(host, [("left", U), ("right", U)])
+                fault_rounds(host, app, lambda: host.control("left", InjectCrash()), 3)
+                assert stats(host, "left")["incarnations"] == 4
+            finally:
+                host.stop()
+    finally:
+        isolation.purge_prefix(iox_prefix)

@@ -130,7 +130,8 @@ def test_cli_reports_a_root_that_gave_up(admin_port, capsys):
         assert h.wait_failure(15.0) is not None
         port = ["--port", str(admin_port)]
         for argv in (["status"], ["health"], ["control", "bad", "pause"], ["children"],
-                     ["children", "bad"], ["child", "restart", "bad"], ["status"]):
+                     ["children", "bad"], ["child", "restart", "bad"], ["stats"],
+                     ["param", "get", "bad"], ["param", "set", "bad", "x=1"], ["status"]):
             assert cli.main([*argv, *port]) == 1, argv
             err = " ".join(capsys.readouterr().err.split())
             assert "supervisor 'root' gave up: " in err and "bad" in err, (argv, err)
