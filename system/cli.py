@@ -48,7 +48,14 @@ from taktora.system.children_cli import register as register_children
 from taktora.system.param_cli import register as register_param
 from taktora.system.recording.cli import register as register_recording
 from taktora.system.run import register as register_run
-from taktora.system.session import Attached, attach_args, console, error, with_attached
+from taktora.system.session import (
+    Attached,
+    attach_args,
+    console,
+    error,
+    render_tree,
+    with_attached,
+)
 from taktora.system.stats_cli import register as register_stats
 from taktora.transport.errors import TaktoraError
 
@@ -57,32 +64,6 @@ Registrar = Callable[[Any], None]
 ACTIONS: dict[str, type[ControlMessage]] = {
     "pause": Pause, "resume": Resume, "reconnect": Reconnect, "stats": GetStats,
 }
-
-
-def _label(node: ChildInfo) -> str:
-    from rich.markup import escape
-
-    colour = {"running": "green", "starting": "yellow", "backoff": "yellow",
-              "stopping": "yellow", "failed": "red", "stopped": "dim"}.get(node.state, "white")
-    extra = f" {node.strategy}" if node.strategy else ""
-    pid = f" pid={node.pid}" if node.pid else ""
-    return (f"[bold]{escape(node.id)}[/bold] [{colour}]{escape(node.state)}[/{colour}] "
-            f"({escape(node.kind + extra)}) restarts={node.restarts}{pid}")
-
-
-def render_tree(tree: ChildInfo) -> Any:
-    """A rich Tree of the supervision tree."""
-    from rich.tree import Tree
-
-    def add(parent: Any, node: ChildInfo) -> None:
-        branch = parent.add(_label(node))
-        for child in node.children:
-            add(branch, child)
-
-    top = Tree(_label(tree))
-    for child in tree.children:
-        add(top, child)
-    return top
 
 
 def _leaves(node: ChildInfo, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

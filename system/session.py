@@ -134,3 +134,29 @@ def attach_args(p: argparse.ArgumentParser, *, timeout: float = 5.0) -> None:
                    help="admin port of the running system (1..65535)")
     p.add_argument("--timeout", type=seconds_type(), default=timeout,
                    help=f"seconds to wait for replies (> 0, default {timeout:g})")
+
+
+def _label(node: ChildInfo) -> str:
+    from rich.markup import escape
+
+    colour = {"running": "green", "starting": "yellow", "backoff": "yellow",
+              "stopping": "yellow", "failed": "red", "stopped": "dim"}.get(node.state, "white")
+    extra = f" {node.strategy}" if node.strategy else ""
+    pid = f" pid={node.pid}" if node.pid else ""
+    return (f"[bold]{escape(node.id)}[/bold] [{colour}]{escape(node.state)}[/{colour}] "
+            f"({escape(node.kind + extra)}) restarts={node.restarts}{pid}")
+
+
+def render_tree(tree: ChildInfo) -> Any:
+    """A rich Tree of the supervision tree."""
+    from rich.tree import Tree
+
+    def add(parent: Any, node: ChildInfo) -> None:
+        branch = parent.add(_label(node))
+        for child in node.children:
+            add(branch, child)
+
+    top = Tree(_label(tree))
+    for child in tree.children:
+        add(top, child)
+    return top

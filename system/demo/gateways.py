@@ -46,9 +46,9 @@ from taktora.connectors.gateway.messages import InjectCrash
 from taktora.connectors.ledger import account, gateway_totals
 from taktora.connectors.udp.messages import InjectFault
 from taktora.system.bootstrap import QUIET_LOGGING, start_system
-from taktora.system.cli import render_tree
 from taktora.system.config import load
 from taktora.system.launch import start_host
+from taktora.system.session import render_tree
 from taktora.transport import Node, isolation
 
 log = logging.getLogger("taktora.demo")

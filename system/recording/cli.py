@@ -20,8 +20,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from taktora.system.args import port_arg, seconds_type
 from taktora.system.recording.discovery import check_prefix, find, list_channels
 from taktora.system.recording.errors import RecordingError
+from taktora.transport.errors import TaktoraError
 from taktora.transport.isolation import prefix_from_env
 from taktora.transport.node import Node
 
@@ -97,10 +99,19 @@ def _until_signal() -> Iterator[threading.Event]:
 
 def _guard(body: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
+        from taktora.actors.errors import AttachError
+        from taktora.system.session import error
+
         try:
             return body(args)
         except RecordingError as exc:
             return _fail(exc)
+        except AttachError as exc:  # top --port: nothing taktora listens there
+            error(exc)
+            return 2
+        except TaktoraError as exc:  # top --port: e.g. the root gave up meanwhile
+            error(exc)
+            return 1
     run.__doc__ = body.__doc__
     return run
 
@@ -242,13 +253,32 @@ def _keys() -> Iterator[Callable[[], str]]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
+@contextmanager
+def _system_view(args: argparse.Namespace) -> Iterator[Any]:
+    """With ``--port``: a read-only view of that system's control plane (else None)."""
+    if args.port is None:
+        yield None
+        return
+    from taktora.system.session import Attached
+    from taktora.system.top_view import SystemView
+
+    attached = Attached(args.port, args.timeout)
+    try:
+        yield SystemView(attached)
+    finally:
+        attached.close()
+
+
 def cmd_top(args: argparse.Namespace) -> int:
-    """A live table of every channel: ports, rate, bandwidth; refreshed every --interval."""
+    """A live table of every channel: ports, rate, bandwidth; with ``--port`` also the
+    supervision tree, each gateway's health, restarts and loss ledger, each executor item's
+    timing. Refreshed every --interval."""
     from rich.live import Live
     from taktora.system.recording.top import ChannelWatch
 
     out = _out()
-    with _attached(args) as node, _until_signal() as stop, _keys() as key:
+    with _attached(args) as node, _until_signal() as stop, _keys() as key, \
+            _system_view(args) as view:
         watch = ChannelWatch(node)
         live = Live(_top_table([], node.prefix), console=out, auto_refresh=False,
                     transient=False) if out.is_terminal else None
@@ -266,6 +296,11 @@ def cmd_top(args: argparse.Namespace) -> int:
                 if stop.is_set():
                     break
                 table = _top_table(watch.rows(), node.prefix)
+                if view is not None:  # --port: the supervision tree, gateways, executor items
+                    from rich.console import Group
+                    from taktora.system.top_view import render
+
+                    table = Group(table, render(view.snapshot()))
                 if live is not None:
                     live.update(table, refresh=True)
                 else:
@@ -425,6 +460,11 @@ def register(subparsers: Any) -> None:
                    help="seconds between refreshes (default 1)")
     p.add_argument("--iterations", type=_positive_int, default=None,
                    help="exit after N refreshes (default: until q or Ctrl-C)")
+    p.add_argument("--port", type=port_arg, default=None,
+                   help="also show this running system's supervision tree, gateways (health, "
+                        "restarts, loss ledger) and executor items")
+    p.add_argument("--timeout", type=seconds_type(), default=5.0,
+                   help="with --port: seconds to wait for each reply (default 5)")
     _prefix_arg(p)
     p.set_defaults(func=_guard(cmd_top))
 

@@ -98,3 +98,23 @@ def test_stats_prints_the_ledger_per_channel_across_a_kill(tmp_path: Path, admin
     finally:
         run.close()
         isolation.purge_prefix(iox_prefix)
+
+
+@pytest.mark.req("REQ_0424")
+def test_top_with_port_shows_tree_gateways_and_their_ledger(tmp_path: Path, admin_port: int,
+                                                            iox_prefix: str) -> None:
+    path, _ = system_file(tmp_path)
+    run = Background(tmp_path, "run", str(path), "--mode", "multiprocess", "--port",
+                     str(admin_port))
+    try:
+        run.wait_up("left", "right")
+        r = taktora("top", "--port", str(admin_port), "--iterations", "1", "--interval", "0.2")
+        assert r.returncode == 0, r.stdout + r.stderr
+        for text in ("gateways (totals across restarts)", "connectors/left", "connectors/right",
+                     "rest_for_one", "monitor", "policy", "link"):
+            assert text in r.stdout, (text, r.stdout)
+        assert "up" in r.stdout and "Traceback" not in r.stdout + r.stderr
+    finally:
+        run.close()
+    free = taktora("top", "--port", str(admin_port), "--iterations", "1")
+    assert free.returncode == 2 and "Traceback" not in free.stderr, free.stderr
