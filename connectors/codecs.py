@@ -2,7 +2,10 @@
 
 A codec turns an application value into the bytes that follow the envelope header and back.
 It is stateless and thread-safe; it runs on whatever thread calls the channel writer or reader.
-Codecs run on the application side only: gateways forward bytes and never re-encode.
+Codecs run on the application side: gateways forward bytes and never re-encode (the one
+exception: an MQTT channel with ``with_topic`` wraps each message and its topic in an
+``MqttMessage`` with the channel's codec). ``cattrs-json:<module>.<Class>`` and
+``cattrs-msgpack:...`` codecs of an importable attrs class are built on first use.
 
 ==================  ===================  =============================================
 codec (name)        envelope codec id    values
@@ -24,10 +27,12 @@ caller only ever sees project errors.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import json
 import threading
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
+import attrs
 import cattrs
 import cattrs.preconf.json
 import cattrs.preconf.msgpack
@@ -297,6 +302,20 @@ _FAMILY_IDS = {
 }
 
 
+def _attrs_codec(name: str) -> Codec[Any]:
+    """The codec ``name`` = ``cattrs-json:<module>.<Class>`` (or ``cattrs-msgpack:``) names:
+    the class imported and wrapped. CodecError naming what is missing."""
+    family, _, path = name.partition(":")
+    module, _, cls_name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), cls_name) if module else None
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise CodecError(f"codec {name!r}: cannot import {path!r}: {exc}") from None
+    if cls is None or not attrs.has(cls):
+        raise CodecError(f"codec {name!r}: {path!r} is not an attrs class")
+    return _ATTRS_FAMILIES[family](cls)
+
+
 class CodecRegistry:
     """Codecs by name and by envelope id. Thread-safe.
 
@@ -327,6 +346,10 @@ class CodecRegistry:
         with self._lock:
             codec = self._by_name.get(name)
             known = sorted(self._by_name)
+        if codec is None and name.partition(":")[0] in _ATTRS_FAMILIES:
+            codec = _attrs_codec(name)  # "cattrs-json:pkg.module.Class": built on first use
+            with self._lock:
+                codec = self._by_name.setdefault(name, codec)
         if codec is None:
             raise CodecError(f"no codec named {name!r} is registered (known: {known}); "
                              "register it with CodecRegistry.register")
@@ -350,6 +373,9 @@ class CodecRegistry:
         with self._lock:
             return name in self._by_name
 
+
+_ATTRS_FAMILIES: dict[str, type[AttrsJsonCodec[Any]] | type[AttrsMsgpackCodec[Any]]] = {
+    "cattrs-json": AttrsJsonCodec, "cattrs-msgpack": AttrsMsgpackCodec}
 
 default_registry = CodecRegistry((RawCodec(), JsonCodec(), MsgpackCodec()))
 """The process-wide registry: ``raw``, ``json`` and ``msgpack`` built in; add your own."""

@@ -3,15 +3,19 @@
 - :class:`MqttConnector`: iceoryx2 channels <-> MQTT topics (raw payloads on the wire, QoS and
   retain per route, ``+``/``#`` filters inbound), reconnects driven by the gateway.
 - :class:`MqttSettings`: the broker, session, TLS and queue settings of a system file.
+- :class:`MqttMessage`: what an inbound ``with_topic`` channel carries (topic, payload, QoS,
+  retain, MQTT 5 user properties and content type).
 """
 
 from taktora.connectors.mqtt.connector import MqttConnector
 from taktora.connectors.mqtt.errors import MqttError, MqttSettingsError
+from taktora.connectors.mqtt.messages import MqttMessage
 from taktora.connectors.mqtt.settings import MqttSettings, Overflow, Route, route_of
 
 __all__ = [
     "MqttConnector",
     "MqttError",
+    "MqttMessage",
     "MqttSettings",
     "MqttSettingsError",
     "Overflow",

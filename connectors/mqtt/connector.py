@@ -47,6 +47,7 @@ from taktora.connectors.context import ConnectorContext, Frame
 from taktora.connectors.errors import CodecError, LinkDownError
 from taktora.connectors.model import ChannelDescriptor, Direction, FrozenMap
 from taktora.connectors.mqtt.errors import MqttError
+from taktora.connectors.mqtt.messages import MqttMessage
 from taktora.connectors.mqtt.settings import MqttSettings, Route, route_of
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ class MqttConnector(Connector):
         self._out: dict[str, Route] = {}
         self._in: tuple[Route, ...] = ()
         self._codecs: dict[str, Codec[Any] | None] = {}
+        self._wrappers: dict[str, Codec[Any]] = {}
         self._props: dict[str, Properties | None] = {}
         self._in_cells: dict[str, Cell] = {}
         self._out_cells: dict[str, Cell] = {}  # written by the outbound thread only
@@ -149,6 +151,10 @@ class MqttConnector(Connector):
         self._out = {r.channel: r for r in routes if r.direction is Direction.OUTBOUND}
         self._in = tuple(r for r in routes if r.direction is Direction.INBOUND)
         self._codecs = {d.name: self._checker(d.codec) for d in ctx.inbound}
+        # with_topic channels: their codec encodes the MqttMessage the connector delivers
+        self._wrappers = {r.channel: default_registry.by_name(
+            next(d.codec for d in ctx.inbound if d.name == r.channel))
+            for r in self._in if r.with_topic}
         self._props = {d.name: self._publish_properties(d, self._out[d.name]) for d in ctx.outbound}
         self._in_cells = {r.channel: self._in_cells.get(r.channel) or Cell() for r in self._in}
         self._matches = {}
@@ -298,7 +304,9 @@ class MqttConnector(Connector):
             targets = self._match(msg.topic)
         for route, cell, codec in targets:
             cell.n += 1
-            if codec is not None:
+            if route.with_topic:
+                payload = self._wrap(route, msg)
+            elif codec is not None:
                 try:
                     codec.decode(memoryview(payload))
                 except CodecError as exc:
@@ -310,6 +318,16 @@ class MqttConnector(Connector):
                 self.counts.add(route.topic, "dropped:not_delivered")
         if not targets:
             self.counts.add(msg.topic, "dropped:no_route")
+
+    def _wrap(self, route: Route, msg: mqtt.MQTTMessage) -> bytes:
+        """The message with its topic (and MQTT 5 properties) as the channel's codec encodes
+        an :class:`MqttMessage` (paho's network thread)."""
+        props = getattr(msg, "properties", None)
+        value = MqttMessage(topic=msg.topic, payload=bytes(msg.payload), qos=msg.qos,
+                            retain=bool(msg.retain),
+                            user_properties=getattr(props, "UserProperty", None) or (),
+                            content_type=getattr(props, "ContentType", None))
+        return bytes(self._wrappers[route.channel].encode(value))
 
     def _match(self, topic: str) -> tuple[tuple[Route, Cell, Codec[Any] | None], ...]:
         """The inbound routes whose filter matches ``topic`` (cached per topic name: paho's

@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 from taktora.connectors.model import ChannelDescriptor, Direction
 from taktora.connectors.mqtt.errors import MqttSettingsError
+from taktora.connectors.mqtt.messages import MESSAGE_CODECS
 from taktora.transport.validators import AssignChecks
 
 _v = AssignChecks(MqttSettingsError)
@@ -111,7 +112,9 @@ class MqttSettings:
 @attrs.frozen
 class Route:
     """One channel's MQTT side: its topic (a filter with ``+``/``#`` for INBOUND), QoS 0..2,
-    and for OUTBOUND retain and the MQTT 5 message expiry in seconds (None: never expires)."""
+    for OUTBOUND retain and the MQTT 5 message expiry in seconds (None: never expires), for
+    INBOUND ``with_topic`` (deliver :class:`~taktora.connectors.mqtt.messages.MqttMessage`
+    values carrying the topic each message came on)."""
 
     channel: str
     direction: Direction
@@ -119,6 +122,7 @@ class Route:
     qos: int
     retain: bool
     expiry_s: int | None = None
+    with_topic: bool = False
 
 
 def _topic_problem(topic: str, inbound: bool) -> str | None:
@@ -153,10 +157,20 @@ def route_of(descriptor: ChannelDescriptor) -> Route:
     why = _topic_problem(routing.address, inbound)
     if why is not None:
         raise MqttSettingsError(f"{where}: routing address {routing.address!r}: {why}")
-    unknown = sorted(set(routing.options) - {"qos", "retain", "expiry_s"})
+    unknown = sorted(set(routing.options) - {"qos", "retain", "expiry_s", "with_topic"})
     if unknown:
         raise MqttSettingsError(f"{where}: unknown routing option(s) {unknown} (known: qos, "
-                                "retain, expiry_s)")
+                                "retain, expiry_s, with_topic)")
+    with_topic = routing.option("with_topic", False)
+    if not isinstance(with_topic, bool):
+        raise MqttSettingsError(f"{where}: routing option with_topic={with_topic!r}: expected "
+                                "true or false")
+    if with_topic and not inbound:
+        raise MqttSettingsError(f"{where}: with_topic applies to inbound channels only")
+    if with_topic and descriptor.codec not in MESSAGE_CODECS:
+        raise MqttSettingsError(f"{where}: with_topic delivers MqttMessage values: set codec = "
+                                f"{MESSAGE_CODECS[0]!r} (or {MESSAGE_CODECS[1]!r}), not "
+                                f"{descriptor.codec!r}")
     qos = routing.option("qos", 0)
     if isinstance(qos, bool) or not isinstance(qos, int) or not 0 <= qos <= 2:
         raise MqttSettingsError(f"{where}: routing option qos={qos!r}: expected 0, 1 or 2")
@@ -173,4 +187,5 @@ def route_of(descriptor: ChannelDescriptor) -> Route:
                 1 <= expiry <= SESSION_EXPIRY_MAX_S):
             raise MqttSettingsError(f"{where}: routing option expiry_s={expiry!r}: expected "
                                     f"an int in 1..{SESSION_EXPIRY_MAX_S} (seconds)")
-    return Route(descriptor.name, descriptor.direction, routing.address, qos, retain, expiry)
+    return Route(descriptor.name, descriptor.direction, routing.address, qos, retain, expiry,
+                 with_topic)

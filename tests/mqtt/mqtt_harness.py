@@ -89,7 +89,8 @@ class Broker:
 
 
 def mchan(name: str, direction: Any, topic: str, *, codec: str = "raw", qos: int = 0,
-          retain: bool = False, buffer_size: int = 256, expiry_s: int | None = None) -> Any:
+          retain: bool = False, buffer_size: int = 256, expiry_s: int | None = None,
+          with_topic: bool = False) -> Any:
     """A channel descriptor with an ``mqtt`` routing (a reader queue of ``buffer_size``: a
     reconnect delivers a burst)."""
     from taktora.connectors import ChannelDescriptor, Routing
@@ -99,6 +100,8 @@ def mchan(name: str, direction: Any, topic: str, *, codec: str = "raw", qos: int
         options["retain"] = True
     if expiry_s is not None:
         options["expiry_s"] = expiry_s
+    if with_topic:
+        options["with_topic"] = True
     return ChannelDescriptor(name=name, direction=direction, codec=codec, max_payload=1024,
                              buffer_size=buffer_size,
                              routing=Routing("mqtt", topic, options=options))
@@ -130,8 +133,8 @@ class PahoPeer:
             self.client.subscribe(list(subscriptions))
             assert subscribed.wait(START_S), "no SUBACK"
 
-    def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
-        self.client.publish(topic, payload, qos).wait_for_publish(START_S)
+    def publish(self, topic: str, payload: bytes, qos: int = 0, properties: Any = None) -> None:
+        self.client.publish(topic, payload, qos, properties=properties).wait_for_publish(START_S)
 
     def collect(self, n: int, timeout: float = START_S) -> list[tuple[str, bytes]]:
         out: list[tuple[str, bytes]] = []

@@ -12,8 +12,10 @@ from mqtt_harness import Broker, PahoPeer, frames, free_port, mchan
 from polling import wait_until
 from taktora.actors.models.health import HealthState
 from taktora.connectors import Direction
+from taktora.connectors.codecs import default_registry
 from taktora.connectors.errors import LinkDownError
-from taktora.connectors.mqtt import MqttConnector, MqttError, MqttSettings
+from taktora.connectors.mqtt import MqttConnector, MqttError, MqttSettings, MqttSettingsError, route_of
+from taktora.connectors.mqtt.messages import MESSAGE_CODECS
 from taktora.connectors.testing import RecordingContext
 
 OUT, IN = Direction.OUTBOUND, Direction.INBOUND
@@ -215,3 +217,38 @@ def test_mqtt5_content_type_and_message_expiry(broker: Broker) -> None:
         conn.close()
         sub.disconnect()
         sub.loop_stop()
+
+
+@pytest.mark.req("REQ_0913")
+def test_with_topic_tells_the_app_which_topic_a_wildcard_message_came_on(broker: Broker) -> None:
+    codec = MESSAGE_CODECS[0]
+    inn = mchan("state", IN, "plant/+/state", qos=1, codec=codec, with_topic=True)
+    conn, ctx = opened(broker.port, [inn])
+    peer = PahoPeer(broker.port)
+    try:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        props = Properties(PacketTypes.PUBLISH)
+        props.UserProperty = ("line", "7")
+        props.ContentType = "text/plain"
+        peer.publish("plant/m1/state", b"s1", qos=1, properties=props)
+        peer.publish("plant/m2/state", b"s2", qos=0)
+        got = frames(ctx, 2)
+        values = [default_registry.by_name(codec).decode(memoryview(f)) for _, f in got]
+        assert [(m.topic, m.payload, m.qos) for m in values] == [
+            ("plant/m1/state", b"s1", 1), ("plant/m2/state", b"s2", 0)]
+        assert values[0].user_properties == (("line", "7"),)
+        assert values[0].content_type == "text/plain"
+    finally:
+        conn.close()
+        peer.stop()
+
+
+@pytest.mark.req("REQ_0913")
+def test_with_topic_needs_an_inbound_channel_and_the_message_codec() -> None:
+    with pytest.raises(MqttSettingsError, match="with_topic delivers MqttMessage values"):
+        route_of(mchan("s", IN, "a/+", with_topic=True))
+    with pytest.raises(MqttSettingsError, match="inbound channels only"):
+        route_of(mchan("s", OUT, "a/b", codec=MESSAGE_CODECS[0], with_topic=True))
+    assert route_of(mchan("s", IN, "a/#", codec=MESSAGE_CODECS[1], with_topic=True)).with_topic
