@@ -252,3 +252,22 @@ def test_with_topic_needs_an_inbound_channel_and_the_message_codec() -> None:
     with pytest.raises(MqttSettingsError, match="inbound channels only"):
         route_of(mchan("s", OUT, "a/b", codec=MESSAGE_CODECS[0], with_topic=True))
     assert route_of(mchan("s", IN, "a/#", codec=MESSAGE_CODECS[1], with_topic=True)).with_topic
+
+
+@pytest.mark.req("REQ_0902")
+def test_qos2_is_exactly_once_both_ways(broker: Broker) -> None:
+    out = mchan("cmd", OUT, "plant/cmd", qos=2)
+    inn = mchan("state", IN, "plant/state", qos=2, buffer_size=512)
+    peer = PahoPeer(broker.port, ("plant/cmd", 2))
+    conn, ctx = opened(broker.port, [out, inn])
+    try:
+        for i in range(100):
+            conn.send(out, f"c{i}".encode())
+            peer.publish("plant/state", f"s{i}".encode(), qos=2)
+        assert [p for _, p in peer.collect(100)] == [f"c{i}".encode() for i in range(100)]
+        assert [p for _, p in frames(ctx, 100)] == [f"s{i}".encode() for i in range(100)]
+        assert peer.collect(1, timeout=0.3) == [] and frames(ctx, 1, timeout=0.3) == []  # no dups
+        assert wait_until(lambda: conn.stats()["unacked"] == 0)
+    finally:
+        conn.close()
+        peer.stop()
