@@ -9,8 +9,9 @@ Thespian and load on first access.
 
 from taktora.connectors.gateway.config import GatewayConfig
 from taktora.connectors.gateway.counters import DispatcherStats
-from taktora.connectors.gateway.dispatcher import Dispatcher, StopReport
+from taktora.connectors.gateway.dispatcher import Dispatcher
 from taktora.connectors.gateway.messages import GatewayStopped, InjectCrash
+from taktora.connectors.gateway.reports import StopReport
 from taktora.transport.lazy import lazy_getattr
 
 _LAZY = {

@@ -98,7 +98,7 @@ from taktora.connectors.gateway.counters import (
     counter_names,
     flatten_stats,
 )
-from taktora.connectors.gateway.dispatcher import Dispatcher, StopReport
+from taktora.connectors.gateway.dispatcher import Dispatcher
 from taktora.connectors.gateway.messages import (
     ConfigApplied,
     GatewayStopped,
@@ -107,6 +107,7 @@ from taktora.connectors.gateway.messages import (
     LinkReport,
 )
 from taktora.connectors.gateway.params import ParamsMixin
+from taktora.connectors.gateway.reports import StopReport
 from taktora.connectors.model import Direction
 from taktora.connectors.requests import ConnectorRequest
 from taktora.transport import isolation

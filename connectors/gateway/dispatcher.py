@@ -25,11 +25,11 @@ on the dispatcher's and the protocol's own threads:
   report and ``on_report`` (the gateway's) hears every one. A dispatcher thread that dies
   reports ``Down`` itself.
 
-Pause: a paused direction keeps draining its source and counts every frame as dropped with
-cause ``paused``.
-
+Pause: a paused direction keeps draining its source and counts every frame ``paused``.
 Counters are per channel (:class:`~taktora.connectors.gateway.counters.Counts`), each frame
 counted once, forwarded or dropped by one cause: the loss equation of spec/loss.rst.
+Disconnecting never waits longer than its timeout for a send in progress: the connection is
+taken away and the connector closed under it (closing its socket ends a stuck send).
 
 Failures never stop a thread: a send that raises is counted (``link_down`` for
 :class:`LinkDownError` or its ``cause``, ``send_error`` otherwise), a poll that raises is counted in
@@ -48,7 +48,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import attrs
 import iceoryx2 as iox
 from taktora.actors.models.health import HealthState
 from taktora.connectors.codecs import CodecRegistry
@@ -64,6 +63,7 @@ from taktora.connectors.gateway.counters import (
     counter_names,
 )
 from taktora.connectors.gateway.outbound import OutboundChannel
+from taktora.connectors.gateway.reports import StopReport
 from taktora.connectors.gateway.sink import InboundSink
 from taktora.connectors.model import ChannelDescriptor, Direction, FrozenMap
 from taktora.transport import envelope
@@ -81,23 +81,6 @@ OUTBOUND_WAKE_S = 0.5
 """Longest the outbound thread sleeps without a wake-up (a safety net for a lost wake-up)."""
 
 OnReport = Callable[[HealthState, str], None]
-
-
-@attrs.frozen
-class StopReport:
-    """What :meth:`Dispatcher.stop` achieved within its timeout.
-
-    ``not_stopped`` names the threads still running when the timeout passed (their iceoryx2
-    ports are then left open rather than pulled from under them).
-    """
-
-    stopped: tuple[str, ...]
-    not_stopped: tuple[str, ...]
-    elapsed_s: float
-
-    @property
-    def clean(self) -> bool:
-        return not self.not_stopped
 
 
 class Dispatcher:
@@ -241,7 +224,7 @@ class Dispatcher:
         """Stop forwarding to the connector (outbound frames count as ``down`` from now on),
         stop its reader thread (bounded by ``timeout``) and close it. Idempotent."""
         began = time.monotonic()
-        conn = self._detach()
+        conn = self._detach(timeout)
         stopped, stuck = self._join([self._poll_thread], began + timeout)
         if self._poll_thread is not None:
             if self._poll_thread.is_alive():  # kept: close() still waits for it
@@ -258,7 +241,7 @@ class Dispatcher:
         if self._state in ("new", "closed", "failed"):
             self._state = "closed" if self._state == "new" else self._state
             return StopReport((), (), 0.0)
-        conn = self._detach()
+        conn = self._detach(timeout)
         self._stop.set()
         with contextlib.suppress(OSError):
             os.eventfd_write(self._stop_fd, 1)
@@ -278,13 +261,23 @@ class Dispatcher:
             self._state = "closed"
         return StopReport(stopped, stuck, time.monotonic() - began)
 
-    def _detach(self) -> Connector | None:
+    def _detach(self, timeout: float = -1) -> Connector | None:
         """End the connection: its context is revoked (late deliveries count as ``down``,
-        late reports are ignored), no more frames go to the connector, its reader stops."""
+        late reports are ignored), no more frames go to the connector, its reader stops. A
+        send still in progress after ``timeout`` seconds (-1: wait) is left to finish on its
+        own: the connection is taken away without the send lock (the outbound thread reads it
+        afresh for each frame)."""
         if self._ctx is not None:
             self._ctx.revoke()
-        with self._send_lock:
+        locked = self._send_lock.acquire(timeout=timeout)
+        try:
             conn, self._live = self._live, None
+        finally:
+            if locked:
+                self._send_lock.release()
+            else:
+                log.warning("dispatcher %r: a send did not finish within %.3f s: closing the "
+                            "connector under it", self.name, timeout)
         self._poll_stop.set()
         self.link = HealthState.DOWN
         return conn

@@ -18,6 +18,7 @@ from taktora.connectors import (
     ChannelWriter,
     Connector,
     ConnectorContext,
+    ConnectorError,
     Direction,
     Frame,
     Routing,
@@ -236,3 +237,48 @@ def test_reports_from_inside_send_never_deadlock_the_in_process_system(admin_por
                     t.join(5)
         finally:
             host.stop()
+
+
+class Stuck(Connector):
+    """A send that blocks until the connector is closed (a stalled protocol)."""
+
+    carries_envelope = False
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.closed = threading.Event()
+
+    def open(self, ctx: ConnectorContext) -> None:
+        self.closed.clear()
+        ctx.report(HealthState.UP, "open")
+
+    def send(self, descriptor: ChannelDescriptor, frame: Frame) -> None:
+        self.entered.set()
+        if not self.closed.wait(30.0):
+            raise AssertionError("never closed")
+        raise ConnectorError("closed under the send")
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+@pytest.mark.req("REQ_0522")
+def test_disconnect_is_bounded_while_a_send_is_stuck(iox_prefix: str) -> None:
+    conn = Stuck()
+    disp = Dispatcher(None, conn, [FORTH], name="stuck").start()
+    try:
+        with Node("app") as node:
+            writer: ChannelWriter[Any] = ChannelWriter(node, FORTH)
+            writer.send("blocks")
+            assert conn.entered.wait(5.0)
+            began = time.monotonic()
+            disp.disconnect(timeout=0.3)
+            assert time.monotonic() - began < 3.0  # not the 30 s the send would wait
+            assert not disp.connected and conn.closed.is_set()
+            # the stuck frame ends as one counted cause; what follows is counted down
+            writer.send("after")
+            assert wait_until(lambda: disp.stats().outbound_dropped == {"send_error": 1,
+                                                                         "down": 1})
+            assert disp.stats().outbound_forwarded == 0
+    finally:
+        assert disp.close(timeout=2.0).clean
