@@ -74,3 +74,37 @@ def test_zenoh_connector_under_the_gateway_actor(iox_prefix: str) -> None:
     finally:
         peer.stop()
     assert all(isinstance(r, GatewayStopped) and r.clean for r in reports), reports
+
+
+@pytest.mark.req("REQ_0460")
+def test_a_zenoh_session_opened_before_a_multiprocess_system_does_not_hang_its_gateway(
+        iox_prefix: str, admin_port: int) -> None:
+    """Forked from a process with a live zenoh session, a zenoh gateway's session hung; the
+    system now spawns its actor processes when zenoh is loaded."""
+    import zenoh
+    from taktora.system import start_method
+
+    assert start_method.resolve("auto") == "spawn"
+    ep = endpoint()
+    out = zchan("demo/to_plain", Direction.OUTBOUND, "demo/to_plain")
+    config = GatewayConfig(name="zgw", connector="zenoh", settings=ZenohConfig(listen=(ep,)),
+                           channels=(out,), health_poll_s=0.05)
+    # this process's own session, open across the start (loopback only, no scouting)
+    mine = zenoh.open(zenoh.Config.from_json5(
+        '{"listen": {"endpoints": ["tcp/127.0.0.1:0"]}, "scouting": {"multicast": '
+        '{"enabled": false}, "gossip": {"enabled": false}}}'))
+    peer = PlainPeer(connect=ep)
+    try:
+        with start_system("multiprocess", admin_port=admin_port,
+                          logging_config=QUIET_LOGGING) as handle:
+            host = ConnectorHost(handle, [config]).start()
+            try:
+                wait_event(host, U)
+                with Node("app", prefix=iox_prefix) as node:
+                    writer: ChannelWriter[Any] = ChannelWriter(node, out)
+                    assert wait_until(lambda: (writer.send(b"a"), peer.got(1, 0.2))[1] != [], 20)
+            finally:
+                host.stop()
+    finally:
+        peer.stop()
+        mine.close()
