@@ -44,6 +44,7 @@ from taktora.actors.control.messages import (
 from taktora.actors.errors import AttachError
 from taktora.actors.models.health import HealthState
 from taktora.connectors.ethercat.cli import register as register_ethercat
+from taktora.system.check_cli import register as register_check
 from taktora.system.children_cli import register as register_children
 from taktora.system.param_cli import register as register_param
 from taktora.system.recording.cli import register as register_recording
@@ -176,7 +177,8 @@ def register(subparsers: Any) -> None:
 
 #: Every module contributing subcommands; append your ``register`` here.
 REGISTRARS: list[Registrar] = [register, register_run, register_ethercat, register_recording,
-                               register_param, register_children, register_stats]
+                               register_param, register_children, register_stats,
+                               register_check]
 
 
 def build_parser() -> argparse.ArgumentParser:

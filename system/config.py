@@ -1,7 +1,8 @@
 """System configuration: a TOML file declaring the supervision tree, gateways, channels and
 policies, structured by cattrs straight into the runtime's own frozen attrs types.
 
-Document layout (every table optional except ``gateways``; unknown keys are errors)::
+Document layout (every table optional, but at least one ``[[gateways]]`` or ``[[hosts]]``;
+unknown keys are errors)::
 
     name = "demo"                                 # the system's name (1-64 of [A-Za-z0-9_.-])
 
@@ -28,6 +29,10 @@ Document layout (every table optional except ``gateways``; unknown keys are erro
     direction = "outbound"
     codec = "json"
     routing = { kind = "udp", address = "127.0.0.1:47101" }
+
+    [[channels]]                                  # the application's own channels (optional)
+    [[hosts]]                                     # item hosts: a HostSpec each, items as
+    [[hosts.items]]                               # [[hosts.items]] (taktora.system.app_config)
 
 One type per idea: ``[supervision]`` is a
 :class:`~taktora.actors.control.supervision.SupervisorSpec` (its children are the gateways, so
@@ -62,6 +67,9 @@ from taktora.actors.control.supervision import ChildSpec, SupervisorSpec
 from taktora.connectors import settings
 from taktora.connectors.codecs import codec_id_for
 from taktora.connectors.gateway.config import GatewayConfig
+from taktora.connectors.model import ChannelDescriptor
+from taktora.system import app_config
+from taktora.system.app_config import HostSpec
 from taktora.system.errors import ConfigError
 from taktora.transport.errors import TaktoraError
 from taktora.transport.validators import Checks
@@ -74,11 +82,14 @@ POLICY_KEYS = frozenset({"reconnect", "shutdown_timeout_s", "health_poll_s", "po
 
 @attrs.frozen(kw_only=True)
 class SystemConfig:
-    """A whole system file: its name, the gateways' supervisor, the gateways."""
+    """A whole system file: its name, the supervisor of the gateways (and of the hosts), the
+    gateways, the application's own channels and its item hosts."""
 
     name: str = attrs.field(default="taktora", validator=_v.identifier())
     supervision: SupervisorSpec = attrs.field(factory=SupervisorSpec)
     gateways: tuple[GatewayConfig, ...] = ()
+    channels: tuple[ChannelDescriptor, ...] = ()
+    hosts: tuple[HostSpec, ...] = ()
 
     def gateway_configs(self, iox_prefix: str | None = None) -> list[GatewayConfig]:
         """The gateways, each serving applications under ``iox_prefix`` (None: the
@@ -98,6 +109,7 @@ def _no_children(value: Any, _type: Any) -> ChildSpec:
 
 
 converter.register_structure_hook(ChildSpec, _no_children)
+app_config.install(converter)
 
 _FIELD_PATTERNS = (
     re.compile(r"^\w+\.(\w+)="),                             # Class.field=value: why
@@ -143,7 +155,7 @@ def _problems(exc: BaseException) -> list[tuple[str, str]]:
         key = path[2:] if path.startswith("$.") else ("" if path == "$" else path)
         if field and not key.endswith(field):
             key = f"{key}.{field}" if key else field
-        out.append((key or "<document>", reason))
+        out.append((app_config.tidy_key(key) or "<document>", reason))
     return out
 
 
@@ -217,6 +229,8 @@ def structure(document: Any) -> SystemConfig:
     except (TaktoraError, TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
         field = _field_of(exc)
         _raise([(field or "<document>", _reason(exc))])
+    channels = app_config.app_channels(config.gateways, config.channels)
+    config = attrs.evolve(config, hosts=app_config.bind(config.hosts, channels))
     _check(config)
     return config
 
@@ -224,8 +238,8 @@ def structure(document: Any) -> SystemConfig:
 def _check(config: SystemConfig) -> None:
     """Cross-field rules, each with its key path."""
     problems: list[tuple[str, str]] = []
-    if not config.gateways:
-        problems.append(("gateways", "declare at least one [[gateways]] table"))
+    if not config.gateways and not config.hosts:
+        problems.append(("gateways", "declare at least one [[gateways]] or [[hosts]] table"))
     if config.supervision.children:
         problems.append(("supervision.children", "the gateways are the supervisor's children"))
     seen: dict[str, int] = {}
@@ -269,6 +283,15 @@ def _check(config: SystemConfig) -> None:
                 cls.check_channel(structured, channel)
             except TaktoraError as exc:
                 problems.append((f"{where}.channels[{j}].routing", str(exc)))
+    problems += app_config.check(config)
+    if problems:
+        _raise(problems)
+
+
+def check_factories(config: SystemConfig) -> None:
+    """Import every host's item factories (not calling them; module code runs): ConfigError
+    naming ``hosts[i].items[j].factory`` for each that cannot be imported."""
+    problems = app_config.check_factories(config)
     if problems:
         _raise(problems)
 
@@ -288,7 +311,8 @@ def loads(text: Any) -> SystemConfig:
 
 
 def load(path: str | Path) -> SystemConfig:
-    """Read and check a system file (ConfigError naming the file on any problem)."""
+    """Read and check a system file (ConfigError naming the file on any problem). The hosts'
+    factories are imported from the file's directory first (their ``search_path``)."""
     p = Path(path)
     try:
         data = p.read_bytes()
@@ -304,7 +328,9 @@ def load(path: str | Path) -> SystemConfig:
         err.problems = [(f"<toml> line {line}", "not UTF-8")]  # type: ignore[attr-defined]
         raise err from None
     try:
-        return loads(text)
+        config = loads(text)
+        return attrs.evolve(config, hosts=app_config.bind(
+            config.hosts, search_path=(str(p.resolve().parent),)))
     except ConfigError as exc:
         err = ConfigError(f"{p}: {exc}")
         err.problems = getattr(exc, "problems", [])  # type: ignore[attr-defined]

@@ -1,4 +1,5 @@
-"""``taktora run SYSTEM.toml``: start the gateways a system file declares and watch them.
+"""``taktora run SYSTEM.toml``: start the gateways and item hosts a system file declares and
+watch them.
 
 The file is loaded and checked completely first (:func:`taktora.system.config.load`); an
 invalid file prints the ConfigError (key path and reason) and exits 2 before any actor,
@@ -7,16 +8,23 @@ finite number of seconds > 0). Then an actor system starts (``--mode inprocess``
 or ``multiprocess`` on ``--port``; ``--port 0`` picks a free port and prints it; the system
 does not outlive this process, see :mod:`taktora.system.reaper`), a
 :class:`~taktora.connectors.gateway.host.ConnectorHost` starts the gateways under the declared
-supervisor, and every HealthEvent is printed as it arrives, until ``--for SECONDS`` passed,
-SIGINT/SIGTERM, or the root supervisor gave up. Then the gateways stop in reverse order (each
+supervisor, then the ``[[hosts]]`` start as ItemHost actors under an ``apps`` supervisor (a
+child of the root with the declared supervision; ``taktora control apps/NAME stats`` reaches
+each), and every HealthEvent is printed as it arrives, until ``--for SECONDS`` passed,
+SIGINT/SIGTERM, or the root supervisor gave up. Then every host's items are printed with their
+runs and failures (from its GetStats), the hosts stop, the gateways stop in reverse order (each
 bounded by its shutdown timeout; what did not stop in time is printed) and the system closes.
+Before anything starts, every item factory is imported (not called) from the system file's
+directory first (:func:`taktora.system.app_config.check_factories`): one that cannot be is a
+bad file.
 Warnings and errors of the system are logged to stderr, one line each
 (:mod:`taktora.system.logformat`; ``--verbose`` logs tracebacks too).
 
 Exit status: 0; 1 if the system failed: the root supervisor gave up (its one-line reason is
 printed, and the run ends within a second of it), no gateway came Up during the whole run
-(the gateways are named), a gateway did not stop cleanly, or the system did not start; 2 for
-a bad file or arguments. Messages are printed with rich markup escaped.
+(the gateways are named), a gateway did not stop cleanly, a host's supervisor did not
+start, or the system did not start; 2 for a bad file or arguments. Messages are printed
+with rich markup escaped.
 """
 
 from __future__ import annotations
@@ -28,11 +36,15 @@ import threading
 import time
 from typing import Any
 
+from taktora.actors.control.messages import GetStats, Shutdown, StatsReply
+from taktora.actors.control.supervision import ChildSpec, Restart, SupervisorSpec
+from taktora.actors.errors import ControlError
 from taktora.actors.models.health import HealthState
 from taktora.connectors.gateway.messages import GatewayStopped
+from taktora.system.app_config import APPS_ID
 from taktora.system.args import MAX_RUN_S, port_or_zero_arg, seconds_type
 from taktora.system.bootstrap import DEFAULT_LOGGING, start_system
-from taktora.system.config import SystemConfig, load
+from taktora.system.config import SystemConfig, check_factories, load
 from taktora.system.errors import ConfigError
 from taktora.system.launch import start_host
 from taktora.system.logformat import one_line_logging
@@ -55,6 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         config = load(args.file)
+        check_factories(config)
     except ConfigError as exc:
         fail("invalid config", exc)
         return 2
@@ -86,20 +99,27 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _watch(handle: Any, config: SystemConfig, args: argparse.Namespace, stop: threading.Event,
            out: Any, fail: Any) -> int:
-    """Start the host, print events until a stop condition, stop the host; the exit status."""
+    """Start the gateways and hosts, print events until a stop condition, stop them; the exit
+    status."""
     from rich.markup import escape
 
-    host = start_host(handle, config)
-    where = f", admin port {handle.admin_port}" if handle.admin_port else ""
-    out.print(f"[bold]{escape(config.name)}[/bold]: {len(config.gateways)} gateway(s) running "
-              f"({args.mode}{where})")
+    host = start_host(handle, config) if config.gateways else None
+    apps = False
     came_up: set[str] = set()
     status = 0
     try:
+        apps = start_apps(handle, config)
+        where = f", admin port {handle.admin_port}" if handle.admin_port else ""
+        running = ", ".join([f"{len(config.gateways)} gateway(s) running"] * bool(config.gateways)
+                            + [f"{len(config.hosts)} host(s) running"] * bool(config.hosts))
+        out.print(f"[bold]{escape(config.name)}[/bold]: {running} ({args.mode}{where})")
         deadline = None if args.for_s is None else time.monotonic() + args.for_s
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             if handle.failure is not None:
                 break
+            if host is None:
+                stop.wait(POLL_S)
+                continue
             event = host.next_event(POLL_S)
             if event is not None:
                 if event.state is HealthState.UP:
@@ -108,7 +128,11 @@ def _watch(handle: Any, config: SystemConfig, args: argparse.Namespace, stop: th
                 out.print(escape(f"{event.source}: {prev} -> {event.state.value} "
                                  f"({event.reason})"))
     finally:
-        if handle.failure is None:  # a root that gave up took the gateways with it
+        if handle.failure is None and apps:
+            for line in host_report(handle, config):
+                out.print(escape(line))
+            stop_apps(handle, config)
+        if handle.failure is None and host is not None:  # a root that gave up took them along
             for report in host.stop():
                 if isinstance(report, GatewayStopped) and not report.clean:
                     status = 1
@@ -118,7 +142,7 @@ def _watch(handle: Any, config: SystemConfig, args: argparse.Namespace, stop: th
         fail("failed", f"the root supervisor {handle.failure}")
         return 1
     never = [g.name for g in config.gateways if g.name not in came_up]
-    if never and len(never) == len(config.gateways):
+    if never and len(never) == len(config.gateways) and config.gateways:
         fail("failed", f"no gateway came up during the run: {', '.join(never)}")
         return 1
     if never:
@@ -127,9 +151,53 @@ def _watch(handle: Any, config: SystemConfig, args: argparse.Namespace, stop: th
     return status
 
 
+def start_apps(handle: Any, config: SystemConfig, timeout: float = 30.0) -> bool:
+    """Add the ``apps`` supervisor (the system's supervision, one ItemHost per host) under the
+    root; block until every host ran ``on_start`` (built its executor). False when there are
+    no hosts; raises what ``start_child`` raises."""
+    if not config.hosts:
+        return False
+    sup = config.supervision
+    children = tuple(h.child_spec() for h in config.hosts)
+    spec = SupervisorSpec(strategy=sup.strategy, intensity=sup.intensity, period_s=sup.period_s,
+                          backoff=sup.backoff, children=children)
+    handle.start_child(ChildSpec(id=APPS_ID, start=spec, restart=Restart.TRANSIENT,
+                                 shutdown_s=sum(c.shutdown_s for c in children) + 1.0),
+                       timeout=timeout)
+    return True
+
+
+def host_report(handle: Any, config: SystemConfig, timeout: float = 5.0) -> list[str]:
+    """One line per host: each item's runs and failures, from the ItemHost's GetStats (blocks
+    one round trip per host; a host that does not answer is reported as such)."""
+    lines = []
+    for h in config.hosts:
+        try:
+            reply = handle.control((APPS_ID, h.name), GetStats(), timeout)
+        except ControlError as exc:
+            lines.append(f"host {h.name}: no stats ({exc})")
+            continue
+        stats = reply.stats if isinstance(reply, StatsReply) else {}
+        monitor = stats.get("monitor") or {}
+        items = ", ".join(f"{it['name']} {it['runs']} runs {it['failures']} failures"
+                          for it in monitor.get("items", ()))
+        state = "running" if stats.get("running") else "not running"
+        lines.append(f"host {h.name}: {state}, {items or 'no items ran'}")
+    return lines
+
+
+def stop_apps(handle: Any, config: SystemConfig, timeout: float = 30.0) -> None:
+    """Shut the ``apps`` supervisor down (its hosts in reverse order); errors are logged."""
+    try:
+        handle.control((APPS_ID,), Shutdown(), timeout)
+    except ControlError as exc:
+        logging.getLogger(__name__).error("supervisor %s did not answer Shutdown: %s", APPS_ID,
+                                          exc)
+
+
 def register(subparsers: Any) -> None:
     """The ``run`` subcommand."""
-    p = subparsers.add_parser("run", help="start the gateways of a system TOML file")
+    p = subparsers.add_parser("run", help="start the gateways and hosts of a system TOML file")
     p.add_argument("file", help="system file (see examples/)")
     p.add_argument("--mode", choices=("inprocess", "multiprocess"), default="inprocess")
     p.add_argument("--port", type=port_or_zero_arg, default=None,

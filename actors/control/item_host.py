@@ -5,7 +5,13 @@ Configured through ``args`` (from its :class:`~taktora.actors.control.supervisio
 - ``factory``: ``"module:function"`` returning an object with the executor API
   (``run()``, ``stoppable().stop()``, ``monitor_snapshot()``, optionally ``close()``),
   normally :class:`taktora.actors.executor.Executor`;
-- ``autostart`` (default True): start the executor in ``on_start``.
+- ``autostart`` (default True): start the executor in ``on_start``;
+- ``placement``: ``"thread"`` (default: a thread of this actor's process) or ``"dedicated"``
+  (a spawned process of its own, :mod:`taktora.actors.control.dedicated`: the factory string
+  or ExecutorSpec is the recipe the child builds), with ``affinity``, ``priority``, ``mlock``,
+  ``best_effort``, ``gc``, ``gc_period_s`` (:class:`DedicatedOptions`). GetStats then adds
+  ``placement`` and ``dedicated`` (the child's pid, options, what it applied, its executor
+  stats and gc figures). A killed child makes ``run()`` raise: the actor crashes and restarts.
 
 The factory is called inside the actor after it started (actors are forked: iceoryx2 nodes and
 threads must be created in the process that uses them). The executor runs on the thread
@@ -27,8 +33,9 @@ from typing import Any
 
 import attrs
 from taktora.actors.control.base import TaktoraActor, handles
+from taktora.actors.control.dedicated import DedicatedExecutor, DedicatedOptions
 from taktora.actors.control.messages import Ack, ControlMessage, GetStats, Pause, Resume, StatsReply
-from taktora.actors.errors import ActorError, ControlError
+from taktora.actors.errors import ActorConfigError, ActorError, ControlError
 from taktora.transport.errors import TaktoraError
 
 log = logging.getLogger(__name__)
@@ -77,7 +84,11 @@ class ItemHost(TaktoraActor):
     stop_timeout_s = 5.0
 
     def on_start(self) -> None:
-        self.factory = load_factory(str(self.args.get("factory", "")))
+        # args["executor"]: an ExecutorSpec (taktora.actors.executor.spec), built here in the
+        # actor's process under args["iox_prefix"] (None: TAKTORA_IOX_PREFIX); else "factory"
+        spec, prefix = self.args.get("executor"), self.args.get("iox_prefix")
+        self.factory = ((lambda: spec.build(prefix)) if spec is not None
+                        else load_factory(str(self.args.get("factory", ""))))
         self.executor: Any = None
         self.thread: threading.Thread | None = None
         self.generation = 0
@@ -91,7 +102,7 @@ class ItemHost(TaktoraActor):
         if self.thread is not None and self.thread.is_alive():
             return False
         self._close_executor()
-        self.executor = self.factory()
+        self.executor = self._new_executor()
         self.generation += 1
         self.stopping = False
         self.runs += 1
@@ -114,16 +125,40 @@ class ItemHost(TaktoraActor):
         self.thread.start()
         return True
 
+    def _new_executor(self) -> Any:
+        """``placement`` "thread": the factory's executor; "dedicated": a started
+        :class:`DedicatedExecutor` (the spawn and the child's start block this actor thread;
+        a refused option raises :class:`DedicatedCapabilityError`, a ControlError)."""
+        placement = self.args.get("placement", "thread")
+        if placement == "thread":
+            return self.factory()
+        if placement != "dedicated":
+            raise ActorConfigError(f"item host {self.name}: placement {placement!r}: use "
+                                   "'thread' (default) or 'dedicated'")
+        a = self.args
+        options = DedicatedOptions(affinity=a.get("affinity"), priority=a.get("priority"),
+                                   mlock=a.get("mlock", False),
+                                   best_effort=a.get("best_effort", False),
+                                   gc=a.get("gc", "default"), gc_period_s=a.get("gc_period_s", 0.1))
+        spec = a.get("executor")
+        executor = DedicatedExecutor(spec if spec is not None else str(a.get("factory", "")),
+                                     options, name=self.name, prefix=a.get("iox_prefix"))
+        executor.start()
+        return executor
+
     def _stop(self) -> None:
         self.stopping = True
         self.stop_requested.set()
         if self.executor is not None:
             self.executor.stoppable().stop()
         if self.thread is not None:
-            self.thread.join(self.stop_timeout_s)
+            timeout = self.stop_timeout_s
+            if isinstance(self.executor, DedicatedExecutor):  # it escalates to SIGTERM/SIGKILL
+                timeout += self.executor.stop_timeout_s + self.executor.kill_timeout_s
+            self.thread.join(timeout)
             if self.thread.is_alive():
                 raise ControlError(f"executor of {self.name} did not stop within "
-                                   f"{self.stop_timeout_s} s")
+                                   f"{timeout} s")
             self.thread = None
         self._close_executor()
 
@@ -161,6 +196,9 @@ class ItemHost(TaktoraActor):
             except TaktoraError as exc:  # e.g. an executor built without a monitor
                 stats["monitor"] = None
                 stats["monitor_error"] = str(exc)
+            if isinstance(self.executor, DedicatedExecutor):
+                stats["placement"] = "dedicated"
+                stats["dedicated"] = self.executor.describe()
         return StatsReply(correlation_id=msg.correlation_id, source=self.name, stats=stats)
 
     def on_stop(self) -> None:

@@ -28,6 +28,16 @@ from taktora.actors.executor.item import (
 )
 from taktora.actors.executor.observer import LoggingObserver, Observer, OpenTelemetryObserver
 from taktora.actors.executor.runner import Runner
+from taktora.actors.executor.spec import (
+    ChainSpec,
+    ChannelPort,
+    ExecutorSpec,
+    GraphSpec,
+    ItemEnv,
+    ItemSpec,
+    SpecExecutor,
+    TriggerSpec,
+)
 from taktora.actors.executor.stats import ExecutorStats, ItemStats
 from taktora.actors.executor.thread_attrs import AppliedAttrs, ThreadAttrs
 from taktora.actors.executor.timing import MissedTickPolicy
@@ -50,6 +60,8 @@ from taktora.actors.executor.triggers import (
 
 __all__ = [
     "AppliedAttrs",
+    "ChainSpec",
+    "ChannelPort",
     "ConditionalItem",
     "Context",
     "Control",
@@ -60,15 +72,19 @@ __all__ = [
     "Executor",
     "ExecutorConfigError",
     "ExecutorError",
+    "ExecutorSpec",
     "ExecutorStats",
     "ExecutorTypeError",
     "FdTrigger",
     "FunctionItem",
     "Graph",
     "GraphCycleError",
+    "GraphSpec",
     "IntervalTrigger",
     "Item",
+    "ItemEnv",
     "ItemError",
+    "ItemSpec",
     "ItemStats",
     "ItemTiming",
     "ListenerTrigger",
@@ -78,11 +94,13 @@ __all__ = [
     "Observer",
     "OpenTelemetryObserver",
     "Runner",
+    "SpecExecutor",
     "Stoppable",
     "ThreadAttributeError",
     "ThreadAttrs",
     "Trigger",
     "TriggerKind",
+    "TriggerSpec",
     "deadline",
     "every",
     "item",

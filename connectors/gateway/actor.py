@@ -20,7 +20,7 @@ inside the actor (actors are forked on multi-process bases):
   policy answers ``AttemptReconnect`` after its backoff: Connecting, reopen, Up (or Down again
   and the next ``ConnectionLost``). The attempt count survives a restart of this actor;
 - the loss ledger: the dispatcher counts in the gateway's shared-memory counter block
-  (:mod:`taktora.transport.shared_counters`, ``counters_<name>`` under the iceoryx2 prefix),
+  (:mod:`taktora.transport.shared_counters`, ``counters_<host>.<name>`` under the prefix),
   which every incarnation opens again: counts, link sequences and the last sequence taken of
   each writer survive a crash and ``kill -9`` exactly. ``GetStats`` reports this incarnation's
   counts under the usual keys and every incarnation's as ``total.<key>``.
@@ -162,7 +162,8 @@ class Gateway(ParamsMixin, TaktoraActor):
         self.inbound = [d.name for d in config.channels if d.direction is Direction.INBOUND]
         # the counters outlive this process: every incarnation counts on in the same block
         self.block: SharedCounters | None = SharedCounters.open_or_create(
-            counters_path(self.prefix, config.name), counter_names(self.outbound, self.inbound))
+            counters_path(self.prefix, str(self.args.get("ledger") or config.name)),
+            counter_names(self.outbound, self.inbound))
         self.block.add(INCARNATIONS)
         self.final_totals: dict[str, int] = {}
         # the ports live as long as this incarnation: a reconnect reopens only the protocol

@@ -232,7 +232,8 @@ class Counts:
     def per_channel(self, *, total: bool = False) -> dict[str, ChannelStats]:
         """A snapshot of every channel's counters (this incarnation's, or ``total``)."""
         with self.lock:
-            return {name: self._stats(name, c, total) for name, c in self.channels.items()}
+            return {f"{name}.{c.direction}": self._stats(name, c, total)
+                    for name, c in self.channels.items()}
 
     def snapshot(self, *, total: bool = False) -> tuple[int, dict[str, int]]:
         """Gateway-wide ``(forwarded, dropped by cause)``: the sums over every channel (and
@@ -267,9 +268,9 @@ class DispatcherStats:
     ``publish_error`` (inbound); ``internal_error`` on either side. ``inbound_malformed``
     splits inbound ``malformed`` by envelope cause (short, magic, version, header_len, length,
     crc). ``inbound_gaps`` / ``inbound_lost`` count sequence jumps of envelopes arriving from
-    the protocol (frames lost on the link). ``channels``: the same counters per channel
-    (name -> :class:`~taktora.connectors.gateway.counters.ChannelStats`; the outbound
-    ``overflow`` included).
+    the protocol (frames lost on the link). ``channels``: the same counters per channel and
+    direction (``"<name>.<direction>"`` -> :class:`ChannelStats`: one name may serve both
+    directions; the outbound ``overflow`` included).
     """
 
     outbound_forwarded: int
@@ -308,8 +309,8 @@ def flatten_stats(stats: DispatcherStats) -> dict[str, int]:
 
 
 def _flat_channels(out: dict[str, int], channels: Mapping[str, ChannelStats]) -> None:
-    for name, ch in channels.items():
-        prefix = f"ch.{name}.{ch.direction}."
+    for key, ch in channels.items():  # key: "<channel>.<direction>"
+        prefix = f"ch.{key}."
         out[prefix + "forwarded"] = ch.forwarded
         for cause, n in ch.dropped.items():
             out[f"{prefix}dropped.{cause}"] = n

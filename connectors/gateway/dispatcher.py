@@ -105,11 +105,11 @@ class Dispatcher:
                  descriptors: Sequence[ChannelDescriptor], *, name: str = "dispatcher",
                  poll_s: float = 0.05, registry: CodecRegistry | None = None,
                  on_report: OnReport | None = None, counters: Storage | None = None) -> None:
-        names = [d.name for d in descriptors]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ConnectorError(f"dispatcher {name!r}: channel names must be unique, "
-                                 f"{dupes} appear more than once")
+        names = [(d.name, d.direction) for d in descriptors]
+        dupes = sorted({n for n, d in names if names.count((n, d)) > 1})
+        if dupes:  # one name may serve both directions (services {name}.out and {name}.in)
+            raise ConnectorError(f"dispatcher {name!r}: channel names must be unique per "
+                                 f"direction, {dupes} appear more than once")
         if not poll_s > 0:
             raise ConnectorError(f"dispatcher {name!r}: poll_s must be > 0, got {poll_s}")
         self.name = name

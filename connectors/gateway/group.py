@@ -147,17 +147,21 @@ class GroupSpec(SupervisorSpec):
 
 
 def group_child(config: GatewayConfig, *, subscribers: list[Any],
-                supervision: SupervisorSpec, restart: Restart = Restart.TRANSIENT) -> ChildSpec:
+                supervision: SupervisorSpec, restart: Restart = Restart.TRANSIENT,
+                ledger: str | None = None) -> ChildSpec:
     """The child spec of one gateway group: ``config``'s gateway, its monitor (telling
     ``subscribers``, actor addresses, every HealthEvent) and its reconnect policy
     (``config.reconnect``). ``supervision`` gives the group's restart intensity, period and
-    backoff (its strategy is always rest_for_one; its children are ignored)."""
+    backoff (its strategy is always rest_for_one; its children are ignored). ``ledger`` names
+    the gateway's counter block (unique per prefix; default: the gateway's name)."""
+    ledger = ledger or config.name
     link_s = config.shutdown_timeout_s + Gateway.linger_s + 1.0
     children = (
         ChildSpec(id=MONITOR, start=GatewayMonitor,
-                  args={"config": config, "subscribers": list(subscribers)}),
+                  args={"config": config, "subscribers": list(subscribers), "ledger": ledger}),
         ChildSpec(id=POLICY, start=ReconnectPolicyActor, args={"settings": config.reconnect}),
-        ChildSpec(id=LINK, start=Gateway, args={"config": config}, shutdown_s=link_s),
+        ChildSpec(id=LINK, start=Gateway, args={"config": config, "ledger": ledger},
+                  shutdown_s=link_s),
     )
     spec = GroupSpec(strategy=Strategy.REST_FOR_ONE, intensity=supervision.intensity,
                      period_s=supervision.period_s, backoff=supervision.backoff,

@@ -98,7 +98,9 @@ class ConnectorHost:
             self._stop.set()
             raise ControlError("the health thread did not start")
         children = tuple(group_child(g, subscribers=[self._endpoint],
-                                     supervision=self.supervision) for g in self.gateways)
+                                     supervision=self.supervision,
+                                     ledger=f"{self.host_id}.{g.name}")
+                         for g in self.gateways)
         spec = SupervisorSpec(strategy=self.supervision.strategy,
                               intensity=self.supervision.intensity,
                               period_s=self.supervision.period_s,

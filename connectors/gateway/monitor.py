@@ -69,7 +69,7 @@ class GatewayMonitor(HealthSubscribers, TaktoraActor):
         self.outbound = [d.name for d in config.channels if d.direction is Direction.OUTBOUND]
         self.inbound = [d.name for d in config.channels if d.direction is Direction.INBOUND]
         self.block_path = counters_path(config.iox_prefix or isolation.prefix_from_env(),
-                                        config.name)
+                                        str(self.args.get("ledger") or config.name))
         self.block_path.unlink(missing_ok=True)  # an earlier run's: this ledger starts at 0
         self.subscribers: list[Any] = list(self.args.get("subscribers", ()))
         self.health = HealthMachine(self.gateway)

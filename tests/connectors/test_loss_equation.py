@@ -366,7 +366,7 @@ def test_the_sink_renumbers_and_counts_each_link_loss_once(node: Node) -> None:
     d = desc("tel")
     reader: ChannelReader[Any] = ChannelReader(node, d)
     sink = InboundSink("gw", node, [d], carries_envelope=True)
-    counts = lambda: sink.counts.per_channel()["tel"]  # noqa: E731
+    counts = lambda: sink.counts.per_channel()["tel.in"]  # noqa: E731
     origin = frame(10, "a", corr=7)
     assert sink.deliver("tel", origin)
     assert not sink.deliver("tel", frame(11, "b", corrupt=True))  # malformed: CRC
@@ -453,8 +453,8 @@ def test_dispatchers_count_per_channel_and_flatten_per_channel_keys(iox_prefix: 
             assert (flat_b["ch.a.in.gaps"], flat_b["ch.a.in.lost"]) == (0, 0)
             assert (flat_b["ch.b.in.forwarded"], flat_b["in.forwarded"]) == (
                 1, flat_b["ch.a.in.forwarded"] + 1)
-            assert disp_a.stats().channels["a"].direction == "out"
-            assert disp_b.stats().channels["b"].direction == "in"
+            assert disp_a.stats().channels["a.out"].direction == "out"
+            assert disp_b.stats().channels["b.in"].direction == "in"
     finally:
         reports = [disp_a.stop(), disp_b.stop()]
     assert all(r.clean for r in reports)

@@ -282,3 +282,28 @@ def test_disconnect_is_bounded_while_a_send_is_stuck(iox_prefix: str) -> None:
             assert disp.stats().outbound_forwarded == 0
     finally:
         assert disp.close(timeout=2.0).clean
+
+
+@pytest.mark.req("REQ_0519")
+def test_one_name_may_serve_both_directions_of_a_gateway(iox_prefix: str) -> None:
+    both_out = ChannelDescriptor("echo", Direction.OUTBOUND, codec="json", buffer_size=64)
+    both_in = ChannelDescriptor("echo", Direction.INBOUND, codec="json", buffer_size=64)
+
+    class Mirror(Echo):
+        def send(self, descriptor: ChannelDescriptor, frame: Frame) -> None:
+            assert self.ctx is not None
+            self.ctx.deliver("echo", frame)
+
+    disp = Dispatcher(None, Mirror(), [both_out, both_in], name="mirror").start()
+    try:
+        with Node("app") as node:
+            reader: ChannelReader[Any] = ChannelReader(node, both_in)
+            writer: ChannelWriter[Any] = ChannelWriter(node, both_out)
+            for i in range(3):
+                writer.send(i)
+            assert [g.value for g in collect(reader, 3)] == [0, 1, 2]
+            stats = disp.stats()
+            assert stats.channels["echo.out"].forwarded == 3
+            assert stats.channels["echo.in"].forwarded == 3
+    finally:
+        assert disp.close().clean

@@ -38,6 +38,7 @@ EXIT_S = 30.0  # bound of the whole run (start, --for, orderly stop)
 RUN_BY_TEST = {
     "demo.toml": "udp",
     "udp_loopback.toml": "udp",
+    "app_loopback.toml": "udp",  # with [[hosts]]: items from examples/app_items.py
     "zenoh_peers.toml": "zenoh",
     "can_virtual.toml": "can",
     "can_udp_multicast.toml": "can",
@@ -204,6 +205,27 @@ def test_udp_example_runs(example: str, cmd: str, state: str, tmp_path: Path,
                                             for p in ports})
     run_and_cross(path, [("left", cmd, "right", cmd), ("right", state, "left", state)],
                   iox_prefix)
+
+
+@pytest.mark.slow
+@pytest.mark.req("REQ_0446", "REQ_0448")
+def test_app_example_runs_its_items(tmp_path: Path, iox_prefix: str) -> None:
+    """The hosts run next to the gateways: what the app writes still crosses, and the run
+    prints each host's items with their runs (the counter ran only on echoed data)."""
+    import shutil
+
+    text = (EXAMPLES / "app_loopback.toml").read_text()
+    ports = sorted(set(re.findall(r'"127\.0\.0\.1:(\d+)"', text)))
+    path = copy_example("app_loopback.toml", tmp_path, {f"127.0.0.1:{p}": f"127.0.0.1:{free_port()}"
+                                                        for p in ports})
+    shutil.copy(EXAMPLES / "app_items.py", tmp_path / "app_items.py")  # found next to the file
+    run_and_cross(path, [("left", "loop/cmd", "right", "loop/cmd"),
+                         ("right", "loop/state", "left", "loop/state")], iox_prefix)
+    out = path.with_suffix(".out").read_text()
+    m = re.search(r"^host control: running, writer (\d+) runs 0 failures, counter (\d+) runs",
+                  out, re.M)
+    assert m and int(m.group(1)) > 0 and int(m.group(2)) > 0, out
+    assert re.search(r"^host plant: running, echo [1-9]\d* runs", out, re.M), out
 
 
 # ---- Zenoh --------------------------------------------------------------------------------------
