@@ -55,7 +55,7 @@ _v = Checks(ConfigError)
 
 #: The keys of a ``[[hosts]]`` table that belong to the host (the rest are the executor's).
 HOST_KEYS = ("name", "restart", "placement", "affinity", "priority", "mlock", "best_effort",
-             "shutdown_s")
+             "gc", "gc_period_s", "shutdown_s")
 #: The supervisor the hosts run under, a child of the root (``taktora control apps/NAME``).
 APPS_ID = "apps"
 ITEM_HOST = "taktora.actors.control.item_host:ItemHost"
@@ -96,8 +96,8 @@ class HostSpec:
     """One ``[[hosts]]`` table: ``name``, the ``executor`` it runs, its supervision
     ``restart`` and ``shutdown_s``, and where it runs: ``placement`` with the dedicated
     process's ``affinity`` (CPU ids), ``priority`` (SCHED_FIFO 1..99), ``mlock`` and
-    ``best_effort`` (go on when the OS refuses them); these are passed on in the ItemHost's
-    args, not applied here."""
+    ``best_effort`` (go on when the OS refuses them), ``gc`` (``default`` | ``freeze``) and
+    ``gc_period_s``; these are passed on in the ItemHost's args, not applied here."""
 
     name: str = attrs.field(validator=_v.identifier())
     executor: ExecutorSpec = attrs.field(validator=_v.instance(ExecutorSpec))
@@ -112,13 +112,17 @@ class HostSpec:
     mlock: bool | None = attrs.field(default=None, validator=_v.optional(_v.instance(bool)))
     best_effort: bool | None = attrs.field(default=None,
                                            validator=_v.optional(_v.instance(bool)))
+    gc: str | None = attrs.field(default=None, validator=_v.optional(_v.one_of(
+        ("default", "freeze"))))
+    gc_period_s: float | None = attrs.field(default=None, validator=_v.optional(
+        _v.number(gt=0, le=60)))
     shutdown_s: float = attrs.field(default=10.0, validator=_v.number(gt=0, le=3600))
 
     def args(self) -> dict[str, Any]:
         """The ItemHost's args: the executor spec, the placement and what is set of affinity,
         priority, mlock and best_effort (picklable)."""
         out: dict[str, Any] = {"executor": self.executor, "placement": self.placement.value}
-        for key in ("affinity", "priority", "mlock", "best_effort"):
+        for key in ("affinity", "priority", "mlock", "best_effort", "gc", "gc_period_s"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = list(value) if key == "affinity" else value

@@ -56,6 +56,8 @@ affinity = [0]
 priority = 10
 mlock = true
 best_effort = true
+gc = "freeze"
+gc_period_s = 0.2
 
 [[hosts.items]]
 name = "writer"
@@ -140,7 +142,7 @@ def test_hosts_structure_into_host_and_executor_specs(tmp_path: Path) -> None:
     assert isinstance(channel, AppChannel) and channel.readable and channel.writable
     args = host.args()
     assert args == {"executor": ex, "placement": "dedicated", "affinity": [0], "priority": 10,
-                    "mlock": True, "best_effort": True}
+                    "mlock": True, "best_effort": True, "gc": "freeze", "gc_period_s": 0.2}
     child = host.child_spec()
     assert child.id == "ctl" and child.start == "taktora.actors.control.item_host:ItemHost"
     assert child.restart is Restart.TRANSIENT and child.args["executor"] == ex
