@@ -35,6 +35,7 @@ from taktora.system.app_config import AppChannel, HostSpec, Placement
 from taktora.system.cli import main
 from taktora.system.config import load, loads
 from taktora.system.errors import ConfigError
+from test_config import _paths, _replace  # the same document mutations
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -404,37 +405,16 @@ def _mutations() -> Any:
 
     doc = tomllib.loads(APP)
 
-    def paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        out = [prefix]
-        if isinstance(node, dict):
-            for k, v in node.items():
-                out += paths(v, (*prefix, k))
-        elif isinstance(node, list):
-            for i, v in enumerate(node):
-                out += paths(v, (*prefix, i))
-        return out
-
     scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 1 << 40),
                         st.floats(allow_nan=True), st.text(max_size=8))
     values = st.recursive(scalars, lambda inner: st.one_of(
         st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(
             ["name", "every_s", "on_data", "items", "edges", "factory", "x"]), inner, max_size=3)),
         max_leaves=8)
-    return doc, st.sampled_from(paths(doc)), values
+    return doc, st.sampled_from(_paths(doc)), values
 
 
 _DOC, _PATHS, _VALUES = _mutations()
-
-
-def _replace(node: Any, path: tuple[Any, ...], value: Any) -> Any:
-    if not path:
-        return value
-    head, rest = path[0], path[1:]
-    if isinstance(node, dict):
-        return {**node, head: _replace(node[head], rest, value)}
-    copy = list(node)
-    copy[head] = _replace(copy[head], rest, value)
-    return copy
 
 
 @pytest.mark.req("REQ_0447")
