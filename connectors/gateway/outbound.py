@@ -50,8 +50,10 @@ class OutboundChannel:
                              "restarted", self.descriptor.name, missing, publisher)
                 self.writers[publisher] = seq_at
                 return seq_at
+        # a free slot, else one of a writer this incarnation has not seen (an earlier one's)
         free = [k for k, id_at in enumerate(self.ids) if not values[id_at]]
-        k = free[0] if free else len(self.writers) % WRITER_SLOTS
+        stale = [k for k, id_at in enumerate(self.ids) if values[id_at] not in self.writers]
+        k = (free or stale or [len(self.writers) % WRITER_SLOTS])[0]
         values[self.ids[k]] = publisher
         self.writers = {p: at for p, at in self.writers.items() if at != self.seqs[k]}
         self.writers[publisher] = self.seqs[k]
