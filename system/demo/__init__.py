@@ -1,5 +1,5 @@
 """``make demo`` (``python -m taktora.system.demo``): taktora end to end - zero-copy pub/sub,
-then supervised UDP gateways.
+supervised UDP gateways, then a control application.
 
 Section 1 (:mod:`taktora.system.demo.latency`; ``--latency`` runs only this): two processes
 exchange 64 B to 4 MiB payloads through taktora's zero-copy iceoryx2 publish/subscribe, and a
@@ -23,6 +23,15 @@ Section 2 (gateways, :mod:`taktora.system.demo.gateways`): an actor system start
 publishes and receives through iceoryx2 while the demo cuts the link, corrupts frames, crashes
 a gateway (and, with ``--mode multiprocess``, kills one with ``kill -9``). Live health
 transitions, the restarts and the message counts (sent, received, every loss by cause) are
-shown. Exits 1 if a payload was wrong, a message of section 1 is missing, or the gateways did
-not recover.
+shown, and the loss equation per channel.
+
+Section 3 (control, :mod:`taktora.system.demo.control`; ``--control`` runs only this): one
+system file (``examples/demo_control.toml``) with a CAN sensor decoded by a DBC, a 1 kHz control
+item in a dedicated process, a UDP actuator link (and, as root, an EtherCAT gateway against the
+software SubDevice on a veth pair), Zenoh telemetry and 10 Hz application items; it cuts a link,
+crashes a gateway, kills one with ``kill -9`` and runs a CPU hog thread, showing the health
+transitions, the restarts, the loop's period error and the loss equation per channel.
+
+Exits 1 if a payload was wrong, a message of section 1 is missing, a gateway did not recover,
+or a loss equation does not hold.
 """

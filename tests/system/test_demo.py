@@ -1,5 +1,6 @@
-"""Smoke test of ``make demo``: the latency section (two-process publish/subscribe) and the
-supervised-gateway section run on their own and report what they must."""
+"""Smoke test of ``make demo``: the latency section (two-process publish/subscribe), the
+supervised-gateway section and the control section (tests/system/test_demo_control.py checks it
+in detail) run unattended and report what they must."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ def test_demo_runs_unattended_and_loses_nothing() -> None:
     env = dict(os.environ, PYTHONIOENCODING="utf-8", COLUMNS="100")
     proc = subprocess.run(
         [sys.executable, "-m", "taktora.system.demo", "--quick"],
-        capture_output=True, text=True, timeout=60, env=env, check=False,
+        capture_output=True, text=True, timeout=120, env=env, check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     latency, _, gateways = proc.stdout.partition("supervised UDP gateways")
+    gateways, _, control = gateways.partition("a control application")  # section 3
+    assert "1 kHz" in control and "Traceback" not in proc.stdout  # its own test checks more
     rows = [
         [c.strip() for c in re.split(r"[│|]", line) if c.strip()]
         for line in latency.splitlines()
