@@ -51,24 +51,30 @@ from rich.table import Table
 from taktora.actors.control.messages import GetStats, HealthReply, StatsReply
 from taktora.actors.errors import ControlError
 from taktora.actors.models.health import HealthEvent
-from taktora.connectors import ChannelDescriptor, ChannelReader, ChannelWriter, Direction
+from taktora.connectors import ChannelDescriptor, Direction
 from taktora.connectors.can import use_dbc
-from taktora.connectors.channel import ReaderStats, WriterStats
 from taktora.connectors.ethercat.errors import VethError
 from taktora.connectors.ethercat.sim import SimProcess, veth
 from taktora.connectors.gateway.host import ConnectorHost
 from taktora.connectors.gateway.messages import InjectCrash
 from taktora.connectors.ledger import LossLedger, account, gateway_totals
-from taktora.connectors.model import FrozenMap
 from taktora.connectors.udp.messages import InjectFault
 from taktora.system import app_config
 from taktora.system.app_config import APPS_ID
 from taktora.system.bootstrap import start_system
 from taktora.system.config import SystemConfig, check_factories, loads
+from taktora.system.demo.control_models import (
+    State,
+    app_side,
+    burn_cpu,
+    plant,
+    reader_stats,
+    sensor,
+    writer_stats,
+)
 from taktora.system.run import start_apps, stop_apps
 from taktora.system.session import render_tree
-from taktora.transport import Node, isolation
-from taktora.transport.channel import OverflowPolicy
+from taktora.transport import isolation
 
 log = logging.getLogger("taktora.demo")
 
@@ -79,7 +85,6 @@ DBC = ROOT / "examples" / "can" / "vehicle.dbc"
 #: tests) side by side do not collide (UDP act-tx -> act-rx, zenoh gateway "tel" listening)
 FILE_UDP_PORT, FILE_ZENOH_PORT = "47611", "47612"
 TELEMETRY_KEY = "demo/control/telemetry"
-SENSOR_PERIOD_S = 0.002
 DIO = ROOT / "examples" / "ethercat" / "dio.toml"
 
 #: The actor system's logging: every record dropped by a handler (QUIET_LOGGING has none, and
@@ -101,32 +106,6 @@ PHASES = {
 }
 
 
-@attrs.define
-class State:
-    """What the demo's threads share (each field written by one thread)."""
-
-    phase: str = "steady"
-    speed: float = 0.0
-    throttle: float = 0.0  # what the engine follows
-    commands: int = 0
-    drive: bool = False  # the EtherCAT drive is there: the engine follows ec/di
-    drive_values: int = 0
-    telemetry: Counter[str] = attrs.field(factory=Counter)  # per phase (zenoh callback)
-    status: dict[str, Any] = attrs.field(factory=dict)  # the controller's last status
-    final: dict[str, Any] | None = None
-    summary: dict[str, Any] = attrs.field(factory=dict)
-    windows: dict[str, list[tuple[int, int, int]]] = attrs.field(factory=dict)  # p50, p99, max
-    late: dict[str, int] = attrs.field(factory=Counter)
-    writers: dict[str, WriterStats] = attrs.field(factory=dict)
-    readers: dict[str, ReaderStats] = attrs.field(factory=dict)
-    errors: list[str] = attrs.field(factory=list)
-    sensor_stop: threading.Event = attrs.field(factory=threading.Event)
-    plant_stop: threading.Event = attrs.field(factory=threading.Event)
-    app_stop: threading.Event = attrs.field(factory=threading.Event)
-    hog_stop: threading.Event = attrs.field(factory=threading.Event)
-    mode_stop: threading.Event = attrs.field(factory=threading.Event)
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -142,107 +121,6 @@ def _descriptor(config: SystemConfig, name: str, direction: Direction) -> Channe
         if d.name == name:
             return d
     raise KeyError(name)
-
-
-def _sensor(prefix: str, desc: ChannelDescriptor, st: State) -> None:
-    """The engine: speed follows 40 rpm per % throttle (time constant 0.3 s); its values go
-    out as EngineStatus every SENSOR_PERIOD_S through the can gateway."""
-    try:
-        with Node("demo-ctl-sensor", prefix=prefix) as node:
-            w: ChannelWriter[Any] = ChannelWriter(node, desc)
-            next_t = last = time.monotonic()
-            while not st.sensor_stop.is_set():
-                now = time.monotonic()
-                st.speed += (now - last) * (40.0 * st.throttle - st.speed) / 0.3
-                st.speed = max(0.0, min(16000.0, st.speed))
-                last = now
-                w.send({"EngineSpeed": round(st.speed * 4) / 4, "CoolantTemp": 90,
-                        "ThrottlePos": round(st.throttle * 2) / 2})
-                next_t += SENSOR_PERIOD_S
-                delay = next_t - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                else:
-                    next_t = time.monotonic()
-            st.writers["can/sensor"] = w.stats()
-    except Exception as exc:
-        st.errors.append(f"sensor: {type(exc).__name__}: {exc}")
-        log.exception("demo sensor failed")
-
-
-def _plant(prefix: str, desc: ChannelDescriptor, drive: ChannelDescriptor | None,
-           st: State) -> None:
-    """The actuator: reads the throttle commands that crossed act-tx -> UDP -> act-rx, and with
-    the EtherCAT drive what it applied (ec/di, one byte), which the engine then follows."""
-    try:
-        with Node("demo-ctl-plant", prefix=prefix) as node:
-            r: ChannelReader[Any] = ChannelReader(node, desc)
-            d: ChannelReader[Any] | None = None if drive is None else ChannelReader(node, drive)
-            while not st.plant_stop.is_set():
-                idle = True
-                for got in r.drain():
-                    idle = False
-                    if not st.drive:
-                        st.throttle = float(got.value["throttle"])
-                    st.commands += 1
-                for got in d.drain() if d is not None else ():
-                    idle = False
-                    st.throttle = got.value[0] / 2.55
-                    st.drive_values += 1
-                if idle:
-                    time.sleep(0.001)
-            st.readers["act/cmd"] = r.stats()
-            if d is not None:
-                st.readers["ec/di"] = d.stats()
-    except Exception as exc:
-        st.errors.append(f"plant: {type(exc).__name__}: {exc}")
-        log.exception("demo plant failed")
-
-
-def _app(prefix: str, descs: dict[str, ChannelDescriptor], st: State) -> None:
-    """Reads the controller's status and the supervisor's summaries; sends ``{"run": false}``
-    on app/mode once ``mode_stop`` is set."""
-    try:
-        with Node("demo-ctl-app", prefix=prefix) as node:
-            status: ChannelReader[Any] = ChannelReader(node, descs["app/status"])
-            summary: ChannelReader[Any] = ChannelReader(node, descs["app/summary"])
-            mode: ChannelWriter[Any] = ChannelWriter(node, descs["app/mode"])
-            next_mode = 0.0
-            while not st.app_stop.is_set():
-                for got in status.drain():
-                    v = got.value
-                    st.status = v
-                    if v.get("final"):
-                        st.final = v
-                    elif v.get("tick", 0) > 200:  # the first windows include the start
-                        st.windows.setdefault(st.phase, []).append(
-                            (int(v["p50_us"]), int(v["p99_us"]), int(v["max_us"])))
-                for got in summary.drain():
-                    st.summary = got.value
-                if st.mode_stop.is_set() and st.final is None and time.monotonic() > next_mode:
-                    mode.send({"run": False})
-                    next_mode = time.monotonic() + 0.2
-                time.sleep(0.005)
-    except Exception as exc:
-        st.errors.append(f"app: {type(exc).__name__}: {exc}")
-        log.exception("demo app thread failed")
-
-
-def _hog(st: State) -> None:
-    x = 0
-    while not st.hog_stop.is_set():
-        x = (x * 31 + 7) % 1_000_003  # pure Python: holds this process's GIL and one core
-
-
-def _writer_stats(d: dict[str, int]) -> WriterStats:
-    return WriterStats(sent=d["sent"], encode_errors=d["encode_errors"], refused=d["refused"],
-                       overflow=OverflowPolicy.DROP_OLDEST, no_subscriber=d["no_subscriber"])
-
-
-def _reader_stats(d: dict[str, Any]) -> ReaderStats:
-    return ReaderStats(received=d["received"], delivered=d["delivered"], lost=d["lost"],
-                       gaps=d["gaps"], malformed=FrozenMap(d["malformed"]),
-                       decode_errors=d["decode_errors"], overflow=OverflowPolicy.DROP_OLDEST)
 
 
 def _load_on_free_ports() -> tuple[SystemConfig, str]:
@@ -398,13 +276,13 @@ def run_control(*, quick: bool = False) -> int:
             ledger_stats: dict[str, dict[str, Any]] = {}
             try:
                 threads = [
-                    threading.Thread(target=_plant, args=(
+                    threading.Thread(target=plant, args=(
                         prefix, descs["act/cmd"],
                         _descriptor(config, "ec/di", Direction.INBOUND) if st.drive else None, st),
                         name="demo-ctl-plant", daemon=True),
-                    threading.Thread(target=_app, args=(prefix, descs, st),
+                    threading.Thread(target=app_side, args=(prefix, descs, st),
                                      name="demo-ctl-app", daemon=True),
-                    threading.Thread(target=_sensor, args=(prefix, descs["can/sensor"], st),
+                    threading.Thread(target=sensor, args=(prefix, descs["can/sensor"], st),
                                      name="demo-ctl-sensor", daemon=True),
                 ]
                 for t in threads[:2]:  # the readers subscribe before the gateways publish
@@ -436,7 +314,7 @@ def run_control(*, quick: bool = False) -> int:
                 os.kill(pid, signal.SIGKILL)
                 wait(phase_s * 1.5)
                 phase("cpu-hog", PHASES["cpu-hog"])
-                hog = threading.Thread(target=_hog, args=(st,), name="demo-ctl-hog", daemon=True)
+                hog = threading.Thread(target=burn_cpu, args=(st,), name="demo-ctl-hog", daemon=True)
                 hog.start()
                 wait(phase_s)
                 st.hog_stop.set()
@@ -563,14 +441,14 @@ def run_control(*, quick: bool = False) -> int:
     row("can/sensor", "demo sensor -> can (sensor bus)", writer=st.writers.get("can/sensor"))
     if final:
         row("can/engine", "can (can0 bus) -> control item",
-            reader=_reader_stats(final["readers"]["can/engine"]))
+            reader=reader_stats(final["readers"]["can/engine"]))
         row("act/cmd", "control item -> act-tx -> UDP -> act-rx -> demo plant",
-            writer=_writer_stats(final["writers"]["act/cmd"]), reader=st.readers.get("act/cmd"))
+            writer=writer_stats(final["writers"]["act/cmd"]), reader=st.readers.get("act/cmd"))
         row("tel/ctl", "control item -> tel -> zenoh",
-            writer=_writer_stats(final["writers"]["tel/ctl"]))
+            writer=writer_stats(final["writers"]["tel/ctl"]))
         if st.drive:
             row("ec/do", "control item -> drive (EtherCAT outputs)",
-                writer=_writer_stats(final["writers"]["ec/do"]))
+                writer=writer_stats(final["writers"]["ec/do"]))
             row("ec/di", "drive (EtherCAT inputs) -> demo plant", reader=st.readers.get("ec/di"))
     for channel, path, ledger in paths:
         if ledger is None:
