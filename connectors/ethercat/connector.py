@@ -7,20 +7,19 @@ of the value, little-endian, bit 0 first (``carries_envelope`` is False: the gat
 wraps inbound values in envelopes; codecs run on the application side).
 
 Data path (no dispatcher inbound thread, no queue):
-
 - ``open(ctx)`` (owner's thread) brings the bus up (ARCH_0040, blocks at most
   ``bus.bring_up_timeout_s``; BringUpError on failure) and starts the cycle thread; with
   ``bring_up_in_background`` it reports Connecting and returns at once, and the cycle thread
   brings the bus up (Up or Down reported from there);
-- the cycle thread runs a taktora :class:`~taktora.actors.Executor` with one item on a
-  drift-free ``every(cycle_s)`` interval (missed ticks skipped and counted). Each tick it
-  writes pending outputs (read-modify-write: neighbouring bits kept), exchanges process data,
-  checks the working counter and reads AL status, publishes every changed input slice straight into its
-  ``{name}.in`` service with ``ctx.deliver`` (on the cycle thread: the sink's overflow policy
-  applies and it counts what it cannot publish, e.g. ``paused``), and drives health
-  (ARCH_0041). pysoem releases the GIL while it waits for frames;
-- ``send`` (the dispatcher's outbound thread) stores the latest value per channel for the next
-  tick (a newer value replaces one not yet written: counted as ``overwritten``).
+- the cycle thread (affinity and SCHED_FIFO from ``cycle_thread``) runs a taktora
+  :class:`~taktora.actors.Executor` with one item on a drift-free ``every(cycle_s)`` interval
+  (missed ticks skipped, counted). Each tick it writes pending outputs (read-modify-write),
+  exchanges process data, checks the working counter and AL status, publishes every changed
+  input slice into its ``{name}.in`` service with ``ctx.deliver`` (the sink counts what it
+  cannot publish, e.g. ``paused``) and drives health (ARCH_0041). pysoem releases the GIL
+  while it waits for frames;
+- ``send`` (the dispatcher's outbound thread) keeps the latest value per channel for the next
+  tick (one not yet written that a newer replaces: ``overwritten``).
 
 Health: Connecting until OP with the expected working counter, then Up; Degraded after
 ``degraded_after`` consecutive bad cycles (working counter low, or the AL status read
@@ -30,15 +29,14 @@ Down). The AL watch does not rely on the working counter (an ESC may count outpu
 outside OP): every cycle reads AL status right after the exchange (one BRD of 0x0130 while all
 SubDevices agree, about one more round trip), and inputs are published only from a cycle with
 the expected working counter *and* every SubDevice in OP.
-One HealthEvent per transition (:attr:`EthercatConnector.machine`); every transition is also
-pushed to the context with ``ctx.report(state, reason)`` on the thread that made it (the
-cycle thread, or the owner's in ``open`` / ``close``), from ``open`` until the end of
-``close``. Under a gateway a reported Down makes the gateway close and later reopen the
-connector (a fresh bring-up); alone (a test, a script) the cycle re-brings the bus up itself.
+One HealthEvent per transition (:attr:`EthercatConnector.machine`), also pushed with
+``ctx.report(state, reason)`` on the thread that made it (the cycle thread, or the owner's in
+``open`` / ``close``), from ``open`` until the end of ``close``. Under a gateway a Down makes
+the gateway reopen the connector (a fresh bring-up); alone, the cycle re-brings the bus up.
 
 Outputs take the safe value (zeros) while :meth:`EthercatConnector.set_safe_outputs` is on
-(e.g. on Pause; a value that still reaches ``send`` meanwhile is discarded and counted as
-``discarded_safe``), and before the bus leaves OP on ``close``.
+(e.g. on Pause; a value reaching ``send`` meanwhile is counted as ``discarded_safe``), and
+before the bus leaves OP on ``close``.
 """
 
 from __future__ import annotations
@@ -55,6 +53,7 @@ from typing import Any, TypeVar
 from taktora.actors import ErrorPolicy, Executor, every, item
 from taktora.actors.control.messages import Ack, Reply
 from taktora.actors.executor.context import Context
+from taktora.actors.executor.errors import ThreadAttributeError
 from taktora.actors.models.health import HealthEvent, HealthMachine, HealthState
 from taktora.connectors.connector import Connector
 from taktora.connectors.context import ConnectorContext, Frame
@@ -177,10 +176,11 @@ class EthercatConnector(Connector):
                 self.machine.transition(HealthState.DOWN, f"open failed: {exc}")
             self._ctx = None
             raise
-        self._executor = Executor(f"{self.name}-cycle", signals=False)
+        self._executor = Executor(f"{self.name}-cycle", signals=False,
+                                  thread_attrs=self.options.cycle_thread)
         self._executor.add(item(self._tick, [every(self.options.cycle_s)], name="ethercat-cycle",
                                 error_policy=ErrorPolicy.LOG_AND_CONTINUE))
-        self._thread = threading.Thread(target=self._executor.run, name=f"{self.name}-cycle", daemon=True)
+        self._thread = threading.Thread(target=self._run_cycle, name=f"{self.name}-cycle", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
@@ -464,6 +464,17 @@ class EthercatConnector(Connector):
             self.machine.transition(HealthState.DEGRADED, f"{why} for {self._low} cycles")
         if self.machine.state is HealthState.DEGRADED and now - self._low_since > self.options.down_after_s:
             self._down(f"{why} for more than {self.options.down_after_s} s")
+
+    def _run_cycle(self) -> None:
+        """The cycle thread: the executor (its ``cycle_thread`` attributes applied first); a
+        refused attribute ends it with Down naming it (the gateway reconnects)."""
+        assert self._executor is not None
+        try:
+            self._executor.run()
+        except ThreadAttributeError as exc:
+            log.error("ethercat %r: cycle thread: %s", self.name, exc)
+            if self.machine.state is not HealthState.DOWN:
+                self._down(f"cycle thread attributes refused: {exc}")
 
     def _down(self, reason: str) -> None:
         self.machine.transition(HealthState.DOWN, reason)

@@ -4,6 +4,7 @@ and where one channel's value lives in the process image (:class:`BitRoute`)."""
 from __future__ import annotations
 
 import attrs
+from taktora.actors.executor.thread_attrs import ThreadAttrs
 from taktora.connectors.errors import ConnectorError
 from taktora.connectors.ethercat.bus import BusConfig
 from taktora.connectors.model import ChannelDescriptor
@@ -22,6 +23,13 @@ class EthercatOptions:
     degraded_after: int = attrs.field(default=3, validator=_positive)
     down_after_s: float = attrs.field(default=0.2, validator=_positive)
     reconnect_s: float = attrs.field(default=0.5, validator=_positive)
+    cycle_thread: ThreadAttrs | None = attrs.field(
+        default=None, validator=_v.optional(_v.instance(ThreadAttrs)))
+    """The cycle thread's CPU affinity and SCHED_FIFO priority (a system file's
+    ``cycle_thread = { cpus = [1], fifo_priority = 80, best_effort = true }``): with the
+    gateway in a process of its own (the multi-process base) the cycle then runs as a hard
+    loop there. None: as the process's other threads. Refused without ``best_effort``: the
+    connector goes Down naming the missing capability."""
     bring_up_in_background: bool = attrs.field(default=False, validator=_v.instance(bool))
     """False: ``open`` blocks for the bring-up (at most ``bus.bring_up_timeout_s``) and
     reports Up before it returns. True: ``open`` reports Connecting and returns at once, the

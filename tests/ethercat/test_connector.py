@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from polling import WAIT_S, collect, wait_until  # noqa: F401 - re-exported
 from taktora.actors.models.health import HealthEvent, HealthState
@@ -262,5 +263,39 @@ def test_the_cycle_delivers_changed_inputs_itself(pair):
             conn.send(do, b"\xff")  # not written while the outputs are safe: counted
             assert wait_until(lambda: conn.stats()["discarded_safe"] == 1)
             assert ctx.next(0.05) is None
+        finally:
+            conn.close()
+
+
+@pytest.mark.req("REQ_0827")
+def test_the_cycle_thread_takes_its_affinity_and_fifo_priority(pair):
+    import os
+
+    from taktora.actors.executor.thread_attrs import ThreadAttrs
+
+    master, sim_end = pair
+    cpu = sorted(os.sched_getaffinity(0))[-1]
+    opts = attrs.evolve(options(master), cycle_thread=ThreadAttrs(
+        cpus=[cpu], fifo_priority=10, best_effort=True))
+    with SimProcess(sim_end, [DIO]):
+        conn = EthercatConnector("ec", opts)
+        ctx = RecordingContext([chan("di", Direction.INBOUND, 0, 0, 8)])
+        conn.open(ctx)
+        try:
+            assert wait_until(lambda: states(ctx)[-1] is HealthState.UP)
+            tid = conn._thread.native_id  # the cycle thread
+            assert os.sched_getaffinity(tid) == {cpu}
+            if os.geteuid() == 0:  # root: SCHED_FIFO granted
+                assert os.sched_getscheduler(tid) == os.SCHED_FIFO
+        finally:
+            conn.close()
+    refused = attrs.evolve(options(master), cycle_thread=ThreadAttrs(cpus=[4095]))
+    with SimProcess(sim_end, [DIO]):
+        conn = EthercatConnector("ec", refused)
+        ctx = RecordingContext([chan("di", Direction.INBOUND, 0, 0, 8)])
+        conn.open(ctx)
+        try:
+            assert wait_until(lambda: any("cycle thread attributes refused" in r
+                                          for _, r in ctx.reports))
         finally:
             conn.close()
