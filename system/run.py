@@ -34,10 +34,12 @@ import logging.config
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from taktora.actors.control.messages import GetStats, Shutdown, StatsReply
-from taktora.actors.control.supervision import ChildSpec, Restart, SupervisorSpec
+from taktora.actors.control.supervision import ChildSpec, Restart
+from taktora.actors.control.watching import WatchedSpec
 from taktora.actors.errors import ControlError
 from taktora.actors.models.health import HealthState
 from taktora.connectors.gateway.messages import GatewayStopped
@@ -108,7 +110,7 @@ def _watch(handle: Any, config: SystemConfig, args: argparse.Namespace, stop: th
     came_up: set[str] = set()
     status = 0
     try:
-        apps = start_apps(handle, config)
+        apps = start_apps(handle, config, subscribers=[host.endpoint] if host else ())
         where = f", admin port {handle.admin_port}" if handle.admin_port else ""
         running = ", ".join([f"{len(config.gateways)} gateway(s) running"] * bool(config.gateways)
                             + [f"{len(config.hosts)} host(s) running"] * bool(config.hosts))
@@ -151,16 +153,19 @@ def _watch(handle: Any, config: SystemConfig, args: argparse.Namespace, stop: th
     return status
 
 
-def start_apps(handle: Any, config: SystemConfig, timeout: float = 30.0) -> bool:
+def start_apps(handle: Any, config: SystemConfig, timeout: float = 30.0,
+               subscribers: Sequence[Any] = ()) -> bool:
     """Add the ``apps`` supervisor (the system's supervision, one ItemHost per host) under the
-    root; block until every host ran ``on_start`` (built its executor). False when there are
-    no hosts; raises what ``start_child`` raises."""
+    root; block until every host ran ``on_start`` (built its executor). ``subscribers`` (actor
+    addresses) get each host's HealthEvents (Connecting, Up, Down when it dies: a
+    :class:`~taktora.actors.control.watching.WatchingSupervisor`). False when there are no
+    hosts; raises what ``start_child`` raises."""
     if not config.hosts:
         return False
     sup = config.supervision
     children = tuple(h.child_spec() for h in config.hosts)
-    spec = SupervisorSpec(strategy=sup.strategy, intensity=sup.intensity, period_s=sup.period_s,
-                          backoff=sup.backoff, children=children)
+    spec = WatchedSpec(strategy=sup.strategy, intensity=sup.intensity, period_s=sup.period_s,
+                       backoff=sup.backoff, children=children, subscribers=tuple(subscribers))
     handle.start_child(ChildSpec(id=APPS_ID, start=spec, restart=Restart.TRANSIENT,
                                  shutdown_s=sum(c.shutdown_s for c in children) + 1.0),
                        timeout=timeout)

@@ -233,6 +233,7 @@ class Supervisor(TaktoraActor, ChildOps):
         child.otp_start = None
         if self.waiting == ("start", child.spec.id):
             self.waiting = None
+        self.on_child_up(child.spec.id)
         self._pump()
 
     @handles(ChildCrashed)
@@ -286,6 +287,9 @@ class Supervisor(TaktoraActor, ChildOps):
         or ``"killed"`` for a death without notice, e.g. ``kill -9``); called before the
         restart decision, on the actor thread. Default: nothing. A subclass tells whoever
         watches that child (the gateway group tells its health monitor)."""
+
+    def on_child_up(self, child_id: str) -> None:
+        """A child reported started (actor thread). Default: nothing."""
 
     def child_args(self, child_id: str, args: dict[str, Any]) -> dict[str, Any]:
         """The args the child ``child_id`` starts with (``args``: its spec's). A subclass may

@@ -185,6 +185,13 @@ class ConnectorHost:
                 self.callback_errors += 1
                 log.exception("health callback %r raised on %r", cb, event)
 
+    @property
+    def endpoint(self) -> Any:
+        """The address the host's health thread receives on (None before :meth:`start`):
+        give it to other actors whose HealthEvents the application should see with the
+        gateways' (``next_event``, ``on_event``)."""
+        return self._endpoint
+
     def on_event(self, callback: EventCallback) -> None:
         """Also call ``callback(event)`` for every event (on the health thread)."""
         self._callbacks.append(callback)

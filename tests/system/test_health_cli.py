@@ -118,3 +118,30 @@ def test_top_with_port_shows_tree_gateways_and_their_ledger(tmp_path: Path, admi
         run.close()
     free = taktora("top", "--port", str(admin_port), "--iterations", "1")
     assert free.returncode == 2 and "Traceback" not in free.stderr, free.stderr
+
+
+@pytest.mark.req("REQ_0471")
+def test_a_killed_item_host_is_seen_down_then_up_again(tmp_path: Path, admin_port: int,
+                                                       iox_prefix: str) -> None:
+    from test_app_config import _copy_app
+
+    path = _copy_app(tmp_path)
+    run = Background(tmp_path, "run", str(path), "--mode", "multiprocess", "--port",
+                     str(admin_port))
+    try:
+        assert wait_until(lambda: "control: connecting -> up (running)" in run.out()
+                          or run.proc.poll() is not None, BOUND_S), run.out() + run.err()
+        a = cli.Attached(admin_port, 5.0)
+        try:
+            node = a.tree().find(("apps", "control"))
+        finally:
+            a.close()
+        assert node is not None and node.pid is not None
+        os.kill(node.pid, signal.SIGKILL)
+        events = ("control: up -> down (exited: killed)", "control: down -> connecting (restarting)")
+        assert wait_until(lambda: all(e in run.out() for e in events)
+                          and run.out().count("control: connecting -> up (running)") == 2,
+                          BOUND_S), run.out()
+    finally:
+        run.close()
+        isolation.purge_prefix(iox_prefix)
