@@ -94,10 +94,14 @@ def test_no_cumulative_drift_over_many_ticks(closing):
     ex = closing(Executor("drift", signals=False))
     first: list[int] = []
     last: list[int] = []
+    missed_before_first: list[int] = []
 
     def step(ctx):
         if not first:
             first.append(ctx.scheduled_ns)
+            # under load the first wake can come more than a period late: the ticks it skipped
+            # lie before ``first`` and are missed already
+            missed_before_first.append(ex.stats().item("d").missed_ticks)
         last[:] = [ctx.scheduled_ns]
         time.sleep(0.0003)  # work that a relative sleep would add to the period
 
@@ -106,4 +110,4 @@ def test_no_cumulative_drift_over_many_ticks(closing):
     stats = ex.stats().item("d")
     ticks = (last[0] - first[0]) // 2_000_000 + 1
     assert (last[0] - first[0]) % 2_000_000 == 0
-    assert ticks == stats.runs + stats.missed_ticks
+    assert ticks == stats.runs + stats.missed_ticks - missed_before_first[0]
