@@ -8,9 +8,11 @@ prefix travels to child processes through the ``TAKTORA_IOX_PREFIX`` environment
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 PREFIX_ENV = "TAKTORA_IOX_PREFIX"
@@ -79,6 +81,24 @@ def purge_prefix(prefix: str) -> list[Path]:
         except OSError:
             continue
     return removed
+
+
+@contextlib.contextmanager
+def private_prefix(tag: str = "tk") -> Iterator[str]:
+    """A fresh prefix (:func:`unique_prefix`) exported as ``TAKTORA_IOX_PREFIX`` for the block,
+    so processes started meanwhile use it too; at the end the variable is restored and the
+    prefix's files are purged (:func:`purge_prefix`: nothing of the block may still run)."""
+    prefix = unique_prefix(tag)
+    saved = os.environ.get(PREFIX_ENV)
+    os.environ[PREFIX_ENV] = prefix
+    try:
+        yield prefix
+    finally:
+        if saved is None:
+            os.environ.pop(PREFIX_ENV, None)
+        else:
+            os.environ[PREFIX_ENV] = saved
+        purge_prefix(prefix)
 
 
 def leaked_files(prefix: str) -> list[Path]:

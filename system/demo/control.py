@@ -34,6 +34,7 @@ figures (GetStats), and the loss equation per channel (uncounted must be 0: else
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -195,9 +196,8 @@ def run_control(*, quick: bool = False) -> int:
     root.handlers = [only_demo]
     cwd = os.getcwd()
     os.chdir(ROOT)  # the system file's DBC path is relative to the working directory
-    prefix = isolation.unique_prefix("tkctldemo")
-    saved_prefix = os.environ.get(isolation.PREFIX_ENV)
-    os.environ[isolation.PREFIX_ENV] = prefix
+    prefix_scope = contextlib.ExitStack()  # closed last in the finally below
+    prefix = prefix_scope.enter_context(isolation.private_prefix("tkctldemo"))
     phase_s = 1.2 if quick else 3.0
     t0 = time.monotonic()
     events: list[tuple[float, HealthEvent]] = []
@@ -356,11 +356,7 @@ def run_control(*, quick: bool = False) -> int:
             console.print(f"veth pair {pair} removed")
         root.handlers = saved_handlers
         os.chdir(cwd)
-        if saved_prefix is None:
-            os.environ.pop(isolation.PREFIX_ENV, None)
-        else:
-            os.environ[isolation.PREFIX_ENV] = saved_prefix
-        isolation.purge_prefix(prefix)
+        prefix_scope.close()
 
     # ---- tables --------------------------------------------------------------------------------
     console.print(render_tree(tree))

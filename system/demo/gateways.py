@@ -153,9 +153,6 @@ def run_demo(*, quick: bool = False, mode: str = "inprocess", port: int | None =
     for noisy in ("taktora.actors.control.base", "taktora.actors.control.supervisor", "taktora.connectors"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
     config = load(config_path or DEFAULT_CONFIG)
-    prefix = isolation.unique_prefix("tkgwdemo")
-    saved_prefix = os.environ.get(isolation.PREFIX_ENV)
-    os.environ[isolation.PREFIX_ENV] = prefix
     phase_s = 1.0 if quick else 1.6
     t0 = time.monotonic()
     events: list[tuple[float, HealthEvent]] = []
@@ -180,70 +177,64 @@ def run_demo(*, quick: bool = False, mode: str = "inprocess", port: int | None =
     rx_done = threading.Event()
     status = 0
     mp_port = port or (_free_port() if mode == "multiprocess" else None)
-    try:
-        with start_system(mode, admin_port=mp_port, logging_config=QUIET_LOGGING) as handle:  # type: ignore[arg-type]
-            host = start_host(handle, config, iox_prefix=prefix, on_event=show)
-            rx = threading.Thread(target=_receiver, args=(prefix, in_descs, tally, rx_done),
-                                  name="demo-rx", daemon=True)
-            tx = threading.Thread(target=_sender, args=(prefix, out_descs, tally),
-                                  name="demo-tx", daemon=True)
-            rx.start()
-            time.sleep(0.2)  # readers subscribed before the first message
-            tx.start()
-            counters: dict[str, dict[str, int]] = {}
-            try:
-                def phase(name: str, text: str) -> None:
-                    tally.phase = name
-                    console.print(f"[bold cyan]{time.monotonic() - t0:6.2f} s  phase "
-                                  f"{name}[/bold cyan]: {text}")
+    with isolation.private_prefix("tkgwdemo") as prefix, \
+            start_system(mode, admin_port=mp_port, logging_config=QUIET_LOGGING) as handle:  # type: ignore[arg-type]
+        host = start_host(handle, config, iox_prefix=prefix, on_event=show)
+        rx = threading.Thread(target=_receiver, args=(prefix, in_descs, tally, rx_done),
+                              name="demo-rx", daemon=True)
+        tx = threading.Thread(target=_sender, args=(prefix, out_descs, tally),
+                              name="demo-tx", daemon=True)
+        rx.start()
+        time.sleep(0.2)  # readers subscribed before the first message
+        tx.start()
+        counters: dict[str, dict[str, int]] = {}
+        try:
+            def phase(name: str, text: str) -> None:
+                tally.phase = name
+                console.print(f"[bold cyan]{time.monotonic() - t0:6.2f} s  phase "
+                              f"{name}[/bold cyan]: {text}")
 
-                def snapshot(name: str) -> None:
-                    counters[name] = _cause_counters(host.stats())
+            def snapshot(name: str) -> None:
+                counters[name] = _cause_counters(host.stats())
 
-                phase("steady", "both directions flowing")
-                time.sleep(phase_s)
-                snapshot("steady")
-                phase("link-down", "cutting left's link (FaultInjector.link_down)")
-                host.control("left", InjectFault(link="down"))
-                time.sleep(phase_s * 0.5)
-                host.control("left", InjectFault(link="up"))
-                console.print("            link restored; left reconnects with backoff")
-                time.sleep(phase_s * 0.5)
-                snapshot("link-down")
-                phase("corrupt", "right corrupts every 10th frame it sends")
-                host.control("right", InjectFault(corrupt_every=10))
-                time.sleep(phase_s)
-                host.control("right", InjectFault(clear=True))
-                snapshot("corrupt")
-                phase("crash", "right's handler raises (InjectCrash)")
-                host.control("right", InjectCrash(reason="demo crash"))
-                time.sleep(phase_s)
-                snapshot("crash")
-                if mode == "multiprocess":
-                    pid = int(host.stats()["left"]["pid"])
-                    phase("kill-9", f"kill -9 of left's process (pid {pid})")
-                    os.kill(pid, signal.SIGKILL)
-                    time.sleep(phase_s * 1.5)
-                    snapshot("kill-9")
-                phase("tail", "steady again")
-                time.sleep(phase_s)
-                final_health = host.health()
-                tree = handle.tree()
-                final_stats = host.stats()
-            finally:
-                tally.stop.set()
-                tx.join(5)
-                time.sleep(0.3)  # the last messages cross the link
-                rx_done.set()
-                rx.join(5)
-                ledger_stats = host.stats()  # everything settled: the loss ledger's totals
-                reports = host.stop()
-    finally:
-        if saved_prefix is None:
-            os.environ.pop(isolation.PREFIX_ENV, None)
-        else:
-            os.environ[isolation.PREFIX_ENV] = saved_prefix
-        isolation.purge_prefix(prefix)
+            phase("steady", "both directions flowing")
+            time.sleep(phase_s)
+            snapshot("steady")
+            phase("link-down", "cutting left's link (FaultInjector.link_down)")
+            host.control("left", InjectFault(link="down"))
+            time.sleep(phase_s * 0.5)
+            host.control("left", InjectFault(link="up"))
+            console.print("            link restored; left reconnects with backoff")
+            time.sleep(phase_s * 0.5)
+            snapshot("link-down")
+            phase("corrupt", "right corrupts every 10th frame it sends")
+            host.control("right", InjectFault(corrupt_every=10))
+            time.sleep(phase_s)
+            host.control("right", InjectFault(clear=True))
+            snapshot("corrupt")
+            phase("crash", "right's handler raises (InjectCrash)")
+            host.control("right", InjectCrash(reason="demo crash"))
+            time.sleep(phase_s)
+            snapshot("crash")
+            if mode == "multiprocess":
+                pid = int(host.stats()["left"]["pid"])
+                phase("kill-9", f"kill -9 of left's process (pid {pid})")
+                os.kill(pid, signal.SIGKILL)
+                time.sleep(phase_s * 1.5)
+                snapshot("kill-9")
+            phase("tail", "steady again")
+            time.sleep(phase_s)
+            final_health = host.health()
+            tree = handle.tree()
+            final_stats = host.stats()
+        finally:
+            tally.stop.set()
+            tx.join(5)
+            time.sleep(0.3)  # the last messages cross the link
+            rx_done.set()
+            rx.join(5)
+            ledger_stats = host.stats()  # everything settled: the loss ledger's totals
+            reports = host.stop()
 
     # ---- tables --------------------------------------------------------------------------------
     console.print(render_tree(tree))

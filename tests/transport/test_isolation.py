@@ -39,3 +39,13 @@ def test_closing_a_node_releases_its_segments(iox_prefix: str) -> None:
 def test_purge_refuses_the_default_prefix() -> None:
     with pytest.raises(ValueError):
         isolation.purge_prefix(isolation.DEFAULT_PREFIX)
+
+
+@pytest.mark.req("REQ_0101")
+def test_a_private_prefix_is_exported_then_restored_and_purged(iox_prefix: str) -> None:
+    with isolation.private_prefix("tkpriv") as prefix:
+        assert prefix != iox_prefix and os.environ[isolation.PREFIX_ENV] == prefix
+        with Node("priv") as node:
+            assert node.prefix == prefix
+    assert os.environ[isolation.PREFIX_ENV] == iox_prefix
+    assert isolation.leftover_files(prefix) == []
