@@ -25,6 +25,10 @@ What a frame is depends on :attr:`Connector.carries_envelope`:
   ``deliver`` takes the payload only and the framework wraps it in a fresh envelope
   (per-channel sequence from 1, the descriptor's codec id).
 
+A connector that needs both (MQTT: plain payloads on data routes, but the envelope's kind and
+correlation id on request/response routes) overrides :meth:`Connector.envelope_on`, asked once
+per channel at each connect.
+
 Either way nothing is re-encoded: codecs run on the application side only.
 
 Threading: ``send`` is called only from the dispatcher's outbound thread; ``poll`` only from
@@ -95,6 +99,12 @@ class Connector(abc.ABC):
         (the framework's reader thread; must return within about ``timeout``; None when
         nothing arrived). A connector that pushes through ``ctx.deliver`` leaves it alone."""
         raise NotImplementedError(f"{type(self).__name__} pushes its frames; it has no poll()")
+
+    def envelope_on(self, descriptor: ChannelDescriptor) -> bool:
+        """Whether frames of ``descriptor`` travel as whole envelopes (True) or payloads only
+        (False). Asked by the framework once per channel when the connector is connected
+        (owner's thread). Default: :attr:`carries_envelope` for every channel."""
+        return self.carries_envelope
 
     @classmethod
     def pulls(cls) -> bool:

@@ -161,10 +161,8 @@ class Dispatcher:
             self._subs = [OutboundChannel(d, self._node.subscriber(d.channel_spec()),
                                     self._out.channel(d.name), self._storage)
                           for d in self._outbound]
-            carries = self.connector.carries_envelope if self.connector is not None else True
             self._sink = InboundSink(self.name, self._node, self._inbound,
-                                     carries_envelope=carries, registry=self.registry,
-                                     storage=self._storage)
+                                     registry=self.registry, storage=self._storage)
             self._stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         except BaseException:
             self._release()
@@ -192,7 +190,9 @@ class Dispatcher:
         sink = self._sink
         assert sink is not None
         self.connector = conn
-        sink.carries_envelope = conn.carries_envelope
+        sink.use(conn)  # whole envelopes or payloads, per channel
+        for out in self._subs:
+            out.envelope = conn.envelope_on(out.descriptor)
         self.connection += 1
         number = self.connection
         ctx = ConnectorContext(self.name, self.descriptors, deliver=sink.deliver,
@@ -498,7 +498,7 @@ class Dispatcher:
             at = counts.i_forwarded
             link_seq = values[at] + 1  # only this thread bumps it: it is the link sequence
             frame: Frame
-            if conn.carries_envelope:  # a private copy carrying the link sequence
+            if out.envelope:  # a private copy carrying the link sequence
                 frame = bytearray(data[: fields[_HEADER_LEN] + fields[_PAYLOAD_LEN]])
                 _set_sequence(frame, _SEQ_AT, link_seq)
             else:

@@ -23,7 +23,8 @@ class OutboundChannel:
     """One outbound channel of the outbound thread: its subscriber, counters and the writers
     it follows (publisher id -> slot of the writer's last sequence in the counter block)."""
 
-    __slots__ = ("counts", "descriptor", "ids", "overflow_base", "seqs", "sub", "writers")
+    __slots__ = ("counts", "descriptor", "envelope", "ids", "overflow_base", "seqs", "sub",
+                 "writers")
 
     def __init__(self, descriptor: ChannelDescriptor, sub: Subscriber, counts: ChannelCounts,
                  storage: Storage) -> None:
@@ -33,6 +34,7 @@ class OutboundChannel:
         self.seqs = [storage.index(f"{prefix}{k}.seq") for k in range(WRITER_SLOTS)]
         self.writers: dict[int, int] = {}
         self.overflow_base = counts.overflow  # what earlier incarnations' queues lost
+        self.envelope = True  # the connector's Connector.envelope_on(descriptor), at connect
 
     def adopt_writer(self, publisher: int, sequence: int, counts: Counts) -> int:
         """The block slot of ``publisher``'s last sequence (outbound thread). A writer an

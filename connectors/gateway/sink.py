@@ -43,6 +43,7 @@ import zlib
 from collections.abc import Callable, Sequence
 
 from taktora.connectors.codecs import CodecRegistry, codec_id_for
+from taktora.connectors.connector import Connector
 from taktora.connectors.context import ConnectorContext, Frame
 from taktora.connectors.gateway.counters import (
     IN,
@@ -69,8 +70,8 @@ _SEQ_AT, _SEQ_END = envelope.SEQUENCE_OFFSET, envelope.SEQUENCE_OFFSET + 8
 class _Channel:
     """One inbound channel: descriptor, publisher, codec id, counters, sequences and lock."""
 
-    __slots__ = ("closed", "codec_id", "counts", "descriptor", "first_at", "last_seen", "lock",
-                 "publisher", "seq_at", "sequence", "unsequenced")
+    __slots__ = ("closed", "codec_id", "counts", "descriptor", "envelope", "first_at",
+                 "last_seen", "lock", "publisher", "seq_at", "sequence", "unsequenced")
 
     def __init__(self, descriptor: ChannelDescriptor, publisher: Publisher, codec_id: int,
                  counts: ChannelCounts, seq_at: int, first_at: int) -> None:
@@ -81,6 +82,7 @@ class _Channel:
         self.counts = counts
         self.lock = threading.Lock()
         self.closed = False  # set under the lock by InboundSink.close: no publish after it
+        self.envelope = True  # frames are whole envelopes (else payloads, wrapped here)
         self.sequence = 0  # last shm-hop sequence published (wrapped or renumbered)
         # last link sequence of an arriving envelope: kept in the counter block, so a restarted
         # gateway counts what the link lost while it was away
@@ -91,16 +93,16 @@ class _Channel:
 class InboundSink:
     """Publishes delivered frames on the INBOUND channels of ``descriptors`` (see the module).
 
-    ``carries_envelope`` is the connector's: whole envelopes (checked, CRC included,
-    renumbered) or payloads (wrapped). The publishers are opened on ``node`` at construction
+    ``carries_envelope``: whether frames are whole envelopes (checked, CRC included,
+    renumbered) or payloads (wrapped), for every channel until :meth:`use` asks a connector
+    per channel. The publishers are opened on ``node`` at construction
     (raises the transport's errors) and released by :meth:`close`.
     """
 
     def __init__(self, name: str, node: Node, descriptors: Sequence[ChannelDescriptor], *,
-                 carries_envelope: bool, registry: CodecRegistry | None = None,
+                 carries_envelope: bool = True, registry: CodecRegistry | None = None,
                  storage: Storage | None = None) -> None:
         self.name = name
-        self.carries_envelope = carries_envelope
         self.paused = False
         self.counts = Counts(IN, [d.name for d in descriptors], storage)
         self.malformed = EnvelopeCounters()
@@ -117,8 +119,16 @@ class InboundSink:
             store.values[at[0]] = publisher.id
             channel = _Channel(d, publisher, codec_id_for(d.codec, registry),
                                self.counts.channel(d.name), at[1], at[2])
+            channel.envelope = carries_envelope
             self._by_name[d.name] = channel
             self._by_routing[d.routing] = channel
+
+    def use(self, connector: Connector) -> None:
+        """Take from ``connector`` (about to be connected; owner's thread) whether each
+        channel's frames are whole envelopes or payloads (:meth:`Connector.envelope_on`)."""
+        for channel in self._by_name.values():
+            with channel.lock:
+                channel.envelope = connector.envelope_on(channel.descriptor)
 
     def _resolve(self, key: str | Routing) -> _Channel | None:
         return self._by_routing.get(key) if isinstance(key, Routing) else self._by_name.get(key)
@@ -157,7 +167,7 @@ class InboundSink:
                 if channel.closed:
                     self._skip(channel, frame, "down")
                     return False
-                if self.carries_envelope:
+                if channel.envelope:
                     self._publish_envelope(channel, frame)
                 else:
                     self._publish_wrapped(channel, frame)
@@ -205,7 +215,7 @@ class InboundSink:
         """Count ``frame`` dropped for ``cause`` (under the channel's lock) and, for envelope
         frames, still follow its link sequence so that it is not counted again as lost."""
         self.counts.drop(cause, channel.counts)
-        if not self.carries_envelope:
+        if not channel.envelope:
             return
         try:
             fields, _ = envelope.split(frame, None, verify_crc=False)
