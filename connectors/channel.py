@@ -57,6 +57,17 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+SMALL_FRAME = 4096
+"""Channels whose frames are at most this large (fixed size: ``HEADER_SIZE + max_payload``,
+not growable) take the small-frame paths: the writer sends header and payload as one bytes
+object (one copy into shared memory, no loaned view), the reader takes one private copy of
+the sample (no view, no Sample). Both cost less than the view bookkeeping at these sizes;
+larger frames are written and read in place."""
+
+_pack_header = envelope.HEADER.pack
+_MAGIC, _VERSION, _FLAG_CRC = envelope.MAGIC, envelope.VERSION, envelope.FLAG_CRC
+_time_ns = time.time_ns
+
 
 def resolve_codec(descriptor: ChannelDescriptor, codec: Codec[Any] | None,
                   registry: CodecRegistry | None) -> Codec[Any]:
@@ -147,6 +158,7 @@ class ChannelWriter(Generic[T]):
         self._codec_id = int(self.codec.codec_id)
         self._seq = 0
         self._encode_errors = 0
+        self._small = descriptor.max_frame <= SMALL_FRAME and not descriptor.growable
 
     @property
     def overflow(self) -> OverflowPolicy:
@@ -167,6 +179,19 @@ class ChannelWriter(Generic[T]):
         """
         seq = self._seq + 1
         codec = self.codec
+        if self._small:  # header + payload as one bytes object: one copy into shared memory
+            try:
+                encoded = codec.encode(value)
+            except Exception as exc:
+                self._encode_errors += 1
+                raise channel_error(codec, self._name, "encode", exc) from None
+            length = len(encoded) if type(encoded) is bytes else memoryview(encoded).nbytes
+            crc = zlib.crc32(encoded) if self._crc else 0
+            self._publisher.send_copy(_pack_header(
+                _MAGIC, _VERSION, _FLAG_CRC if self._crc else 0, HEADER_SIZE, self._codec_id,
+                kind, 0, length, seq, _time_ns(), correlation_id, crc, 0) + encoded)
+            self._seq = seq
+            return seq
         try:
             size = codec.size_hint(value)
         except Exception as exc:
@@ -239,11 +264,16 @@ class ChannelReader(Generic[T]):
     Malformed envelopes and decode errors are counted, logged at WARNING and skipped; the
     reader keeps going. With ``strict=True`` they raise instead (EnvelopeError / CodecError,
     still counted, the bad sample consumed) - for tests and diagnostics.
+
+    Checks (ARCH_0506): the header's sanity always; the payload's CRC only with
+    ``verify_crc=True``. The bytes a reader sees never left shared memory: the writer or the
+    gateway's sink wrote them, and the sink checked the CRC of everything that crossed a link.
+    Ask for it on a channel that foreign, unchecked code writes into.
     """
 
     def __init__(self, node: Node, descriptor: ChannelDescriptor, codec: Codec[T] | None = None,
                  *, registry: CodecRegistry | None = None, strict: bool = False,
-                 verify_crc: bool = True) -> None:
+                 verify_crc: bool = False) -> None:
         self.descriptor = descriptor
         self.codec: Codec[T] = resolve_codec(descriptor, codec, registry)
         self.strict = strict
@@ -255,6 +285,7 @@ class ChannelReader(Generic[T]):
         self._received = 0
         self._delivered = 0
         self._decode_errors = 0
+        self._small = descriptor.max_frame <= SMALL_FRAME and not descriptor.growable
 
     @property
     def overflow(self) -> OverflowPolicy:
@@ -275,6 +306,15 @@ class ChannelReader(Generic[T]):
 
         Bad samples on the way are counted and skipped (or raised, if ``strict``).
         """
+        if self._small:  # one private copy: no view, no Sample (see SMALL_FRAME)
+            receive = self._subscriber.receive_bytes
+            while True:
+                taken = receive()
+                if taken is None:
+                    return None
+                got = self._take(taken[0])
+                if got is not None:
+                    return got
         while True:
             sample = self._subscriber.receive()
             if sample is None:
@@ -309,7 +349,7 @@ class ChannelReader(Generic[T]):
 
     __iter__ = drain
 
-    def _take(self, data: memoryview) -> Received[T] | None:
+    def _take(self, data: bytes | memoryview) -> Received[T] | None:
         # Errors are logged and raised as fresh exceptions built from a message: a traceback
         # or chained exception would hold views of the sample and keep its shared memory alive.
         self._received += 1

@@ -67,6 +67,13 @@ class Connector(abc.ABC):
     name: str = "connector"
     carries_envelope: bool = True
 
+    #: True: the connector takes its outbound frames itself, from its own loop, with
+    #: :meth:`ConnectorContext.drain <taktora.connectors.context.ConnectorContext.drain>`
+    #: (the EtherCAT cycle reads its outputs once per cycle); the framework's outbound thread
+    #: then does not wake per frame and ``send`` is never called. While no connection is up
+    #: the outbound thread drains (and counts ``down``) as for any connector.
+    takes_outbound: bool = False
+
     #: The attrs class a gateway's ``settings`` table is structured into (cattrs, strict, with
     #: key paths in errors). None: the table holds the constructor's keyword arguments as
     #: they are (``Class(**settings)``), for connectors written before settings classes.

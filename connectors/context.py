@@ -11,6 +11,10 @@ A connector pushes; the framework never pulls from it or polls its health:
   ``too_large``, ``publish_error``). A protocol that must be pulled implements
   :meth:`~taktora.connectors.connector.Connector.poll` instead, and only then does the
   framework run a reader thread for it.
+- **outbound, taken**: a connector whose own loop consumes outputs (the EtherCAT cycle)
+  sets :attr:`~taktora.connectors.connector.Connector.takes_outbound` and calls
+  :meth:`ConnectorContext.drain` from that loop; the framework's outbound thread then neither
+  wakes for those channels nor calls ``send`` (the same checks and counters apply).
 - **health**: :meth:`ConnectorContext.report` with ``Up`` / ``Degraded`` / ``Down`` /
   ``Connecting`` and a reason, from any thread, whenever the link changes. The gateway turns
   reports into its health state machine's transitions and reconnects on ``Down``.
@@ -25,6 +29,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from taktora.actors.models.health import HealthState
+from taktora.connectors.errors import ConnectorError
 from taktora.connectors.model import ChannelDescriptor, Direction, Routing
 
 Frame = bytes | bytearray | memoryview
@@ -33,6 +38,14 @@ call it is passed to)."""
 
 Deliver = Callable[[str | Routing, Frame], bool]
 Report = Callable[[HealthState, str], None]
+Handler = Callable[[ChannelDescriptor, Frame], None]
+"""Takes one outbound frame in :meth:`ConnectorContext.drain` (like ``Connector.send``)."""
+Drain = Callable[[str, Handler], int]
+
+
+def _no_drain(channel: str, handler: Handler) -> int:
+    raise ConnectorError(f"drain({channel!r}): this connection's outbound frames go to "
+                         "Connector.send (set takes_outbound = True to take them in drain)")
 
 
 class ConnectorContext:
@@ -45,7 +58,8 @@ class ConnectorContext:
     """
 
     def __init__(self, name: str, channels: Sequence[ChannelDescriptor], *, deliver: Deliver,
-                 report: Report, log: logging.Logger | None = None) -> None:
+                 report: Report, log: logging.Logger | None = None,
+                 drain: Drain | None = None) -> None:
         self.name = name
         self.channels = tuple(channels)
         self.outbound = tuple(d for d in self.channels if d.direction is Direction.OUTBOUND)
@@ -53,6 +67,7 @@ class ConnectorContext:
         self.log = log or logging.getLogger(f"taktora.connectors.{name}")
         self._deliver = deliver
         self._report = report
+        self._drain = drain or _no_drain
         self._revoke: Callable[[], None] | None = None
         self.revoked = False
         """True once the framework ended this connection: deliveries are dropped (counted as
@@ -63,6 +78,18 @@ class ConnectorContext:
     def deliver(self, channel: str | Routing, frame: Frame) -> bool:
         """Publish ``frame`` on the inbound ``channel`` from the calling thread (see above)."""
         return self._deliver(channel, frame)
+
+    def drain(self, channel: str, handler: Handler) -> int:
+        """Take every frame queued on the OUTBOUND ``channel`` (descriptor name) and hand each
+        to ``handler(descriptor, frame)`` on the calling thread, oldest first; returns how many
+        were handed over. Only for a connector with ``takes_outbound`` (else ConnectorError).
+
+        Accounting as for ``send``: each frame is counted forwarded before ``handler`` runs,
+        or dropped by one cause (``paused``, ``down`` once this connection ended, ``malformed``);
+        ``handler`` raising LinkDownError / ConnectorError counts ``link_down`` / ``send_error``.
+        ``frame`` is valid only during the call. Never blocks; call it from one thread only
+        (the connector's loop)."""
+        return self._drain(channel, handler)
 
     def report(self, state: HealthState, reason: str = "") -> None:
         """The link is now ``state`` because of ``reason`` (any thread; repeated reports of

@@ -149,23 +149,9 @@ _unpack_header = HEADER.unpack_from
 _crc32 = zlib.crc32
 
 
-def split(buf: Any, counters: EnvelopeCounters | None = None,
-          verify_crc: bool = True) -> tuple[tuple[Any, ...], memoryview]:
-    """:func:`decode` without building the :class:`EnvelopeHeader`: the same checks, counts and
-    errors, returning the raw header fields (in :data:`HEADER` order: magic, version, flags,
-    header_len, codec_id, kind, reserved, payload_len, sequence, timestamp_ns, correlation_id,
-    crc32, reserved) and the zero-copy payload view. For per-frame paths that read one or two
-    fields (the dispatcher); building the attrs header costs about as much as the checks."""
-    view = memoryview(buf).cast("B") if not isinstance(buf, memoryview) else buf
-    if view.format != "B":
-        view = view.cast("B")
-    size = len(view)
-    if size < HEADER_SIZE:
-        raise _bad(counters, "short",
-                   f"envelope of {size} B is shorter than its {HEADER_SIZE} B header")
-    fields = _unpack_header(view, 0)
-    (magic, version, flags, header_len, _codec_id, _kind, _r0, payload_len, sequence,
-     _timestamp_ns, _correlation_id, crc, _r1) = fields
+def _check(counters: EnvelopeCounters | None, size: int, magic: bytes, version: int,
+           header_len: int, payload_len: int) -> None:
+    """The header's sanity checks (everything but the CRC); raises EnvelopeError, counted."""
     if magic != MAGIC:
         raise _bad(counters, "magic",
                    f"bad envelope magic {bytes(magic)!r} (expected {MAGIC!r}): not a "
@@ -180,6 +166,65 @@ def split(buf: Any, counters: EnvelopeCounters | None = None,
     if payload_len > size - header_len:
         raise _bad(counters, "length", f"envelope payload_len {payload_len} runs past the buffer "
                    f"({size - header_len} B after the header)")
+
+
+def _short(counters: EnvelopeCounters | None, size: int) -> EnvelopeError:
+    return _bad(counters, "short", f"envelope of {size} B is shorter than its {HEADER_SIZE} B "
+                "header")
+
+
+# magic, version, flags, header_len, (codec_id, kind, reserved), payload_len, sequence
+_PREFIX = struct.Struct("<4sBBHxxxxIQ")
+_unpack_prefix = _PREFIX.unpack_from
+
+
+def frame_size(buf: Any, counters: EnvelopeCounters | None = None,
+               verify_crc: bool = False) -> tuple[int, int]:
+    """:func:`split`'s checks, counts and errors for a frame that is forwarded whole, without
+    building a view: the header's sanity (for frames that never left shared memory), and the
+    CRC too with ``verify_crc`` (for frames that crossed a link; see spec/envelope.rst).
+    Returns ``(header_len + payload_len, sequence)``: where the envelope ends (a trailer
+    beyond it is not part of it) and its sequence number."""
+    size = len(buf)
+    if size < HEADER_SIZE:
+        raise _short(counters, size)
+    if not verify_crc:
+        magic, version, _flags, header_len, payload_len, sequence = _unpack_prefix(buf, 0)
+        if magic != MAGIC or version != VERSION or not HEADER_SIZE <= header_len <= size \
+                or payload_len > size - header_len:
+            _check(counters, size, magic, version, header_len, payload_len)
+        return header_len + payload_len, sequence
+    (magic, version, flags, header_len, _codec_id, _kind, _r0, payload_len, sequence,
+     _timestamp_ns, _correlation_id, crc, _r1) = _unpack_header(buf, 0)
+    if magic != MAGIC or version != VERSION or not HEADER_SIZE <= header_len <= size \
+            or payload_len > size - header_len:
+        _check(counters, size, magic, version, header_len, payload_len)
+    end = header_len + payload_len
+    if flags & FLAG_CRC and _crc32(memoryview(buf)[header_len:end]) != crc:
+        raise _bad(counters, "crc",
+                   f"envelope seq {sequence}: payload CRC-32 mismatch (corrupted in transit)")
+    return end, sequence
+
+
+def split(buf: Any, counters: EnvelopeCounters | None = None,
+          verify_crc: bool = True) -> tuple[tuple[Any, ...], memoryview]:
+    """:func:`decode` without building the :class:`EnvelopeHeader`: the same checks, counts and
+    errors, returning the raw header fields (in :data:`HEADER` order: magic, version, flags,
+    header_len, codec_id, kind, reserved, payload_len, sequence, timestamp_ns, correlation_id,
+    crc32, reserved) and the zero-copy payload view. For per-frame paths that read one or two
+    fields (the dispatcher); building the attrs header costs about as much as the checks."""
+    view = memoryview(buf).cast("B") if not isinstance(buf, memoryview) else buf
+    if view.format != "B":
+        view = view.cast("B")
+    size = len(view)
+    if size < HEADER_SIZE:
+        raise _short(counters, size)
+    fields = _unpack_header(view, 0)
+    (magic, version, flags, header_len, _codec_id, _kind, _r0, payload_len, sequence,
+     _timestamp_ns, _correlation_id, crc, _r1) = fields
+    if magic != MAGIC or version != VERSION or not HEADER_SIZE <= header_len <= size \
+            or payload_len > size - header_len:
+        _check(counters, size, magic, version, header_len, payload_len)
     payload = view[header_len:header_len + payload_len]
     if verify_crc and flags & FLAG_CRC and _crc32(payload) != crc:
         raise _bad(counters, "crc",

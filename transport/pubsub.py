@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _memmove = ctypes.memmove
+_string_at = ctypes.string_at
 _monotonic_ns = time.monotonic_ns
 
 
@@ -54,6 +55,19 @@ class NotifyOutcome:
 
     delivered: int
     woken: int
+
+
+_OUTCOMES: dict[tuple[int, int], NotifyOutcome] = {}
+
+
+def _outcome(delivered: int, woken: int) -> NotifyOutcome:
+    """The (immutable, shared) NotifyOutcome of ``delivered`` / ``woken``: one per pair, built
+    once - a send returns one without building an attrs object each time."""
+    key = (delivered, woken)
+    got = _OUTCOMES.get(key)
+    if got is None:
+        got = _OUTCOMES[key] = NotifyOutcome(delivered, woken)
+    return got
 
 
 @attrs.frozen
@@ -187,7 +201,13 @@ class Publisher:
             _memmove(sample.payload_ptr, ctypes.addressof(data), ctypes.sizeof(data))
         elif type(data) is bytes:
             size = len(data)
-            sample = self._loan_raw(size)
+            if (size > self._max and not self._growable) or self._closed:
+                sample = self._loan_raw(size)  # raises the error that says why
+            else:
+                try:
+                    sample = self._pub.loan_slice_uninit(size)
+                except Exception:
+                    sample = self._loan_raw(size)  # the same error, with the explanation
             if size:
                 _memmove(sample.payload_ptr, data, size)
         else:  # any buffer (memoryview, bytearray, a received sample's read-only view)
@@ -301,7 +321,7 @@ class Publisher:
                 self._reached_nobody()
         elif not delivered:  # DROP_OLDEST / BLOCK deliver to every connected subscriber
             self._reached_nobody()
-        return NotifyOutcome(delivered, woken)
+        return _outcome(delivered, woken)
 
     def _reached_nobody(self) -> None:
         """A send no subscriber received: counted here, and its sequence number is given to
@@ -385,22 +405,51 @@ class Subscriber(Wakeable):
         hdr = TransportHeader.from_address(raw.user_header_ptr)
         pub, seq = hdr.publisher, hdr.sequence
         self._received += 1
-        # fast path: consecutive samples usually come from the same publisher
+        if pub == self._cur_pub and seq == self._cur_seq + 1:  # the common case
+            self._cur_seq = seq
+        else:
+            self._follow(pub, seq, hdr.first_send_ns)
+        size = self._fixed_size if self._struct is not None else raw.header.number_of_elements
+        return Sample(raw, size, self._struct, seq, hdr.timestamp_ns, pub)
+
+    def receive_bytes(self) -> tuple[bytes, int, int] | None:
+        """The next payload as a private ``bytes`` copy with its publisher id and sequence:
+        ``(data, publisher, sequence)``, or None if none is queued. Never blocks.
+
+        The sample goes back to iceoryx2 at once, so this is the cheapest receive for small
+        payloads that are copied anyway (no view, no :class:`Sample`); losses are counted as
+        by :meth:`receive`. Bytes channels: the payload; struct channels: its bytes.
+        """
+        raw = self._sub.receive()
+        if raw is None:
+            return None
+        hdr = TransportHeader.from_address(raw.user_header_ptr)
+        pub, seq = hdr.publisher, hdr.sequence
+        self._received += 1
+        if pub == self._cur_pub and seq == self._cur_seq + 1:
+            self._cur_seq = seq
+        else:
+            self._follow(pub, seq, hdr.first_send_ns)
+        size = self._fixed_size if self._struct is not None else raw.header.number_of_elements
+        return _string_at(raw.payload_ptr, size), pub, seq
+
+    def _follow(self, pub: int, seq: int, first_send_ns: int) -> None:
+        """Follow publisher ``pub`` to ``seq``: a jump past the next expected sequence is a
+        gap (its samples lost); a publisher seen for the first time that started after this
+        subscriber owes it every sequence from 1."""
         if pub == self._cur_pub:
             last: int | None = self._cur_seq
         else:
             if self._cur_pub:
                 self._last[self._cur_pub] = self._cur_seq
             last = self._last.get(pub)
-            if last is None and hdr.first_send_ns > self._created_ns:
+            if last is None and first_send_ns > self._created_ns:
                 last = 0  # a publisher that started after us owes us every sequence from 1
             self._cur_pub = pub
         if last is not None and seq > last + 1:
             self._gaps += 1
             self._lost += seq - last - 1
         self._cur_seq = seq
-        size = self._fixed_size if self._struct is not None else raw.header.number_of_elements
-        return Sample(raw, size, self._struct, seq, hdr.timestamp_ns, pub)
 
     @property
     def lost(self) -> int:

@@ -18,6 +18,11 @@ on the dispatcher's and the protocol's own threads:
   for frames this gateway dropped and counted); otherwise the payload only, as a read-only
   view of shared memory (no copy, nothing re-encoded). While no connector is connected (the
   gateway is Down or reconnecting) each frame is counted as dropped with cause ``down``.
+- **taken outbound** (a connector with ``takes_outbound``, e.g. the EtherCAT cycle): while
+  it is connected the outbound thread detaches from the outbound listeners (no wake per
+  frame) and the connector drains each channel from its own loop with
+  :meth:`ConnectorContext.drain`, which runs the same checks and counts on the calling thread;
+  once it is disconnected the outbound thread attaches again and drains (counting ``down``).
 - **inbound**: the connector delivers through the :class:`ConnectorContext` it got in
   ``open`` (its own threads publish into iceoryx2); only for a pull connector (one that
   implements ``poll``) does the dispatcher run a reader thread (``<name>-in``) per connection.
@@ -39,21 +44,16 @@ traceback and counted as ``internal_error``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
-import iceoryx2 as iox
 from taktora.actors.models.health import HealthState
 from taktora.connectors.codecs import CodecRegistry
 from taktora.connectors.connector import Connector
 from taktora.connectors.context import ConnectorContext, Frame
-from taktora.connectors.errors import ConnectorError, LinkDownError
+from taktora.connectors.errors import ConnectorError
 from taktora.connectors.gateway.counters import (
     OUT,
     Counts,
@@ -62,23 +62,13 @@ from taktora.connectors.gateway.counters import (
     Storage,
     counter_names,
 )
-from taktora.connectors.gateway.outbound import OutboundChannel
+from taktora.connectors.gateway.outbound import Outbound, OutboundChannel
 from taktora.connectors.gateway.reports import StopReport
 from taktora.connectors.gateway.sink import InboundSink
 from taktora.connectors.model import ChannelDescriptor, Direction, FrozenMap
-from taktora.transport import envelope
-from taktora.transport.envelope import EnvelopeCounters
-from taktora.transport.errors import EnvelopeError
 from taktora.transport.node import Node
 
 log = logging.getLogger(__name__)
-
-# indices of the envelope.split() header fields read per frame; the link sequence's writer
-_HEADER_LEN, _PAYLOAD_LEN, _SEQUENCE = 3, 7, 8
-_set_sequence, _SEQ_AT = struct.Struct("<Q").pack_into, envelope.SEQUENCE_OFFSET
-
-OUTBOUND_WAKE_S = 0.5
-"""Longest the outbound thread sleeps without a wake-up (a safety net for a lost wake-up)."""
 
 OnReport = Callable[[HealthState, str], None]
 
@@ -128,20 +118,15 @@ class Dispatcher:
         self._storage: Storage = counters or LocalCounters(counter_names(
             [d.name for d in self._outbound], [d.name for d in self._inbound]))
         self._out = Counts(OUT, [d.name for d in self._outbound], self._storage)
-        self._out_malformed = EnvelopeCounters()
         self._receive_errors = 0
-        self._out_paused = False
         self._in_paused = False
-        self._stop = threading.Event()
-        self._stop_fd = -1
+        self._closing = False
         self._node: Node | None = None
         self._subs: list[OutboundChannel] = []
+        self._ob: Outbound | None = None  # the outbound thread and forwarding (open_ports)
         self._sink: InboundSink | None = None
-        self._out_thread: threading.Thread | None = None
         self._poll_thread: threading.Thread | None = None
         self._poll_stop = threading.Event()
-        self._send_lock = threading.Lock()
-        self._live: Connector | None = None  # the connected connector; None while down
         self._ctx: ConnectorContext | None = None
         self._stale_readers: list[threading.Thread] = []  # readers that outlived a disconnect
         self.connection = 0
@@ -163,15 +148,12 @@ class Dispatcher:
                           for d in self._outbound]
             self._sink = InboundSink(self.name, self._node, self._inbound,
                                      registry=self.registry, storage=self._storage)
-            self._stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self._ob = Outbound(self.name, self._subs, self._out, self._outbound_died)
         except BaseException:
             self._release()
             self._state = "failed"
             raise
-        if self._outbound:
-            self._out_thread = threading.Thread(target=self._run_outbound,
-                                                name=f"{self.name}-out", daemon=True)
-            self._out_thread.start()
+        self._ob.start()
         self._state = "open"
         return self
 
@@ -185,7 +167,9 @@ class Dispatcher:
         if self._state != "open":
             raise ConnectorError(f"dispatcher {self.name!r}: connect needs open ports "
                                  f"({self._state})")
-        if self._live is not None:
+        ob = self._ob
+        assert ob is not None
+        if ob.live is not None:
             raise ConnectorError(f"dispatcher {self.name!r}: already connected")
         sink = self._sink
         assert sink is not None
@@ -197,7 +181,10 @@ class Dispatcher:
         number = self.connection
         ctx = ConnectorContext(self.name, self.descriptors, deliver=sink.deliver,
                                report=lambda state, reason: self._report(number, state, reason),
-                               log=logging.getLogger(f"taktora.connectors.gateway.{self.name}"))
+                               log=logging.getLogger(f"taktora.connectors.gateway.{self.name}"),
+                               drain=(lambda channel, handler: self._take(number, channel,
+                                                                          handler))
+                               if conn.takes_outbound else None)
         ctx._deliver = sink.context_deliver(ctx)  # a revoked context counts 'down'
         self.link = HealthState.CONNECTING
         self._ctx = ctx
@@ -209,8 +196,10 @@ class Dispatcher:
             self._close_connector(conn)  # whatever open left half-done
             self.link = HealthState.DOWN
             raise
-        with self._send_lock:
-            self._live = conn
+        if conn.takes_outbound:  # before it is live: the outbound thread never sends to it
+            ob.hand(True)
+        with ob.send_lock:
+            ob.live = conn
         if conn.pulls() and self._inbound:
             self._poll_stop = threading.Event()  # per connection: an old reader keeps its own
             self._poll_thread = threading.Thread(target=self._run_poll,
@@ -242,10 +231,11 @@ class Dispatcher:
             self._state = "closed" if self._state == "new" else self._state
             return StopReport((), (), 0.0)
         conn = self._detach(timeout)
-        self._stop.set()
-        with contextlib.suppress(OSError):
-            os.eventfd_write(self._stop_fd, 1)
-        stopped, stuck = self._join([self._out_thread, self._poll_thread, *self._stale_readers],
+        ob = self._ob
+        assert ob is not None
+        self._closing = True
+        ob.stop()
+        stopped, stuck = self._join([ob.thread, self._poll_thread, *self._stale_readers],
                                     began + timeout)
         self._close_connector(conn)  # may also unblock a reader stuck in the protocol
         self._stale_readers = [t for t in self._stale_readers if t.is_alive()]
@@ -269,18 +259,39 @@ class Dispatcher:
         afresh for each frame)."""
         if self._ctx is not None:
             self._ctx.revoke()
-        locked = self._send_lock.acquire(timeout=timeout)
+        ob = self._ob
+        if ob is None:
+            return None
+        locked = ob.send_lock.acquire(timeout=timeout)
         try:
-            conn, self._live = self._live, None
+            conn, ob.live = ob.live, None
         finally:
             if locked:
-                self._send_lock.release()
+                ob.send_lock.release()
             else:
                 log.warning("dispatcher %r: a send did not finish within %.3f s: closing the "
                             "connector under it", self.name, timeout)
         self._poll_stop.set()
         self.link = HealthState.DOWN
+        if ob.taken:
+            ob.hand(False)
         return conn
+
+    def _outbound_died(self) -> None:
+        self._report(self.connection, HealthState.DOWN, "outbound thread failed")
+
+    def _take(self, connection: int, channel: str, handler: Callable[[ChannelDescriptor, Frame],
+                                                                      None]) -> int:
+        """ConnectorContext.drain of connection number ``connection`` (the connector's loop):
+        nothing once that connection ended (the outbound thread takes over)."""
+        ctx, ob = self._ctx, self._ob
+        if connection != self.connection or ctx is None or ctx.revoked or ob is None:
+            return 0
+        for out in self._subs:
+            if out.descriptor.name == channel:
+                return ob.drain(out, handler)
+        raise ConnectorError(f"dispatcher {self.name!r}: drain({channel!r}): not an outbound "
+                             f"channel (outbound: {[d.name for d in self._outbound]})")
 
     def _join(self, threads: list[threading.Thread | None], deadline: float
               ) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -322,9 +333,8 @@ class Dispatcher:
         if self._node is not None:
             self._node.close()
             self._node = None
-        if self._stop_fd >= 0:
-            os.close(self._stop_fd)
-            self._stop_fd = -1
+        if self._ob is not None:
+            self._ob.release()
 
     def _report(self, connection: int, state: HealthState, reason: str) -> None:
         ctx = self._ctx
@@ -348,8 +358,8 @@ class Dispatcher:
     def pause(self, *, outbound: bool = True, inbound: bool = True) -> None:
         """Stop forwarding in the given directions; frames are drained and counted as
         ``paused`` drops until :meth:`resume`."""
-        if outbound:
-            self._out_paused = True
+        if outbound and self._ob is not None:
+            self._ob.paused = True
         if inbound:
             self._in_paused = True
             if self._sink is not None:
@@ -357,8 +367,8 @@ class Dispatcher:
 
     def resume(self, *, outbound: bool = True, inbound: bool = True) -> None:
         """Forward again in the given directions."""
-        if outbound:
-            self._out_paused = False
+        if outbound and self._ob is not None:
+            self._ob.paused = False
         if inbound:
             self._in_paused = False
             if self._sink is not None:
@@ -367,25 +377,30 @@ class Dispatcher:
     @property
     def paused(self) -> bool:
         """True when either direction is paused."""
-        return self._out_paused or self._in_paused
+        return self._out_paused() or self._in_paused
 
     @property
     def connected(self) -> bool:
         """True while a connector is connected."""
-        return self._live is not None
+        return self._ob is not None and self._ob.live is not None
+
+    def _out_paused(self) -> bool:
+        return self._ob is not None and self._ob.paused
 
     def outbound_alive(self) -> bool:
         """True unless the outbound thread (which lives as long as the ports) has died."""
-        return self._out_thread is None or self._out_thread.is_alive()
+        thread = self._ob.thread if self._ob is not None else None
+        return thread is None or thread.is_alive()
 
     def threads_alive(self) -> bool:
         """True when every thread that should run runs (outbound while the ports are open,
         the reader while a pull connector is connected)."""
         if self._state != "open":
             return False
-        if self._out_thread is not None and not self._out_thread.is_alive():
+        if not self.outbound_alive():
             return False
-        return not (self._live is not None and self._live.pulls() and self._inbound
+        live = self._ob.live if self._ob is not None else None
+        return not (live is not None and live.pulls() and self._inbound
                     and (self._poll_thread is None or not self._poll_thread.is_alive()))
 
     def stats(self, *, total: bool = False) -> DispatcherStats:
@@ -409,114 +424,8 @@ class Dispatcher:
             inbound_forwarded=in_fwd, inbound_dropped=FrozenMap(in_drop),
             inbound_malformed=FrozenMap(malformed),
             inbound_gaps=gaps, inbound_lost=lost, receive_errors=self._receive_errors,
-            outbound_paused=self._out_paused, inbound_paused=self._in_paused,
+            outbound_paused=self._out_paused(), inbound_paused=self._in_paused,
             running=self.threads_alive(), channels=FrozenMap(channels))
-
-    # -- outbound thread ---------------------------------------------------------------------
-    def _run_outbound(self) -> None:
-        ws: Any = (iox.WaitSetBuilder.new().signal_handling_mode(iox.SignalHandlingMode.Disabled)
-                   .create(iox.ServiceType.Ipc))
-        stop_fd = iox.FileDescriptor.non_owning_new(self._stop_fd)
-        guards = []
-        table: dict[Any, OutboundChannel] = {}
-        for out in self._subs:
-            guard = ws.attach_notification(out.sub.listener)
-            guards.append(guard)
-            table[iox.WaitSetAttachmentId.from_guard(guard)] = out
-        guards.append(ws.attach_notification_fd(stop_fd))
-        wake = iox.Duration.from_secs_f64(OUTBOUND_WAKE_S)
-        everything = list(table.values())
-        try:
-            while not self._stop.is_set():
-                ids, _ = ws.wait_and_process_with_timeout(wake)
-                # only the channels that woke: a gateway with many channels touches one per
-                # message; a wake without ids (the safety-net timeout) looks at every channel
-                woke = [table[i] for i in ids if i in table] if ids else everything
-                for out in woke:
-                    out.sub.consume_wakeups()
-                    self._drain_outbound(out)
-                    out.copy_overflow()
-        except Exception:
-            log.exception("dispatcher %r: outbound thread failed", self.name)
-            self._report(self.connection, HealthState.DOWN, "outbound thread failed")
-            raise
-        finally:
-            for guard in guards:
-                guard.delete()
-            ws.delete()
-
-    def _drain_outbound(self, out: OutboundChannel) -> None:
-        sub, counts, writers, values = out.sub, out.counts, out.writers, self._storage.values
-        name = out.descriptor.name
-        while not self._stop.is_set():
-            try:
-                sample = sub.receive()
-            except Exception:
-                self._out.drop("internal_error", counts)
-                log.exception("dispatcher %r: receiving on %r failed", self.name, name)
-                return
-            if sample is None:
-                return
-            slot = writers.get(sample.publisher)
-            if slot is None:  # a writer this incarnation has not seen yet
-                slot = out.adopt_writer(sample.publisher, sample.sequence, self._out)
-            with sample:
-                try:
-                    self._forward_outbound(out, sample.payload, slot, sample.sequence)
-                except Exception:
-                    self._out.drop("internal_error", counts)
-                    values[slot] = sample.sequence
-                    log.exception("dispatcher %r: outbound %r failed", self.name, name)
-
-    def _forward_outbound(self, out: OutboundChannel, data: memoryview, slot: int,
-                          taken: int) -> None:
-        """Forward or count one frame. Every outcome is counted and the writer's ``taken``
-        sequence stored in ``slot`` (the counter block) in two adjacent stores, and a frame is
-        counted as forwarded *before* it is sent: a ``kill -9`` at any point leaves each frame
-        counted once (not taken: ``restart`` at the next incarnation; counted forwarded but
-        not sent: its link sequence missing at the far side, ``link.lost``)."""
-        descriptor, counts, values = out.descriptor, out.counts, out.counts.values
-        if self._out_paused:
-            self._out.drop("paused", counts)
-            values[slot] = taken
-            return
-        try:
-            # split(): decode()'s checks and counts without building an EnvelopeHeader
-            fields, payload = envelope.split(data, self._out_malformed, verify_crc=False)
-        except EnvelopeError as exc:
-            self._out.drop("malformed", counts)
-            values[slot] = taken
-            log.warning("dispatcher %r: %r carries a malformed envelope: %s", self.name,
-                        descriptor.name, str(exc))
-            return
-        with self._send_lock:
-            conn = self._live
-            if conn is None:
-                self._out.drop("down", counts)
-                values[slot] = taken
-                return
-            at = counts.i_forwarded
-            link_seq = values[at] + 1  # only this thread bumps it: it is the link sequence
-            frame: Frame
-            if out.envelope:  # a private copy carrying the link sequence
-                frame = bytearray(data[: fields[_HEADER_LEN] + fields[_PAYLOAD_LEN]])
-                _set_sequence(frame, _SEQ_AT, link_seq)
-            else:
-                frame = payload
-            values[at] = link_seq  # counted before the send: see the docstring
-            values[slot] = taken
-            try:
-                conn.send(descriptor, frame)
-            except LinkDownError as exc:
-                values[at] = link_seq - 1  # not sent after all: the next frame takes its number
-                self._out.drop(getattr(exc, "cause", "link_down"), counts)  # e.g. no_peer
-                log.debug("dispatcher %r: %r seq %d dropped: %s", self.name, descriptor.name,
-                          fields[_SEQUENCE], str(exc))
-            except ConnectorError as exc:
-                values[at] = link_seq - 1
-                self._out.drop("send_error", counts)
-                log.warning("dispatcher %r: sending %r seq %d failed: %s", self.name,
-                            descriptor.name, fields[_SEQUENCE], str(exc))
 
     # -- reader thread (pull connectors only) ------------------------------------------------
     def _run_poll(self, conn: Connector, stop: threading.Event, number: int) -> None:
@@ -524,7 +433,7 @@ class Dispatcher:
         assert ctx is not None
         deliver = ctx.deliver  # this connection's: counted 'down' once it is revoked
         try:
-            while not stop.is_set() and not self._stop.is_set():
+            while not stop.is_set() and not self._closing:
                 try:
                     got = conn.poll(self.poll_s)
                 except Exception as exc:

@@ -1,30 +1,59 @@
-"""One outbound channel as the dispatcher's outbound thread sees it: its subscriber, its
-counters, and the writers it follows across gateway restarts.
+"""The dispatcher's outbound side: its channels, the outbound thread, and forwarding a frame.
 
-Each writer (transport publisher id) of the channel has a slot in the gateway's counter block
-holding the last sequence the gateway took from it. The block outlives the gateway's process,
-so a restarted gateway (crash, ``kill -9``) knows where each writer stood: what a writer sent
-that no incarnation took is counted once, as ``restart``. Everything here runs on the outbound
-thread (the counters' lock is taken for the counts).
+:class:`OutboundChannel` is one channel: its subscriber, counters and the writers it follows
+across gateway restarts. Each writer (transport publisher id) has a slot in the gateway's
+counter block holding the last sequence the gateway took from it; the block outlives the
+gateway's process, so a restarted gateway (crash, ``kill -9``) knows where each writer stood:
+what a writer sent that no incarnation took is counted once, as ``restart``.
+
+:class:`Outbound` runs the outbound thread (``<name>-out``) and forwards each frame to the
+connected connector (or to the handler of a connector that drains its channels itself). Per
+frame: one receive, the header's sanity checks (no CRC: the bytes never left shared memory),
+the outcome counted with the writer's sequence stored next to it, then the send. Envelope
+channels take the sample as one private copy (the renumbered envelope is a new frame anyway);
+payload channels hand the connector a read-only view of shared memory (no copy). See the
+dispatcher's module docstring for the threads and the loss accounting.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import struct
+import threading
+from collections.abc import Callable
+from typing import Any
 
+import iceoryx2 as iox
+from taktora.connectors.connector import Connector
+from taktora.connectors.context import Frame
+from taktora.connectors.errors import ConnectorError, LinkDownError
 from taktora.connectors.gateway.counters import WRITER_SLOTS, ChannelCounts, Counts, Storage
 from taktora.connectors.model import ChannelDescriptor
+from taktora.transport import envelope
+from taktora.transport.envelope import EnvelopeCounters
+from taktora.transport.errors import EnvelopeError
 from taktora.transport.pubsub import Subscriber
 
 log = logging.getLogger("taktora.connectors.gateway.dispatcher")
+
+Handler = Callable[[ChannelDescriptor, Frame], None]
+
+OUTBOUND_WAKE_S = 0.5
+"""Longest the outbound thread sleeps without a wake-up (a safety net for a lost wake-up)."""
+
+_pack_sequence = struct.Struct("<Q").pack
+_SEQ_AT, _SEQ_END = envelope.SEQUENCE_OFFSET, envelope.SEQUENCE_OFFSET + 8
+_frame_size, _split = envelope.frame_size, envelope.split
 
 
 class OutboundChannel:
     """One outbound channel of the outbound thread: its subscriber, counters and the writers
     it follows (publisher id -> slot of the writer's last sequence in the counter block)."""
 
-    __slots__ = ("counts", "descriptor", "envelope", "ids", "overflow_base", "seqs", "sub",
-                 "writers")
+    __slots__ = ("counts", "descriptor", "envelope", "ids", "lock", "overflow_base", "seqs",
+                 "sub", "writers")
 
     def __init__(self, descriptor: ChannelDescriptor, sub: Subscriber, counts: ChannelCounts,
                  storage: Storage) -> None:
@@ -35,6 +64,7 @@ class OutboundChannel:
         self.writers: dict[int, int] = {}
         self.overflow_base = counts.overflow  # what earlier incarnations' queues lost
         self.envelope = True  # the connector's Connector.envelope_on(descriptor), at connect
+        self.lock = threading.Lock()  # one drainer at a time (thread, or a taking connector)
 
     def adopt_writer(self, publisher: int, sequence: int, counts: Counts) -> int:
         """The block slot of ``publisher``'s last sequence (outbound thread). A writer an
@@ -75,3 +105,250 @@ class OutboundChannel:
     def copy_overflow(self) -> None:
         """Copy the transport queue's overflow of this incarnation into the block."""
         self.counts.values[self.counts.i_overflow] = self.overflow_base + self.sub.lost
+
+
+class Outbound:
+    """The outbound thread and the forwarding of frames (see the module docstring).
+
+    ``channels``: one :class:`OutboundChannel` per OUTBOUND channel; ``counts``: their
+    counters; ``on_failure``: called on the outbound thread if it dies. The owner (the
+    dispatcher) sets :attr:`live` under :attr:`send_lock` when a connector connects and takes
+    it away to disconnect; :attr:`paused` from any thread; :meth:`hand` gives the channels to
+    a connector that drains them itself, or back. :meth:`start` once, :meth:`stop` once.
+    """
+
+    def __init__(self, name: str, channels: list[OutboundChannel], counts: Counts,
+                 on_failure: Callable[[], None]) -> None:
+        self.name = name
+        self.channels = channels
+        self.counts = counts
+        self.malformed = EnvelopeCounters()
+        self.paused = False
+        self.live: Connector | None = None
+        """The connected connector (None while down: frames count ``down``)."""
+        self.send_lock = threading.Lock()
+        self.taken = False  # the connected connector drains the channels itself
+        self.stopping = False
+        self.thread: threading.Thread | None = None
+        self._on_failure = on_failure
+        self._handed = threading.Event()  # the thread let go of the channels (hand(True))
+        self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+
+    def start(self) -> None:
+        """Start the outbound thread (if there is a channel)."""
+        if self.channels:
+            self.thread = threading.Thread(target=self._run, name=f"{self.name}-out",
+                                           daemon=True)
+            self.thread.start()
+
+    def hand(self, taken: bool, timeout: float = 2.0) -> None:
+        """Give the channels to the connector's own loop (True) or back to the outbound
+        thread (False), which notices at its next wake: woken here. Giving them away waits
+        (up to ``timeout``) until the thread has let go of them, so that it never sends to a
+        connector that takes its frames itself: call it before making that connector
+        :attr:`live` (owner's thread)."""
+        self._handed.clear()
+        self.taken = taken
+        self._wake()
+        if taken and self.thread is not None and self.thread.is_alive() \
+                and not self._handed.wait(timeout):
+            log.warning("dispatcher %r: the outbound thread did not let go of its channels "
+                        "within %.1f s", self.name, timeout)
+
+    def stop(self) -> None:
+        """Ask the outbound thread to end (it ends within one frame; join it yourself)."""
+        self.stopping = True
+        self._wake()
+
+    def release(self) -> None:
+        """Close the wake-up fd (after the thread ended)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.eventfd_write(self._fd, 1)
+
+    # -- the outbound thread ---------------------------------------------------------------
+    def _run(self) -> None:
+        ws: Any = (iox.WaitSetBuilder.new().signal_handling_mode(iox.SignalHandlingMode.Disabled)
+                   .create(iox.ServiceType.Ipc))
+        stop_guard = ws.attach_notification_fd(iox.FileDescriptor.non_owning_new(self._fd))
+        stop_id = iox.WaitSetAttachmentId.from_guard(stop_guard)
+        guards: list[Any] = []
+        table: dict[Any, OutboundChannel] = {}
+        wake = iox.Duration.from_secs_f64(OUTBOUND_WAKE_S)
+        everything = list(self.channels)
+        attached: bool | None = None
+        woke: list[OutboundChannel] = []
+        try:
+            while not self.stopping:
+                want = not self.taken
+                if attached is not want:  # handed to the connector, or back (or the start)
+                    for guard in guards:
+                        guard.delete()
+                    guards, table, attached = [], {}, want
+                    if attached:
+                        for out in self.channels:
+                            guard = ws.attach_notification(out.sub.listener)
+                            guards.append(guard)
+                            table[iox.WaitSetAttachmentId.from_guard(guard)] = out
+                    woke = everything if attached else []  # what came meanwhile
+                    if not attached:
+                        self._handed.set()
+                else:
+                    ids, _ = ws.wait_and_process_with_timeout(wake)
+                    if stop_id in ids:  # a stop or a hand-over: noticed above
+                        with contextlib.suppress(BlockingIOError):
+                            os.eventfd_read(self._fd)
+                        ids = [i for i in ids if i != stop_id] or [stop_id]
+                    # only the channels that woke: a gateway with many channels touches one
+                    # per message; a wake without ids (the safety-net timeout) looks at all
+                    woke = ([table[i] for i in ids if i in table] if ids else everything
+                            ) if attached else []
+                for out in woke:
+                    out.sub.consume_wakeups()
+                    self.drain(out)
+                    out.copy_overflow()
+        except Exception:
+            log.exception("dispatcher %r: outbound thread failed", self.name)
+            self._on_failure()
+            raise
+        finally:
+            for guard in [*guards, stop_guard]:
+                guard.delete()
+            ws.delete()
+
+    # -- forwarding --------------------------------------------------------------------------
+    def drain(self, out: OutboundChannel, handler: Handler | None = None) -> int:
+        """Forward (to ``handler``, default the connector's ``send``) or count everything
+        queued on ``out``; returns how many frames were taken. The outbound thread, or the
+        loop of a connector that drains its channels itself (one drainer at a time: the
+        channel's lock)."""
+        n = 0
+        with out.lock:
+            if out.envelope:
+                receive = out.sub.receive_bytes
+                while not self.stopping:
+                    try:
+                        got = receive()
+                    except Exception:
+                        self._internal(out, None, "receiving")
+                        return n
+                    if got is None:
+                        return n
+                    n += 1
+                    data, publisher, taken = got
+                    slot = out.writers.get(publisher)
+                    if slot is None:  # a writer this incarnation has not seen yet
+                        slot = out.adopt_writer(publisher, taken, self.counts)
+                    try:
+                        self._forward_envelope(out, data, slot, taken, handler)
+                    except Exception:
+                        self._internal(out, (slot, taken), "forwarding")
+                return n
+            receive_sample = out.sub.receive
+            while not self.stopping:
+                try:
+                    sample = receive_sample()
+                except Exception:
+                    self._internal(out, None, "receiving")
+                    return n
+                if sample is None:
+                    return n
+                n += 1
+                taken = sample.sequence
+                slot = out.writers.get(sample.publisher)
+                if slot is None:
+                    slot = out.adopt_writer(sample.publisher, taken, self.counts)
+                try:
+                    self._forward_payload(out, sample.payload, slot, taken, handler)
+                except Exception:
+                    self._internal(out, (slot, taken), "forwarding")
+                finally:
+                    sample.release()
+        return n
+
+    def _internal(self, out: OutboundChannel, taken: tuple[int, int] | None, what: str) -> None:
+        self.counts.drop("internal_error", out.counts)
+        if taken is not None:
+            out.counts.values[taken[0]] = taken[1]
+        log.exception("dispatcher %r: %s on %r failed", self.name, what, out.descriptor.name)
+
+    def _skip(self, out: OutboundChannel, slot: int, taken: int, cause: str) -> None:
+        self.counts.drop(cause, out.counts)
+        out.counts.values[slot] = taken
+
+    def _forward_envelope(self, out: OutboundChannel, data: bytes, slot: int, taken: int,
+                          handler: Handler | None) -> None:
+        """An envelope channel's frame: renumbered with the channel's link sequence (see
+        :meth:`_send`)."""
+        if self.paused:
+            self._skip(out, slot, taken, "paused")
+            return
+        try:
+            size, _ = _frame_size(data, self.malformed)
+        except EnvelopeError as exc:
+            self._malformed(out, slot, taken, exc)
+            return
+        with self.send_lock:
+            conn = self.live
+            if conn is None:
+                self._skip(out, slot, taken, "down")
+                return
+            counts = out.counts
+            values, at = counts.values, counts.i_forwarded
+            link_seq = values[at] + 1  # only the drainer bumps it: it is the link sequence
+            frame = data[:_SEQ_AT] + _pack_sequence(link_seq) + data[_SEQ_END:size]
+            self._send(out, conn, handler, frame, slot, taken, link_seq)
+
+    def _forward_payload(self, out: OutboundChannel, data: memoryview, slot: int, taken: int,
+                         handler: Handler | None) -> None:
+        """A payload channel's frame: the payload, a read-only view of shared memory."""
+        if self.paused:
+            self._skip(out, slot, taken, "paused")
+            return
+        try:
+            _, payload = _split(data, self.malformed, verify_crc=False)
+        except EnvelopeError as exc:
+            self._malformed(out, slot, taken, exc)
+            return
+        with self.send_lock:
+            conn = self.live
+            if conn is None:
+                self._skip(out, slot, taken, "down")
+                return
+            counts = out.counts
+            link_seq = counts.values[counts.i_forwarded] + 1
+            self._send(out, conn, handler, payload, slot, taken, link_seq)
+
+    def _send(self, out: OutboundChannel, conn: Connector, handler: Handler | None,
+              frame: Frame, slot: int, taken: int, link_seq: int) -> None:
+        """Count, then send (under the send lock). The outcome is counted and the writer's
+        ``taken`` sequence stored in ``slot`` (the counter block) in two adjacent stores, and
+        a frame is counted as forwarded *before* it is sent: a ``kill -9`` at any point leaves
+        each frame counted once (not taken: ``restart`` at the next incarnation; counted
+        forwarded but not sent: its link sequence missing at the far side, ``link.lost``)."""
+        counts = out.counts
+        values, at = counts.values, counts.i_forwarded
+        values[at] = link_seq
+        values[slot] = taken
+        try:
+            (handler or conn.send)(out.descriptor, frame)
+        except LinkDownError as exc:
+            values[at] = link_seq - 1  # not sent after all: the next frame takes its number
+            self.counts.drop(getattr(exc, "cause", "link_down"), counts)  # e.g. no_peer
+            log.debug("dispatcher %r: %r frame dropped: %s", self.name, out.descriptor.name,
+                      str(exc))
+        except ConnectorError as exc:
+            values[at] = link_seq - 1
+            self.counts.drop("send_error", counts)
+            log.warning("dispatcher %r: sending %r failed: %s", self.name,
+                        out.descriptor.name, str(exc))
+
+    def _malformed(self, out: OutboundChannel, slot: int, taken: int,
+                   exc: EnvelopeError) -> None:
+        self._skip(out, slot, taken, "malformed")
+        log.warning("dispatcher %r: %r carries a malformed envelope: %s", self.name,
+                    out.descriptor.name, str(exc))

@@ -64,6 +64,7 @@ log = logging.getLogger("taktora.connectors.gateway.dispatcher")
 # indices of envelope.split()'s header fields; the sequence as it is written into a header
 _HEADER_LEN, _PAYLOAD_LEN, _SEQUENCE = 3, 7, 8
 _pack_sequence = struct.Struct("<Q").pack
+_frame_size = envelope.frame_size
 _SEQ_AT, _SEQ_END = envelope.SEQUENCE_OFFSET, envelope.SEQUENCE_OFFSET + 8
 
 
@@ -131,7 +132,7 @@ class InboundSink:
                 channel.envelope = connector.envelope_on(channel.descriptor)
 
     def _resolve(self, key: str | Routing) -> _Channel | None:
-        return self._by_routing.get(key) if isinstance(key, Routing) else self._by_name.get(key)
+        return self._by_name.get(key) if isinstance(key, str) else self._by_routing.get(key)
 
     def context_deliver(self, ctx: ConnectorContext) -> Callable[[str | Routing, Frame], bool]:
         """The ``deliver`` of one connection's context: like :meth:`deliver`, but once that
@@ -171,6 +172,8 @@ class InboundSink:
                     self._publish_envelope(channel, frame)
                 else:
                     self._publish_wrapped(channel, frame)
+                counts.values[counts.i_forwarded] += 1  # its one writer: under the lock
+            return True
         except EnvelopeError as exc:
             self.counts.drop("malformed", counts)
             log.warning("gateway %r: %r: malformed frame dropped: %s", self.name,
@@ -190,8 +193,6 @@ class InboundSink:
             log.exception("gateway %r: inbound frame for %r failed", self.name,
                           channel.descriptor.name)
             return False
-        self.counts.forward(counts)
-        return True
 
     def _track(self, channel: _Channel, seq: int) -> None:
         """Follow the link sequence (under the channel's lock): a jump is a gap, less the
@@ -225,13 +226,11 @@ class InboundSink:
         self._track(channel, fields[_SEQUENCE])
 
     def _publish_envelope(self, channel: _Channel, frame: Frame) -> None:
-        try:
-            fields, _ = envelope.split(frame, self.malformed, verify_crc=True)
+        try:  # the bytes crossed a link: every check, the CRC included
+            size, link_seq = _frame_size(frame, self.malformed, True)
         except EnvelopeError:
             channel.unsequenced += 1
             raise
-        link_seq = fields[_SEQUENCE]
-        size = fields[_HEADER_LEN] + fields[_PAYLOAD_LEN]  # the envelope, without any trailer
         seq = channel.sequence + 1
         raw = frame if type(frame) is bytes else bytes(frame)
         # the renumbered envelope as one bytes object: cheaper here than patching the loan

@@ -7,15 +7,20 @@ INBOUND channel it is the local address to bind (port 0 picks a free one, see
 identifies the channel: no demultiplexing header is needed. Each datagram is one whole
 envelope, so the far side checks the sequence (gaps) and the CRC (corruption).
 
+Threads: ``send`` runs on the dispatcher's outbound thread and does not block (a datagram
+send; an injected delay sleeps). Each inbound socket has a receive thread of its own
+(``<name>-rx-<channel>``, from :meth:`open` to :meth:`close`) blocked in ``recv``: what
+arrives is published into iceoryx2 right there with ``ctx.deliver`` (UDP pushes: no reader
+thread, no queue, no poll period). :meth:`close` wakes and joins them.
+
 Health: Connecting before :meth:`open`, Up while the sockets are open and the link is up, Down
 when the link is down (fault injection) or after :meth:`close`.
 """
 
 from __future__ import annotations
 
-import collections
+import contextlib
 import logging
-import selectors
 import socket
 import threading
 import time
@@ -25,7 +30,7 @@ from typing import Any
 import attrs
 from taktora.actors.control.messages import Ack, Reply
 from taktora.actors.models.health import HealthState
-from taktora.connectors.connector import Connector, Inbound
+from taktora.connectors.connector import Connector
 from taktora.connectors.context import ConnectorContext, Frame
 from taktora.connectors.errors import ConnectorError, LinkDownError
 from taktora.connectors.model import ChannelDescriptor, Direction, FrozenMap
@@ -43,6 +48,9 @@ MAX_DATAGRAM = 65507
 
 RECV_BUFFER = 1 << 20
 """Receive buffer asked of the kernel per inbound socket (it may grant less)."""
+
+JOIN_S = 2.0
+"""How long :meth:`UdpConnector.close` waits for each receive thread."""
 
 
 _v = AssignChecks(ConnectorError)
@@ -86,7 +94,7 @@ class UdpConnector(Connector):
     """UDP datagrams, one socket per channel, with a :class:`FaultInjector` on the send side.
 
     ``send`` runs on the dispatcher's outbound thread and never blocks (except for an injected
-    delay); ``receive`` runs on its inbound thread and blocks in ``select`` up to ``timeout``.
+    delay); each inbound socket's receive thread delivers what arrives (see the module doc).
     """
 
     carries_envelope = True
@@ -122,27 +130,28 @@ class UdpConnector(Connector):
         self._lock = threading.Lock()
         self._out: dict[str, tuple[socket.socket, tuple[str, int]]] = {}
         self._in: dict[str, socket.socket] = {}
-        self._selector: selectors.BaseSelector | None = None
-        self._pending: collections.deque[Inbound] = collections.deque()
+        self._threads: list[threading.Thread] = []
         self._state = "new"
-        self._counts: dict[str, int] = {"sent": 0, "received": 0, "send_errors": 0}
+        self._counts: dict[str, int] = {"send_errors": 0}
+        self._sent = 0  # written by the outbound thread only
+        self._received: dict[str, int] = {}  # per channel, each by its receive thread only
         self._settings: UdpSettings | None = None  # what from_settings built it from
 
     # -- lifecycle -----------------------------------------------------------------------------
     def open(self, ctx: ConnectorContext) -> None:
-        """Bind one socket per channel of ``ctx`` and report Up (Down while an injected link
-        cut lasts). Raises ConnectorError naming the channel when a routing is invalid or its
-        socket cannot be bound; nothing stays open then."""
+        """Bind one socket per channel of ``ctx``, start a receive thread per inbound socket
+        and report Up (Down while an injected link cut lasts). Raises ConnectorError naming
+        the channel when a routing is invalid or its socket cannot be bound; nothing stays
+        open then."""
         if self._state == "open":
             raise ConnectorError(f"connector {self.name!r} is already open")
-        selector = selectors.DefaultSelector()
         try:
             for d in ctx.channels:
                 host, port = parse_address(d)
                 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 try:
-                    sock.setblocking(False)
                     if d.direction is Direction.OUTBOUND:
+                        sock.setblocking(False)  # a full socket buffer is a send error
                         local = d.routing.option("local_port", 0)
                         sock.bind((host, int(local)))
                         self._out[d.name] = (sock, (host, port))
@@ -151,19 +160,22 @@ class UdpConnector(Connector):
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER)
                         sock.bind((host, port))
                         self._in[d.name] = sock
-                        selector.register(sock, selectors.EVENT_READ, d.name)
                 except BaseException:
                     sock.close()
                     raise
         except OSError as exc:
-            self._close_sockets(selector)
+            self._close_sockets()
             raise ConnectorError(f"connector {self.name!r}: cannot bind channel {d.name!r} "
                                  f"({d.routing.address}): {exc}") from exc
         except BaseException:
-            self._close_sockets(selector)
+            self._close_sockets()
             raise
-        self._selector = selector
         self._state = "open"
+        self._threads = [threading.Thread(target=self._receive, args=(ctx, name, sock),
+                                          name=f"{self.name}-rx-{name}", daemon=True)
+                         for name, sock in self._in.items()]
+        for thread in self._threads:
+            thread.start()
         self.faults.on_link = lambda up: ctx.report(
             HealthState.UP if up else HealthState.DOWN,
             "link restored (fault injection)" if up else "link cut (fault injection)")
@@ -173,25 +185,60 @@ class UdpConnector(Connector):
             ctx.report(HealthState.UP, f"{len(ctx.channels)} socket(s) bound")
 
     def close(self) -> None:
-        """Close every socket; idempotent."""
+        """Stop the receive threads (each woken out of ``recv``, joined up to ``JOIN_S``)
+        and close every socket; idempotent (owner's thread). No delivery happens after it."""
         with self._lock:
             if self._state != "open":
                 self._state = "closed"
                 return
             self._state = "closed"
         self.faults.on_link = None
-        self._close_sockets(self._selector)
-        self._selector = None
+        for sock in self._in.values():
+            with contextlib.suppress(OSError):  # ENOTCONN for UDP, but the recv wakes up
+                sock.shutdown(socket.SHUT_RDWR)
+        for thread in self._threads:
+            thread.join(JOIN_S)
+            if thread.is_alive():
+                log.error("connector %r: %s did not stop within %.1f s", self.name,
+                          thread.name, JOIN_S)
+        self._threads = []
+        self._close_sockets()
 
-    def _close_sockets(self, selector: selectors.BaseSelector | None) -> None:
+    def _receive(self, ctx: ConnectorContext, name: str, sock: socket.socket) -> None:
+        """One inbound socket's receive thread: each datagram goes to ``ctx.deliver`` (which
+        counts what cannot be published) until :meth:`close`."""
+        recv, deliver, faults = sock.recv, ctx.deliver, self.faults
+        received = 0
+        try:
+            while True:
+                try:
+                    data = recv(MAX_DATAGRAM)
+                except OSError as exc:
+                    if self._state != "open":
+                        return
+                    with self._lock:
+                        self._counts["receive_errors"] = self._counts.get("receive_errors", 0) + 1
+                    log.warning("connector %r: receive on %r failed: %s", self.name, name, exc)
+                    continue
+                if not data and self._state != "open":
+                    return  # woken by close()
+                if faults.discard_inbound():
+                    continue
+                received += 1
+                self._received[name] = received
+                deliver(name, data)
+        except Exception:
+            log.exception("connector %r: receive thread of %r failed", self.name, name)
+            if self._state == "open":
+                ctx.report(HealthState.DOWN, f"receive thread of {name!r} failed")
+
+    def _close_sockets(self) -> None:
         for sock, _ in self._out.values():
             sock.close()
         for sock in self._in.values():
             sock.close()
         self._out.clear()
         self._in.clear()
-        if selector is not None:
-            selector.close()
 
     def local_address(self, channel: str) -> tuple[str, int]:
         """The bound ``(host, port)`` of ``channel``'s socket (after :meth:`open`)."""
@@ -203,56 +250,33 @@ class UdpConnector(Connector):
 
     # -- data ----------------------------------------------------------------------------------
     def send(self, descriptor: ChannelDescriptor, frame: Frame) -> None:
-        """Send one envelope to the channel's remote address, through the fault injector."""
+        """Send one envelope to the channel's remote address, through the fault injector when
+        a fault is set (outbound thread)."""
         entry = self._out.get(descriptor.name)
         if entry is None:
             raise ConnectorError(f"connector {self.name!r}: channel {descriptor.name!r} is not "
                                  "an open outbound channel")
-        decision = self.faults.decide(frame)
-        if decision.verdict is Verdict.LINK_DOWN:
-            raise LinkDownError(f"connector {self.name!r}: link is down")
-        if decision.verdict is Verdict.DROP:
-            return
-        if decision.delay_s:
-            time.sleep(decision.delay_s)
+        faults = self.faults
+        if faults.active:
+            decision = faults.decide(frame)
+            if decision.verdict is Verdict.LINK_DOWN:
+                raise LinkDownError(f"connector {self.name!r}: link is down")
+            if decision.verdict is Verdict.DROP:
+                return
+            if decision.delay_s:
+                time.sleep(decision.delay_s)
+            frame = decision.frame
+        else:
+            faults.frames += 1
         sock, remote = entry
         try:
-            sock.sendto(decision.frame, remote)
+            sock.sendto(frame, remote)
         except OSError as exc:
-            self._count("send_errors")
+            with self._lock:
+                self._counts["send_errors"] += 1
             raise ConnectorError(f"connector {self.name!r}: sending {descriptor.name!r} to "
                                  f"{remote} failed: {exc}") from exc
-        self._count("sent")
-
-    def poll(self, timeout: float) -> Inbound | None:
-        """The next datagram of any inbound channel, waiting up to ``timeout`` seconds in
-        ``select`` (the dispatcher's reader thread: UDP is pulled)."""
-        if self._pending:
-            return self._pending.popleft()
-        selector = self._selector
-        if selector is None or not self._in:
-            time.sleep(timeout)
-            return None
-        try:
-            ready = selector.select(timeout)
-        except (OSError, ValueError) as exc:  # closed under us
-            raise ConnectorError(f"connector {self.name!r}: select failed: {exc}") from exc
-        for key, _ in ready:
-            sock = key.fileobj
-            assert isinstance(sock, socket.socket)
-            while True:
-                try:
-                    data = sock.recv(MAX_DATAGRAM)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError as exc:
-                    raise ConnectorError(f"connector {self.name!r}: receive on {key.data!r} "
-                                         f"failed: {exc}") from exc
-                if self.faults.discard_inbound():
-                    continue
-                self._count("received")
-                self._pending.append((str(key.data), data))
-        return self._pending.popleft() if self._pending else None
+        self._sent += 1
 
     def health(self) -> HealthState:
         """Connecting before open, Up when open with the link up, Down otherwise (what it
@@ -276,10 +300,6 @@ class UdpConnector(Connector):
         self.allow_remote = settings.allow_remote
         self._settings = settings
         return True
-
-    def _count(self, key: str) -> None:
-        with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + 1
 
     def handle_request(self, msg: ConnectorRequest) -> Reply:
         """Serve :class:`InjectFault` (on the gateway's actor thread; never blocks): set the
@@ -305,5 +325,7 @@ class UdpConnector(Connector):
         """``sent``, ``received``, ``send_errors`` and the fault counts by cause."""
         with self._lock:
             counts = dict(self._counts)
+        counts["sent"] = self._sent
+        counts["received"] = sum(self._received.values())
         counts.update(self.faults.stats())
         return FrozenMap(counts)

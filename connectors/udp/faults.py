@@ -73,7 +73,12 @@ class FaultInjector:
         self._drop_p = 0.0
         self._corrupt_every = 0
         self._corrupt_p = 0.0
-        self._frames = 0
+        self.frames = 0
+        """Outbound frames seen (the n of ``every``-th): counted by :meth:`decide`, and by
+        the connector itself while :attr:`active` is False."""
+        self.active = False
+        """True while any fault is set (read without the lock, on the sending thread: while
+        it is False the connector sends without asking :meth:`decide`)."""
         self._counts: dict[str, int] = {}
         self.on_link: Callable[[bool], None] | None = None
         """Called with False when the link is cut and True when it is restored (on the thread
@@ -84,6 +89,7 @@ class FaultInjector:
         """Cut the link: sends fail with LinkDownError, arriving frames are discarded."""
         with self._lock:
             changed, self._link_down = not self._link_down, True
+            self._update()
         if changed:
             self._tell(False)
 
@@ -91,8 +97,14 @@ class FaultInjector:
         """Restore the link."""
         with self._lock:
             changed, self._link_down = self._link_down, False
+            self._update()
         if changed:
             self._tell(True)
+
+    def _update(self) -> None:
+        """Recompute :attr:`active` (under the lock, after every change)."""
+        self.active = bool(self._link_down or self._delay_s or self._drop_every or self._drop_p
+                           or self._corrupt_every or self._corrupt_p)
 
     def _tell(self, up: bool) -> None:
         callback = self.on_link
@@ -109,6 +121,7 @@ class FaultInjector:
             raise ConnectorError(f"FaultInjector.delay ms={ms!r}: must be a number >= 0")
         with self._lock:
             self._delay_s = ms / 1000.0
+            self._update()
 
     def drop(self, every: int = 0, probability: float = 0.0) -> None:
         """Drop every ``every``-th frame and/or each with ``probability`` (0 and 0.0: off)."""
@@ -116,6 +129,7 @@ class FaultInjector:
         probability = _check_rate("drop probability", probability)
         with self._lock:
             self._drop_every, self._drop_p = every, probability
+            self._update()
 
     def corrupt(self, every: int = 0, probability: float = 0.0) -> None:
         """Flip a payload byte of every ``every``-th frame and/or each with ``probability``."""
@@ -123,6 +137,7 @@ class FaultInjector:
         probability = _check_rate("corrupt probability", probability)
         with self._lock:
             self._corrupt_every, self._corrupt_p = every, probability
+            self._update()
 
     def clear(self) -> None:
         """Turn every fault off (the link comes up); counters stay."""
@@ -131,6 +146,7 @@ class FaultInjector:
             self._delay_s = 0.0
             self._drop_every = self._corrupt_every = 0
             self._drop_p = self._corrupt_p = 0.0
+            self._update()
         if changed:
             self._tell(True)
 
@@ -140,8 +156,8 @@ class FaultInjector:
         with self._lock:
             if self._link_down:
                 return self._count(Decision(Verdict.LINK_DOWN, frame))
-            self._frames += 1
-            n = self._frames
+            self.frames += 1
+            n = self.frames
             if self._hit(n, self._drop_every, self._drop_p):
                 return self._count(Decision(Verdict.DROP, frame))
             delay = self._delay_s
@@ -153,11 +169,13 @@ class FaultInjector:
 
     def discard_inbound(self) -> bool:
         """True (and counted as ``link_down_rx``) when an arriving frame must be discarded."""
-        with self._lock:
-            if self._link_down:
-                self._counts["link_down_rx"] = self._counts.get("link_down_rx", 0) + 1
-                return True
+        if not self._link_down:  # the common case, without the lock
             return False
+        with self._lock:
+            down = self._link_down  # it may have come back up meanwhile
+            if down:
+                self._counts["link_down_rx"] = self._counts.get("link_down_rx", 0) + 1
+            return down
 
     def _hit(self, n: int, every: int, probability: float) -> bool:
         hit = bool(every) and n % every == 0

@@ -147,7 +147,7 @@ def _raw_frames() -> list[tuple[str, bytes]]:
 @pytest.mark.req("REQ_0507")
 def test_malformed_envelopes_are_counted_by_cause_and_skipped(node: Node) -> None:
     d = desc(max_payload=64)
-    reader: ChannelReader[Any] = ChannelReader(node, d)
+    reader: ChannelReader[Any] = ChannelReader(node, d, verify_crc=True)
     raw = node.publisher(d.channel_spec())
     writer: ChannelWriter[Any] = ChannelWriter(node, d)
     for _, frame in _raw_frames():

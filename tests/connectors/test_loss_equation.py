@@ -405,7 +405,8 @@ def test_the_sink_renumbers_and_counts_each_link_loss_once(node: Node) -> None:
 def test_dispatchers_count_per_channel_and_flatten_per_channel_keys(iox_prefix: str) -> None:
     prefix_b = f"{iox_prefix}b_"
     conn_b = UdpConnector("udp-b")
-    ins = [desc(n, routing=Routing("udp", "127.0.0.1:0"), buffer_size=4) for n in ("a", "b")]
+    # the readers' queues hold all 14 frames: only the outbound queue (4) may overflow here
+    ins = [desc(n, routing=Routing("udp", "127.0.0.1:0"), buffer_size=32) for n in ("a", "b")]
     disp_b = Dispatcher(prefix_b, conn_b, ins, name="gw-b").start()
     conn_a = UdpConnector("udp-a", faults=FaultInjector(seed=1))
     outs = [desc(n, Direction.OUTBOUND, buffer_size=4,
