@@ -37,6 +37,7 @@ Frame = bytes | bytearray | memoryview
 call it is passed to)."""
 
 Deliver = Callable[[str | Routing, Frame], bool]
+DeliverMany = Callable[[str | Routing, Sequence[Frame]], int]
 Report = Callable[[HealthState, str], None]
 Handler = Callable[[ChannelDescriptor, Frame], None]
 """Takes one outbound frame in :meth:`ConnectorContext.drain` (like ``Connector.send``)."""
@@ -59,13 +60,14 @@ class ConnectorContext:
 
     def __init__(self, name: str, channels: Sequence[ChannelDescriptor], *, deliver: Deliver,
                  report: Report, log: logging.Logger | None = None,
-                 drain: Drain | None = None) -> None:
+                 drain: Drain | None = None, deliver_many: DeliverMany | None = None) -> None:
         self.name = name
         self.channels = tuple(channels)
         self.outbound = tuple(d for d in self.channels if d.direction is Direction.OUTBOUND)
         self.inbound = tuple(d for d in self.channels if d.direction is Direction.INBOUND)
         self.log = log or logging.getLogger(f"taktora.connectors.{name}")
         self._deliver = deliver
+        self._deliver_many = deliver_many or self._each
         self._report = report
         self._drain = drain or _no_drain
         self._revoke: Callable[[], None] | None = None
@@ -78,6 +80,16 @@ class ConnectorContext:
     def deliver(self, channel: str | Routing, frame: Frame) -> bool:
         """Publish ``frame`` on the inbound ``channel`` from the calling thread (see above)."""
         return self._deliver(channel, frame)
+
+    def deliver_many(self, channel: str | Routing, frames: Sequence[Frame]) -> int:
+        """Publish several frames of one inbound ``channel``, in order, from the calling
+        thread, waking its readers once at the end instead of once per frame; returns how
+        many were published (each frame counted as :meth:`deliver` counts it). For protocols
+        that receive in bursts (a socket drained after a wake-up)."""
+        return self._deliver_many(channel, frames)
+
+    def _each(self, channel: str | Routing, frames: Sequence[Frame]) -> int:
+        return sum(self._deliver(channel, frame) for frame in frames)
 
     def drain(self, channel: str, handler: Handler) -> int:
         """Take every frame queued on the OUTBOUND ``channel`` (descriptor name) and hand each

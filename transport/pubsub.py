@@ -188,9 +188,12 @@ class Publisher:
         self._closed = False
 
     # ------------------------------------------------------------------ sending
-    def send_copy(self, data: Any) -> NotifyOutcome:
+    def send_copy(self, data: Any, *, notify: bool = True) -> NotifyOutcome:
         """Copy ``data`` (bytes-like, or an instance of the channel's struct) into shared
-        memory and send it. Raises PayloadError if it does not fit the channel."""
+        memory and send it. Raises PayloadError if it does not fit the channel.
+
+        ``notify=False`` sends without waking the listeners (``woken`` is 0): a caller that
+        sends a batch wakes them once afterwards with :meth:`notify`."""
         if self._struct is not None:
             if not isinstance(data, self._struct):
                 raise PayloadError(
@@ -217,7 +220,7 @@ class Publisher:
             if size:
                 dst = memoryview((ctypes.c_uint8 * size).from_address(sample.payload_ptr))
                 dst.cast("B")[:] = src
-        return self._send(sample)
+        return self._send(sample, notify)
 
     @contextlib.contextmanager
     def loan(self, size: int | None = None) -> Iterator[Any]:
@@ -260,10 +263,11 @@ class Publisher:
         sample = self._loan_raw(size)
         return sample, memoryview((ctypes.c_uint8 * size).from_address(sample.payload_ptr)).cast("B")
 
-    def commit(self, sample: Any, view: memoryview) -> NotifyOutcome:
-        """Send a loan from :meth:`loan_bytes` (and notify the channel's listeners)."""
+    def commit(self, sample: Any, view: memoryview, *, notify: bool = True) -> NotifyOutcome:
+        """Send a loan from :meth:`loan_bytes` and notify the channel's listeners (unless
+        ``notify=False``: see :meth:`send_copy`)."""
         view.release()
-        outcome = self.last_outcome = self._send(sample)
+        outcome = self.last_outcome = self._send(sample, notify)
         return outcome
 
     def discard(self, sample: Any, view: memoryview) -> None:
@@ -301,7 +305,12 @@ class Publisher:
             ) from exc
         return sample
 
-    def _send(self, sample: Any) -> NotifyOutcome:
+    def notify(self) -> int:
+        """Wake the channel's listeners now (after sends with ``notify=False``); returns how
+        many were woken."""
+        return int(self._notifier.notify())
+
+    def _send(self, sample: Any, notify: bool = True) -> NotifyOutcome:
         self._seq += 1
         hdr = TransportHeader.from_address(sample.user_header_ptr)
         hdr.publisher = self.id
@@ -311,7 +320,7 @@ class Publisher:
             self._first_send_ns = now
         hdr.first_send_ns = self._first_send_ns
         delivered = sample.assume_init().send()
-        woken = self._notifier.notify()
+        woken = self._notifier.notify() if notify else 0
         self._sent += 1
         if self._count_refused:
             missing = self._service.dynamic_config.number_of_subscribers - delivered

@@ -185,7 +185,7 @@ class Dispatcher:
                                drain=(lambda channel, handler: self._take(number, channel,
                                                                           handler))
                                if conn.takes_outbound else None)
-        ctx._deliver = sink.context_deliver(ctx)  # a revoked context counts 'down'
+        ctx._deliver, ctx._deliver_many = sink.context_deliver(ctx)  # revoked: 'down'
         self.link = HealthState.CONNECTING
         self._ctx = ctx
         conn.bind(ctx)

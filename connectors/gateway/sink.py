@@ -40,11 +40,11 @@ import logging
 import struct
 import threading
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from taktora.connectors.codecs import CodecRegistry, codec_id_for
 from taktora.connectors.connector import Connector
-from taktora.connectors.context import ConnectorContext, Frame
+from taktora.connectors.context import ConnectorContext, Deliver, DeliverMany, Frame
 from taktora.connectors.gateway.counters import (
     IN,
     PUBLISHER_FIELDS,
@@ -134,21 +134,32 @@ class InboundSink:
     def _resolve(self, key: str | Routing) -> _Channel | None:
         return self._by_name.get(key) if isinstance(key, str) else self._by_routing.get(key)
 
-    def context_deliver(self, ctx: ConnectorContext) -> Callable[[str | Routing, Frame], bool]:
-        """The ``deliver`` of one connection's context: like :meth:`deliver`, but once that
-        context is revoked (the connection ended) every frame is counted as ``down``."""
+    def context_deliver(self, ctx: ConnectorContext) -> tuple[Deliver, DeliverMany]:
+        """The ``deliver`` and ``deliver_many`` of one connection's context: like
+        :meth:`deliver` / :meth:`deliver_many`, but once that context is revoked (the
+        connection ended) every frame is counted as ``down``."""
+        def revoked(key: str | Routing, frames: Sequence[Frame]) -> None:
+            channel = self._resolve(key)
+            if channel is None:
+                self.counts.drop("down", None, len(frames))
+                return
+            with channel.lock:
+                for frame in frames:
+                    self._skip(channel, frame, "down")
+
         def deliver(key: str | Routing, frame: Frame) -> bool:
             if ctx.revoked:
-                channel = self._resolve(key)
-                if channel is None:
-                    self.counts.drop("down")
-                else:
-                    with channel.lock:
-                        self._skip(channel, frame, "down")
+                revoked(key, (frame,))
                 return False
             return self.deliver(key, frame)
 
-        return deliver
+        def deliver_many(key: str | Routing, frames: Sequence[Frame]) -> int:
+            if ctx.revoked:
+                revoked(key, frames)
+                return 0
+            return self.deliver_many(key, frames)
+
+        return deliver, deliver_many
 
     def deliver(self, key: str | Routing, frame: Frame) -> bool:
         """Publish ``frame`` on the channel ``key`` names; True if published, else the drop
@@ -156,43 +167,63 @@ class InboundSink:
         delivering protocol thread; blocks only on the channel's lock."""
         channel = self._resolve(key)
         if channel is None:
-            self.counts.drop("unknown_channel")
-            log.warning("gateway %r: frame for unknown channel %r dropped", self.name, key)
+            self._unknown(key, 1)
             return False
+        with channel.lock:
+            return self._one(channel, frame, True)
+
+    def deliver_many(self, key: str | Routing, frames: Sequence[Frame]) -> int:
+        """:meth:`deliver` for several frames of one channel, in order, waking the channel's
+        readers once at the end (one notification per batch, not per frame); returns how many
+        were published. Each frame is counted as :meth:`deliver` counts it."""
+        channel = self._resolve(key)
+        if channel is None:
+            self._unknown(key, len(frames))
+            return 0
+        published = 0
+        with channel.lock:
+            for frame in frames:
+                published += self._one(channel, frame, False)
+            if published and not channel.closed:
+                channel.publisher.notify()
+        return published
+
+    def _unknown(self, key: object, n: int) -> None:
+        self.counts.drop("unknown_channel", None, n)
+        log.warning("gateway %r: %d frame(s) for unknown channel %r dropped", self.name, n, key)
+
+    def _one(self, channel: _Channel, frame: Frame, notify: bool) -> bool:
+        """Publish (or count) one frame (under the channel's lock)."""
         counts = channel.counts
         try:
-            with channel.lock:
-                if self.paused:
-                    self._skip(channel, frame, "paused")
-                    return False
-                if channel.closed:
-                    self._skip(channel, frame, "down")
-                    return False
-                if channel.envelope:
-                    self._publish_envelope(channel, frame)
-                else:
-                    self._publish_wrapped(channel, frame)
-                counts.values[counts.i_forwarded] += 1  # its one writer: under the lock
+            if self.paused:
+                self._skip(channel, frame, "paused")
+                return False
+            if channel.closed:
+                self._skip(channel, frame, "down")
+                return False
+            if channel.envelope:
+                self._publish_envelope(channel, frame, notify)
+            else:
+                self._publish_wrapped(channel, frame, notify)
+            counts.values[counts.i_forwarded] += 1  # its one writer: under the lock
             return True
         except EnvelopeError as exc:
             self.counts.drop("malformed", counts)
             log.warning("gateway %r: %r: malformed frame dropped: %s", self.name,
                         channel.descriptor.name, str(exc))
-            return False
         except PayloadError as exc:  # larger than the channel allows
             self.counts.drop("too_large", counts)
             log.warning("gateway %r: %r: %s", self.name, channel.descriptor.name, str(exc))
-            return False
         except TransportError as exc:
             self.counts.drop("publish_error", counts)
             log.warning("gateway %r: publishing %r failed: %s", self.name,
                         channel.descriptor.name, str(exc))
-            return False
         except Exception:
             self.counts.drop("internal_error", counts)
             log.exception("gateway %r: inbound frame for %r failed", self.name,
                           channel.descriptor.name)
-            return False
+        return False
 
     def _track(self, channel: _Channel, seq: int) -> None:
         """Follow the link sequence (under the channel's lock): a jump is a gap, less the
@@ -225,7 +256,7 @@ class InboundSink:
             return
         self._track(channel, fields[_SEQUENCE])
 
-    def _publish_envelope(self, channel: _Channel, frame: Frame) -> None:
+    def _publish_envelope(self, channel: _Channel, frame: Frame, notify: bool = True) -> None:
         try:  # the bytes crossed a link: every check, the CRC included
             size, link_seq = _frame_size(frame, self.malformed, True)
         except EnvelopeError:
@@ -237,7 +268,8 @@ class InboundSink:
         # (small frames; a ctypes call costs more than these slices)
         pub = channel.publisher
         try:
-            pub.send_copy(raw[:_SEQ_AT] + _pack_sequence(seq) + raw[_SEQ_END:size])
+            pub.send_copy(raw[:_SEQ_AT] + _pack_sequence(seq) + raw[_SEQ_END:size],
+                          notify=notify)
         finally:
             # the link sequence is followed right after the publish (or its failure, which the
             # caller counts): a kill -9 before it leaves this frame to the next incarnation as
@@ -252,7 +284,7 @@ class InboundSink:
         channel.sequence = seq
         self._published(channel, pub)
 
-    def _publish_wrapped(self, channel: _Channel, frame: Frame) -> None:
+    def _publish_wrapped(self, channel: _Channel, frame: Frame, notify: bool = True) -> None:
         src = memoryview(frame).cast("B")
         size = src.nbytes
         seq = channel.sequence + 1
@@ -266,7 +298,7 @@ class InboundSink:
         except BaseException:
             pub.discard(sample, view)
             raise
-        pub.commit(sample, view)
+        pub.commit(sample, view, notify=notify)
         channel.sequence = seq
         self._published(channel, pub)
 
