@@ -41,10 +41,19 @@ class Wakeable:
     def wait(self, timeout: float | None = None) -> int:
         """Block until a wake-up arrives or ``timeout`` seconds pass, consuming the pending
         wake-ups. Returns the number of distinct event ids that fired (0 on timeout; a port
-        uses one id, so 1 when woken). The GIL is released while waiting."""
-        if timeout is None:
-            return len(self._listener.blocking_wait())
-        return len(self._listener.timed_wait(iox.Duration.from_secs_f64(timeout)))
+        uses one id, so 1 when woken). The GIL is released while waiting.
+
+        A signal that interrupts the wait (EINTR: SIGCHLD, a profiler attaching) returns 0
+        early, as a spurious wake-up: Python's signal handlers run, and callers that wait for
+        data loop until their own deadline. Never raises for it."""
+        try:
+            if timeout is None:
+                return len(self._listener.blocking_wait())
+            return len(self._listener.timed_wait(iox.Duration.from_secs_f64(timeout)))
+        except iox.ListenerWaitError as exc:
+            if "Interrupt" in str(exc):
+                return 0
+            raise
 
 
 class Notifier:

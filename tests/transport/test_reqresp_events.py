@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
+import threading
+import time
 
 import pytest
 from iox_procs import serve
+from taktora.connectors import ChannelDescriptor, ChannelReader, ChannelWriter, Direction
 from taktora.transport import (
     BytesPayload,
     EventSpec,
@@ -95,3 +99,36 @@ def test_request_response_across_processes(node: Node, iox_prefix: str) -> None:
         if child.is_alive():
             child.kill()
             child.join()
+
+
+@pytest.mark.req("REQ_0111")
+def test_a_signal_during_a_wait_is_a_spurious_wakeup(node: Node) -> None:
+    d = ChannelDescriptor("t/sig", Direction.INBOUND, codec="json")
+    reader: ChannelReader[object] = ChannelReader(node, d)
+    writer: ChannelWriter[object] = ChannelWriter(node, d)
+    result: list[object] = []
+    waiting = threading.Event()
+
+    def wait() -> None:
+        waiting.set()
+        try:
+            got = reader.recv(30.0)
+            result.append(got.value if got is not None else None)
+        except BaseException as exc:  # what the fix prevents: ListenerWaitError(InterruptSignal)
+            result.append(exc)
+
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)
+    try:
+        thread = threading.Thread(target=wait, daemon=True)
+        thread.start()
+        waiting.wait(5)
+        for _ in range(5):  # interrupt the waiting thread's system call, several times
+            time.sleep(0.02)
+            assert thread.ident is not None
+            signal.pthread_kill(thread.ident, signal.SIGUSR1)
+        assert not result  # still waiting: no exception, no early None
+        writer.send("after the signals")
+        thread.join(10)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert result == ["after the signals"]
