@@ -22,7 +22,10 @@ thread of this process, so the cases compare directly:
   the app and the echo thread stay in this process: app -> Queue -> bridge L -> UDP -> bridge
   R -> Queue -> echo -> Queue -> bridge R -> UDP -> bridge L -> Queue -> app;
 - ``gateway_udp_mp_64B``: as gateway_udp_64B, the two gateways on the multi-process actor
-  base (each Gateway actor, with its data-plane threads, in a process of its own).
+  base (each Gateway actor, with its data-plane threads, in a process of its own);
+- ``floor_udp_mp_64B``: the floor in that topology: each side's bridge-out and bridge-in
+  threads in a process of its own, app and echo here (the least the multi-process design can
+  cost: ``gateway_udp_mp / floor_udp_mp`` is what taktora adds there).
 
 Pipelined cases (``floor_udp_pipelined_64B``, ``gateway_udp_pipelined_64B``): the same links
 with ``WINDOW`` messages in flight; ``msgs_per_s`` = echoes received / time to the last one,
@@ -352,10 +355,10 @@ def _bridge_in(name: str, service: str, sock: socket.socket, stop: _floor.Stop,
         _floor.close_all(ports)
 
 
-def _floor_echo(stop: _floor.Stop, ready: threading.Barrier) -> None:
-    ports: list[Any] = [_floor.node("floor-echo")]
-    sub = _floor.Sub(ports[0], "floor/ping.in")
-    pub = _floor.Pub(ports[0], "floor/pong.out", SIZE)
+def _floor_echo(stop: _floor.Stop, ready: threading.Barrier, root: str = "floor") -> None:
+    ports: list[Any] = [_floor.node(f"{root}-echo")]
+    sub = _floor.Sub(ports[0], f"{root}/ping.in")
+    pub = _floor.Pub(ports[0], f"{root}/pong.out", SIZE)
     waiter = _floor.Waiter([sub], stop)
     ports += [sub, pub, waiter]
     send = pub.send_from
@@ -406,6 +409,75 @@ def floor_udp() -> Iterator[Link]:
         stop.close()
         for s in (l_in, r_in, l_out, r_out):
             s.close()
+
+
+def floor_side_main(side: str, in_port: int, out_dest: tuple[str, int], out_service: str,
+                    in_service: str, ready: Any, stop: Any) -> None:
+    """One side of ``floor_udp_mp``: a process with that side's bridge-out and bridge-in
+    threads (the floor's code), as a gateway process holds its outbound and receive threads."""
+    sock_in, sock_out = udp_socket(in_port), udp_socket()
+    halt = _floor.Stop()
+    started = threading.Barrier(3, timeout=30)
+    threads = [threading.Thread(target=_bridge_out, args=(f"floormp-{side}-out", out_service,
+                                                          sock_out, out_dest, halt, started)),
+               threading.Thread(target=_bridge_in, args=(f"floormp-{side}-in", in_service,
+                                                         sock_in, halt, started))]
+    for t in threads:
+        t.start()
+    started.wait()
+    ready.set()
+    stop.wait()
+    halt.set()
+    for t in threads:
+        t.join(5)
+    halt.close()
+    sock_in.close()
+    sock_out.close()
+
+
+@contextlib.contextmanager
+def floor_udp_mp() -> Iterator[Link]:
+    """The floor with each side's two bridge threads in a process of its own (the topology of
+    ``gateway_udp_mp_64B``: app and echo here, one process per side)."""
+    p_left_in, p_right_in = free_udp_port(), free_udp_port()
+    stop = SPAWN.Event()
+    readies = [SPAWN.Event(), SPAWN.Event()]
+    procs = [SPAWN.Process(target=floor_side_main, name="floormp-left", daemon=True, args=(
+                 "left", p_left_in, ("127.0.0.1", p_right_in), "floormp/ping.out",
+                 "floormp/pong.in", readies[0], stop)),
+             SPAWN.Process(target=floor_side_main, name="floormp-right", daemon=True, args=(
+                 "right", p_right_in, ("127.0.0.1", p_left_in), "floormp/pong.out",
+                 "floormp/ping.in", readies[1], stop))]
+    halt = _floor.Stop()
+    echo_ready = threading.Barrier(2, timeout=30)
+    echo = threading.Thread(target=_floor_echo, args=(halt, echo_ready, "floormp"))
+    ports: list[Any] = [_floor.node("floormp-app")]
+    try:
+        for p in procs:
+            p.start()
+        for r in readies:
+            if not r.wait(60):
+                raise RuntimeError("floor process did not start")
+        echo.start()
+        echo_ready.wait()
+        pub = _floor.Pub(ports[0], "floormp/ping.out", SIZE)
+        sub = _floor.Sub(ports[0], "floormp/pong.in")
+        waiter = _floor.Waiter([sub])
+        ports += [pub, sub, waiter]
+        time.sleep(0.3)  # every port connected
+        yield Link(pub.send, lambda timeout: _floor.recv(sub, waiter, timeout),
+                   tuple(p.pid for p in procs if p.pid))
+    finally:
+        stop.set()
+        halt.set()
+        echo.join(2)
+        for p in procs:
+            p.join(5)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        _floor.close_all(ports)
+        halt.close()
 
 
 # ---- the peer: bridge processes fed by multiprocessing.Queue ------------------------------
@@ -554,8 +626,8 @@ def main() -> None:
                        "floor_udp_64B": floor_udp, "gateway_udp_64B": gateway_udp}, n,
                       {"floor_udp_64B": "floor_udp_pipelined_64B",
                        "gateway_udp_64B": "gateway_udp_pipelined_64B"}, n_pipe)
-    results += measure({"mp_bridge_udp_64B": mp_bridge_udp, "gateway_udp_mp_64B": gateway_udp_mp},
-                       n)
+    results += measure({"mp_bridge_udp_64B": mp_bridge_udp, "floor_udp_mp_64B": floor_udp_mp,
+                        "gateway_udp_mp_64B": gateway_udp_mp}, n)
     pipe = {r["case"]: r for r in results if "lost" in r}
     ratios = {
         "gateway_udp/floor_udp p50": _bench.target(results, "gateway_udp_64B", "floor_udp_64B",
@@ -566,6 +638,10 @@ def main() -> None:
         "pipelined lost (must be 0)": {c: r["lost"] for c, r in pipe.items()},
         "gateway_udp_mp/mp_bridge_udp p50": _bench.target(results, "gateway_udp_mp_64B",
                                                           "mp_bridge_udp_64B", "<=", 0.5),
+        "gateway_udp_mp/floor_udp_mp p50": _bench.ratio(results, "gateway_udp_mp_64B",
+                                                        "floor_udp_mp_64B"),
+        "floor_udp_mp/mp_bridge_udp p50": _bench.ratio(results, "floor_udp_mp_64B",
+                                                       "mp_bridge_udp_64B"),
         "gateway_udp/mp_bridge_udp p50": _bench.ratio(results, "gateway_udp_64B",
                                                       "mp_bridge_udp_64B"),
         "floor_udp/udp_raw p50": _bench.ratio(results, "floor_udp_64B", "udp_raw_64B"),
