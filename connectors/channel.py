@@ -30,6 +30,7 @@ thread. Neither ever goes through an actor mailbox.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import zlib
@@ -67,6 +68,7 @@ larger frames are written and read in place."""
 _pack_header = envelope.HEADER.pack
 _MAGIC, _VERSION, _FLAG_CRC = envelope.MAGIC, envelope.VERSION, envelope.FLAG_CRC
 _time_ns = time.time_ns
+_CODEC_ID, _SEQUENCE = 4, 8  # indices of envelope.split()'s header fields
 
 
 def resolve_codec(descriptor: ChannelDescriptor, codec: Codec[Any] | None,
@@ -134,10 +136,19 @@ class ReaderStats:
 
 @attrs.frozen
 class Received(Generic[T]):
-    """One decoded value with the envelope header it came in (sequence, timestamp, codec)."""
+    """One decoded value with the envelope header it came in (sequence, timestamp, codec).
+
+    ``fields`` are the header's raw fields (:data:`taktora.transport.envelope.HEADER` order);
+    :attr:`header` is built from them on first access (most consumers read only ``value``,
+    and building it costs about as much as checking the envelope)."""
 
     value: T
-    header: EnvelopeHeader
+    fields: tuple[Any, ...] = attrs.field(repr=False)
+
+    @functools.cached_property
+    def header(self) -> EnvelopeHeader:
+        """The envelope header this value came in."""
+        return envelope.header_of(self.fields)
 
 
 class ChannelWriter(Generic[T]):
@@ -355,7 +366,7 @@ class ChannelReader(Generic[T]):
         self._received += 1
         error: Exception | None = None
         try:
-            header, payload = envelope.decode(data, self._counters, self.verify_crc)
+            fields, payload = envelope.split(data, self._counters, self.verify_crc)
         except EnvelopeError as exc:
             error = EnvelopeError(f"channel {self._name!r}: {exc}")
         if error is not None:
@@ -364,8 +375,8 @@ class ChannelReader(Generic[T]):
                 raise error
             return None
         try:
-            if header.codec_id != self._codec_id:
-                raise CodecError(f"envelope codec id {header.codec_id} is not this reader's "
+            if fields[_CODEC_ID] != self._codec_id:
+                raise CodecError(f"envelope codec id {fields[_CODEC_ID]} is not this reader's "
                                  f"{self._codec_id}")
             value = decode_for(self.codec, payload, self._name)
         except CodecError as exc:
@@ -374,12 +385,12 @@ class ChannelReader(Generic[T]):
         if error is not None:
             del payload
             self._decode_errors += 1
-            log.warning("dropped seq %d: %s", header.sequence, str(error))
+            log.warning("dropped seq %d: %s", fields[_SEQUENCE], str(error))
             if self.strict:
                 raise error
             return None
         self._delivered += 1
-        return Received(value, header)
+        return Received(value, fields)
 
     def stats(self) -> ReaderStats:
         """A snapshot of the counters (any thread). ``gaps`` / ``lost`` are the transport

@@ -238,8 +238,13 @@ def decode(buf: Any, counters: EnvelopeCounters | None = None,
 
     Raises EnvelopeError (and counts the cause in ``counters``) on any malformation.
     """
+    fields, payload = split(buf, counters, verify_crc)
+    return header_of(fields), payload
+
+
+def header_of(fields: tuple[Any, ...]) -> EnvelopeHeader:
+    """The :class:`EnvelopeHeader` of the raw header fields :func:`split` returned."""
     (_magic, version, flags, header_len, codec_id, kind, _r0, payload_len, sequence,
-     timestamp_ns, correlation_id, crc, _r1), payload = split(buf, counters, verify_crc)
-    header = EnvelopeHeader(codec_id, payload_len, sequence, timestamp_ns, correlation_id, kind,
-                            flags, crc, version, header_len)
-    return header, payload
+     timestamp_ns, correlation_id, crc, _r1) = fields
+    return EnvelopeHeader(codec_id, payload_len, sequence, timestamp_ns, correlation_id, kind,
+                          flags, crc, version, header_len)
