@@ -11,7 +11,9 @@ connected connector (or to the handler of a connector that drains its channels i
 frame: one receive, the header's sanity checks (no CRC: the bytes never left shared memory),
 the outcome counted with the writer's sequence stored next to it, then the send. Envelope
 channels take the sample as one private copy (the renumbered envelope is a new frame anyway);
-payload channels hand the connector a read-only view of shared memory (no copy). See the
+payload channels hand the connector a read-only view: of a private copy for small frames (at
+most ``SMALL_FRAME`` bytes: cheaper than a view of shared memory), of shared memory itself
+for larger ones (no copy). See the
 dispatcher's module docstring for the threads and the loss accounting.
 """
 
@@ -26,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import iceoryx2 as iox
+from taktora.connectors.channel import SMALL_FRAME
 from taktora.connectors.connector import Connector
 from taktora.connectors.context import Frame
 from taktora.connectors.errors import ConnectorError, LinkDownError
@@ -53,7 +56,7 @@ class OutboundChannel:
     it follows (publisher id -> slot of the writer's last sequence in the counter block)."""
 
     __slots__ = ("counts", "descriptor", "envelope", "ids", "lock", "overflow_base", "seqs",
-                 "sub", "writers")
+                 "small", "sub", "writers")
 
     def __init__(self, descriptor: ChannelDescriptor, sub: Subscriber, counts: ChannelCounts,
                  storage: Storage) -> None:
@@ -65,6 +68,7 @@ class OutboundChannel:
         self.overflow_base = counts.overflow  # what earlier incarnations' queues lost
         self.envelope = True  # the connector's Connector.envelope_on(descriptor), at connect
         self.lock = threading.Lock()  # one drainer at a time (thread, or a taking connector)
+        self.small = descriptor.max_frame <= SMALL_FRAME and not descriptor.growable
 
     def adopt_writer(self, publisher: int, sequence: int, counts: Counts) -> int:
         """The block slot of ``publisher``'s last sequence (outbound thread). A writer an
@@ -228,8 +232,9 @@ class Outbound:
         channel's lock)."""
         n = 0
         with out.lock:
-            if out.envelope:
+            if out.envelope or out.small:  # one private copy (see the module docstring)
                 receive = out.sub.receive_bytes
+                forward = self._forward_envelope if out.envelope else self._forward_payload
                 while not self.stopping:
                     try:
                         got = receive()
@@ -244,7 +249,7 @@ class Outbound:
                     if slot is None:  # a writer this incarnation has not seen yet
                         slot = out.adopt_writer(publisher, taken, self.counts)
                     try:
-                        self._forward_envelope(out, data, slot, taken, handler)
+                        forward(out, data, slot, taken, handler)
                     except Exception:
                         self._internal(out, (slot, taken), "forwarding")
                 return n
@@ -303,9 +308,10 @@ class Outbound:
             frame = data[:_SEQ_AT] + _pack_sequence(link_seq) + data[_SEQ_END:size]
             self._send(out, conn, handler, frame, slot, taken, link_seq)
 
-    def _forward_payload(self, out: OutboundChannel, data: memoryview, slot: int, taken: int,
-                         handler: Handler | None) -> None:
-        """A payload channel's frame: the payload, a read-only view of shared memory."""
+    def _forward_payload(self, out: OutboundChannel, data: bytes | memoryview, slot: int,
+                         taken: int, handler: Handler | None) -> None:
+        """A payload channel's frame: the payload, a read-only view (of shared memory, or of
+        the private copy of a small frame)."""
         if self.paused:
             self._skip(out, slot, taken, "paused")
             return

@@ -39,9 +39,11 @@ from __future__ import annotations
 import logging
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Sequence
 
+from taktora.connectors.channel import SMALL_FRAME
 from taktora.connectors.codecs import CodecRegistry, codec_id_for
 from taktora.connectors.connector import Connector
 from taktora.connectors.context import ConnectorContext, Deliver, DeliverMany, Frame
@@ -65,6 +67,9 @@ log = logging.getLogger("taktora.connectors.gateway.dispatcher")
 _HEADER_LEN, _PAYLOAD_LEN, _SEQUENCE = 3, 7, 8
 _pack_sequence = struct.Struct("<Q").pack
 _frame_size = envelope.frame_size
+_pack_header = envelope.HEADER.pack
+_MAGIC, _VERSION, _FLAG_CRC = envelope.MAGIC, envelope.VERSION, envelope.FLAG_CRC
+_time_ns = time.time_ns
 _SEQ_AT, _SEQ_END = envelope.SEQUENCE_OFFSET, envelope.SEQUENCE_OFFSET + 8
 
 
@@ -285,14 +290,25 @@ class InboundSink:
         self._published(channel, pub)
 
     def _publish_wrapped(self, channel: _Channel, frame: Frame, notify: bool = True) -> None:
-        src = memoryview(frame).cast("B")
-        size = src.nbytes
         seq = channel.sequence + 1
         pub = channel.publisher
+        crc_on = channel.descriptor.crc
+        kind = type(frame)
+        if (kind is bytes or kind is bytearray) and len(frame) <= SMALL_FRAME:  # one copy
+            size = len(frame)
+            pub.send_copy(_pack_header(_MAGIC, _VERSION, _FLAG_CRC if crc_on else 0, HEADER_SIZE,
+                                       channel.codec_id, 0, 0, size, seq, _time_ns(), 0,
+                                       zlib.crc32(frame) if crc_on else 0, 0) + frame,
+                          notify=notify)
+            channel.sequence = seq
+            self._published(channel, pub)
+            return
+        src = memoryview(frame).cast("B")
+        size = src.nbytes
         sample, view = pub.loan_bytes(HEADER_SIZE + size)
         try:
             view[HEADER_SIZE:] = src
-            crc = zlib.crc32(src) if channel.descriptor.crc else None
+            crc = zlib.crc32(src) if crc_on else None
             envelope.pack_header(view, codec_id=channel.codec_id, payload_len=size, sequence=seq,
                                  crc32=crc)
         except BaseException:
