@@ -60,10 +60,11 @@ CASES: dict[str, tuple[str, int]] = {
     "mp_queue_1MiB": ("queue", MIB),
     "taktora_spin_64B": ("tk_spin", 64),
 }
-# (numerator, denominator, comparison, target) on p50
+# (numerator, denominator, comparison, target) on p50; the first two are the data-plane
+# issue's (the wrapper adds at most 5 % to raw iceoryx2; 4 MiB costs at most 20 % more than 64 B)
 TARGETS = [
-    ("taktora_64B", "iox_raw_64B", "<=", 1.15),
-    ("taktora_4MiB", "taktora_64B", "<=", 1.5),
+    ("taktora_64B", "iox_raw_64B", "<=", 1.05),
+    ("taktora_4MiB", "taktora_64B", "<=", 1.2),
     ("mp_pipe_1MiB", "taktora_1MiB", ">=", 10.0),
     ("taktora_spin_64B", "mp_pipe_64B", "<=", 1.0),
 ]
