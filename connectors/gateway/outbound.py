@@ -230,50 +230,50 @@ class Outbound:
         queued on ``out``; returns how many frames were taken. The outbound thread, or the
         loop of a connector that drains its channels itself (one drainer at a time: the
         channel's lock)."""
+        if out.envelope or out.small:  # one private copy (see the module docstring)
+            receive: Callable[[], tuple[Any, int, int] | None] = out.sub.receive_bytes
+            forward: Callable[[OutboundChannel, Any, int, int, Handler | None], None] = (
+                self._forward_envelope if out.envelope else self._forward_payload)
+        else:
+            receive, forward = self._receive_sample(out), self._forward_sample
         n = 0
         with out.lock:
-            if out.envelope or out.small:  # one private copy (see the module docstring)
-                receive = out.sub.receive_bytes
-                forward = self._forward_envelope if out.envelope else self._forward_payload
-                while not self.stopping:
-                    try:
-                        got = receive()
-                    except Exception:
-                        self._internal(out, None, "receiving")
-                        return n
-                    if got is None:
-                        return n
-                    n += 1
-                    data, publisher, taken = got
-                    slot = out.writers.get(publisher)
-                    if slot is None:  # a writer this incarnation has not seen yet
-                        slot = out.adopt_writer(publisher, taken, self.counts)
-                    try:
-                        forward(out, data, slot, taken, handler)
-                    except Exception:
-                        self._internal(out, (slot, taken), "forwarding")
-                return n
-            receive_sample = out.sub.receive
             while not self.stopping:
                 try:
-                    sample = receive_sample()
+                    got = receive()
                 except Exception:
                     self._internal(out, None, "receiving")
                     return n
-                if sample is None:
+                if got is None:
                     return n
                 n += 1
-                taken = sample.sequence
-                slot = out.writers.get(sample.publisher)
-                if slot is None:
-                    slot = out.adopt_writer(sample.publisher, taken, self.counts)
+                data, publisher, taken = got
+                slot = out.writers.get(publisher)
+                if slot is None:  # a writer this incarnation has not seen yet
+                    slot = out.adopt_writer(publisher, taken, self.counts)
                 try:
-                    self._forward_payload(out, sample.payload, slot, taken, handler)
+                    forward(out, data, slot, taken, handler)
                 except Exception:
                     self._internal(out, (slot, taken), "forwarding")
-                finally:
-                    sample.release()
         return n
+
+    @staticmethod
+    def _receive_sample(out: OutboundChannel) -> Callable[[], tuple[Any, int, int] | None]:
+        """``receive`` for large payload frames: the sample itself (read in place)."""
+        receive = out.sub.receive
+
+        def take() -> tuple[Any, int, int] | None:
+            sample = receive()
+            return None if sample is None else (sample, sample.publisher, sample.sequence)
+
+        return take
+
+    def _forward_sample(self, out: OutboundChannel, sample: Any, slot: int, taken: int,
+                        handler: Handler | None) -> None:
+        try:
+            self._forward_payload(out, sample.payload, slot, taken, handler)
+        finally:
+            sample.release()
 
     def _internal(self, out: OutboundChannel, taken: tuple[int, int] | None, what: str) -> None:
         self.counts.drop("internal_error", out.counts)
