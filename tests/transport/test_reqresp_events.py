@@ -101,7 +101,7 @@ def test_request_response_across_processes(node: Node, iox_prefix: str) -> None:
             child.join()
 
 
-@pytest.mark.req("REQ_0111")
+@pytest.mark.req("REQ_0114")
 def test_a_signal_during_a_wait_is_a_spurious_wakeup(node: Node) -> None:
     d = ChannelDescriptor("t/sig", Direction.INBOUND, codec="json")
     reader: ChannelReader[object] = ChannelReader(node, d)
