@@ -47,8 +47,11 @@ from taktora.connectors.context import ConnectorContext, Frame
 from taktora.connectors.errors import CodecError, LinkDownError
 from taktora.connectors.model import ChannelDescriptor, Direction, FrozenMap
 from taktora.connectors.mqtt.errors import MqttError
+from taktora.connectors.mqtt.inflight import InFlight
 from taktora.connectors.mqtt.messages import MqttMessage
-from taktora.connectors.mqtt.settings import MqttSettings, Route, route_of
+from taktora.connectors.mqtt.paho_client import Client
+from taktora.connectors.mqtt.requests import Requests
+from taktora.connectors.mqtt.settings import MqttSettings, Route, check_protocol, route_of
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +109,15 @@ class MqttConnector(Connector):
     @classmethod
     def check_channel(cls, settings: Any, descriptor: ChannelDescriptor) -> None:
         """Routing kind ``mqtt``, a topic (a filter for INBOUND), ``qos`` 0..2, ``retain`` a
-        bool on OUTBOUND channels only (MqttSettingsError naming the channel)."""
-        route_of(descriptor)
+        bool on OUTBOUND channels only, request/response roles only with MQTT 5
+        (MqttSettingsError naming the channel)."""
+        check_protocol(settings, route_of(descriptor))
+
+    def envelope_on(self, descriptor: ChannelDescriptor) -> bool:
+        """Whole envelopes on request/response channels (kind and correlation id), payloads
+        on data channels (owner's thread, at each connect)."""
+        routing = descriptor.routing
+        return routing.kind == "mqtt" and routing.option("role", None) is not None
 
     def __init__(self, settings: MqttSettings | None = None, *, name: str = "mqtt") -> None:
         self.name = name
@@ -118,15 +128,15 @@ class MqttConnector(Connector):
         self._client: mqtt.Client | None = None
         self._out: dict[str, Route] = {}
         self._in: tuple[Route, ...] = ()
+        self._rr: Requests | None = None  # request/response endpoints (kept across reconnects)
+        self._sub_topics: tuple[str, ...] = ()  # what each connect subscribes, in order
         self._codecs: dict[str, Codec[Any] | None] = {}
         self._wrappers: dict[str, Codec[Any]] = {}
         self._props: dict[str, Properties | None] = {}
         self._in_cells: dict[str, Cell] = {}
         self._out_cells: dict[str, Cell] = {}  # written by the outbound thread only
         self._matches: dict[str, tuple[tuple[Route, Cell, Codec[Any] | None], ...]] = {}
-        self._pending: dict[int, Route] = {}  # mid -> route: published, not yet completed
-        self._unacked = 0  # QoS >= 1 among _pending
-        self._early: set[int] = set()  # completed before send() registered them
+        self._inflight = InFlight()  # published, not yet completed
         self._connected = threading.Event()
         self._ready = threading.Event()
         self._refused: str | None = None
@@ -147,15 +157,24 @@ class MqttConnector(Connector):
         connection is closed again then."""
         if self._open:
             raise MqttError(f"mqtt {self.name!r} is already open")
+        s = self.settings
         routes = [route_of(d) for d in ctx.channels]
+        for r in routes:
+            check_protocol(s, r)
+        requests = [r for r in routes if r.role is not None]
+        routes = [r for r in routes if r.role is None]
         self._out = {r.channel: r for r in routes if r.direction is Direction.OUTBOUND}
         self._in = tuple(r for r in routes if r.direction is Direction.INBOUND)
+        if requests or self._rr is not None:
+            self._rr = self._rr or Requests(self.name, self.counts, self._publish)
+            self._rr.configure(requests, ctx.channels, s, s.client_id or self.name, ctx)
         self._codecs = {d.name: self._checker(d.codec) for d in ctx.inbound}
         # with_topic channels: their codec encodes the MqttMessage the connector delivers
         self._wrappers = {r.channel: default_registry.by_name(
             next(d.codec for d in ctx.inbound if d.name == r.channel))
             for r in self._in if r.with_topic}
-        self._props = {d.name: self._publish_properties(d, self._out[d.name]) for d in ctx.outbound}
+        self._props = {d.name: self._publish_properties(d, self._out[d.name])
+                       for d in ctx.outbound if d.name in self._out}
         self._in_cells = {r.channel: self._in_cells.get(r.channel) or Cell() for r in self._in}
         self._matches = {}
         self._ctx = ctx
@@ -166,7 +185,15 @@ class MqttConnector(Connector):
         ctx.report(C, f"connecting to {self.settings.host}:{self.settings.port}")
         client = self._client or self._new_client()
         self._client = client
-        s = self.settings
+        # all QoS 0: no on_publish, whose per-message ReasonCode and Properties cost as much as
+        # the rest of paho's write (inflight.py)
+        qos0 = all(r.qos == 0 for r in routes + requests if r.direction is Direction.OUTBOUND)
+        self._inflight.watch_qos0 = qos0
+        client.on_publish = None if qos0 else self._on_publish
+        rr_subs = self._rr.subscriptions() if self._rr is not None else []
+        for topic, _, callback in rr_subs:  # paho routes these filters to their own callbacks
+            client.message_callback_add(topic, callback)
+        self._sub_topics = tuple(r.topic for r in self._in) + tuple(t for t, _, _ in rr_subs)
         try:
             client.connect(s.host, s.port, keepalive=s.keepalive_s, **self._connect_options())
         except ssl.SSLError as exc:
@@ -183,6 +210,8 @@ class MqttConnector(Connector):
                 why += " (a TLS broker may require a client certificate: set tls_cert and tls_key)"
             self.close()
             raise MqttError(f"mqtt {self.name!r}: {s.host}:{s.port}: {why}")
+        if self._rr is not None:
+            self._rr.start()
         self._report_level(force=True)
 
     def close(self) -> None:
@@ -198,14 +227,16 @@ class MqttConnector(Connector):
         finally:
             client.loop_stop()
             self._open = False
+            if self._rr is not None:
+                self._rr.stop()
 
     def _new_client(self) -> mqtt.Client:
         s = self.settings
         v5 = s.protocol == "5"
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id or self.name,
-                             clean_session=None if v5 else s.clean_start,
-                             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-                             reconnect_on_failure=False)
+        client = Client(CallbackAPIVersion.VERSION2, client_id=s.client_id or self.name,
+                        clean_session=None if v5 else s.clean_start,
+                        protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+                        reconnect_on_failure=False)
         client.max_inflight_messages_set(s.max_inflight)
         client.max_queued_messages_set(s.max_queue)
         self._paho_max_queue = s.max_queue  # fixed for this client (see configure)
@@ -221,7 +252,6 @@ class MqttConnector(Connector):
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
-        client.on_publish = self._on_publish
         client.on_disconnect = self._on_disconnect
         return client
 
@@ -236,11 +266,14 @@ class MqttConnector(Connector):
     def _subscriptions(self) -> list[tuple[str, Any]]:
         """Every inbound filter with its QoS. MQTT 5: retained messages only for a new
         subscription, so re-subscribing on a resumed session does not replay them."""
+        subs: list[tuple[str, Any]] = [(r.topic, r.qos) for r in self._in]
+        if self._rr is not None:
+            subs += [(topic, qos) for topic, qos, _ in self._rr.subscriptions()]
         if self.settings.protocol != "5":
-            return [(r.topic, r.qos) for r in self._in]
-        return [(r.topic, SubscribeOptions(qos=r.qos,
-                                           retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB))
-                for r in self._in]
+            return subs
+        return [(topic, SubscribeOptions(qos=qos,
+                                         retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB))
+                for topic, qos in subs]
 
     def _publish_properties(self, descriptor: ChannelDescriptor, route: Route) -> Properties | None:
         """MQTT 5 PUBLISH properties of an outbound channel, built once: the content type of
@@ -276,7 +309,7 @@ class MqttConnector(Connector):
             return
         self._events["connects"] += 1
         self._connected.set()
-        if not self._in:
+        if not self._sub_topics:
             self._ready.set()
             return
         rc, mid = client.subscribe(self._subscriptions())
@@ -289,7 +322,7 @@ class MqttConnector(Connector):
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any,
                       properties: Any) -> None:
         self._suback.discard(mid)
-        bad = [(r.topic, str(code)) for r, code in zip(self._in, reasons, strict=False)
+        bad = [(topic, str(code)) for topic, code in zip(self._sub_topics, reasons, strict=False)
                if code.is_failure]
         if bad:
             self._events["sub_refused"] += len(bad)
@@ -341,12 +374,7 @@ class MqttConnector(Connector):
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
-        with self._lock:
-            route = self._pending.pop(mid, None)
-            if route is None:
-                self._early.add(mid)  # send() has not registered it yet
-            elif route.qos:
-                self._unacked -= 1
+        route = self._inflight.complete(mid)
         if route is not None and getattr(reason, "is_failure", False):
             self.counts.add(route.topic, "dropped:refused")
         self._report_level()
@@ -355,10 +383,8 @@ class MqttConnector(Connector):
                        properties: Any) -> None:
         self._connected.clear()
         self._events["disconnects"] += 1
-        with self._lock:  # QoS 0 messages paho had not written are gone with the socket
-            lost = [mid for mid, r in self._pending.items() if r.qos == 0]
-            for mid in lost:
-                self.counts.add(self._pending.pop(mid).topic, "dropped:disconnected")
+        for route in self._inflight.disconnected():  # QoS 0 ones paho had not written
+            self.counts.add(route.topic, "dropped:disconnected")
         if not self._ready.is_set():
             self._refused = f"connection lost during the handshake: {reason}"
             self._ready.set()
@@ -368,48 +394,50 @@ class MqttConnector(Connector):
 
     # -- outbound (dispatcher's outbound thread) ----------------------------------------------
     def send(self, descriptor: ChannelDescriptor, frame: Frame) -> None:
-        """Publish ``frame`` (the raw payload) on the channel's topic with its QoS and retain.
+        """Publish ``frame`` (the raw payload) on the channel's topic with its QoS and retain;
+        on a request/response channel, ``frame`` is a whole envelope (``requests.py``).
 
         Raises LinkDownError while not connected (``dropped:link_down``), MqttError when the
         outbound queue is full (``dropped:queue_full``, the publish is refused) or paho refuses
         the publish, or for a channel that is not an open outbound channel."""
         route = self._out.get(descriptor.name)
-        client = self._client
-        if route is None or client is None:
+        if route is None:
+            rr = self._rr
+            if rr is not None and rr.handles(descriptor.name):
+                rr.send(descriptor, frame)
+                return
             raise MqttError(f"mqtt {self.name!r}: {descriptor.name!r} is not an open outbound "
                             "channel")
-        if not self._connected.is_set():
+        self._publish(route, route.topic, bytes(frame), self._props.get(route.channel))
+        cell = self._out_cells.get(route.channel)
+        if cell is None:
+            cell = self._out_cells[route.channel] = Cell()
+        cell.n += 1
+
+    def _publish(self, route: Route, topic: str, payload: bytes, props: Properties | None) -> None:
+        """Hand one PUBLISH to paho and track it until it completes (outbound thread). Raises
+        LinkDownError / MqttError and counts the cause under ``route.topic``."""
+        client = self._client
+        if client is None or not self._connected.is_set():
             self.counts.add(route.topic, "dropped:link_down")
             raise LinkDownError(f"mqtt {self.name!r}: not connected to the broker")
-        if len(self._pending) >= self.settings.max_queue:
+        if len(self._inflight) >= self.settings.max_queue:
             self.counts.add(route.topic, "dropped:queue_full")
             raise MqttError(f"mqtt {self.name!r}: outbound queue full ({self.settings.max_queue}"
                             " messages): publish refused")
-        # not under self._lock: paho calls on_publish holding its own message lock
-        info = client.publish(route.topic, bytes(frame), route.qos, route.retain,
-                              self._props.get(route.channel))
+        # not under a lock: paho calls on_publish holding its own message lock
+        info = client.publish(topic, payload, route.qos, route.retain, props)
         if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS or (
                 info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and route.qos):
-            # paho keeps a QoS >= 1 message queued across a reconnect
-            with self._lock:
-                if info.mid in self._early:  # completed before we got here
-                    self._early.discard(info.mid)
-                else:
-                    self._pending[info.mid] = route
-                    if route.qos:
-                        self._unacked += 1
+            self._inflight.add(info, route)  # paho keeps QoS >= 1 queued across a reconnect
         else:
             cause = ("link_down" if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN else
                      "queue_full" if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE else
                      "publish_error")
             self.counts.add(route.topic, f"dropped:{cause}")
             error = LinkDownError if cause == "link_down" else MqttError
-            raise error(f"mqtt {self.name!r}: publish on {route.topic!r} failed: "
+            raise error(f"mqtt {self.name!r}: publish on {topic!r} failed: "
                         f"{mqtt.error_string(info.rc)}")
-        cell = self._out_cells.get(route.channel)
-        if cell is None:
-            cell = self._out_cells[route.channel] = Cell()
-        cell.n += 1
         self._report_level()
 
     #: Settings :meth:`configure` applies to a running connection (the others need a new one).
@@ -440,12 +468,13 @@ class MqttConnector(Connector):
         if ctx is None or not self._connected.is_set():
             return
         s = self.settings
-        low = not self._degraded and len(self._pending) < s.high_water * s.max_queue and (
-            self._unacked < s.high_water * s.max_inflight)
+        inflight = self._inflight
+        low = not self._degraded and len(inflight) < s.high_water * s.max_queue and (
+            inflight.unacked < s.high_water * s.max_inflight)
         if low and not force:  # the common case, without the lock
             return
         with self._lock:
-            fill = max(len(self._pending) / s.max_queue, self._unacked / s.max_inflight)
+            fill = max(len(inflight) / s.max_queue, inflight.unacked / s.max_inflight)
             was = self._degraded
             if fill >= s.high_water:
                 self._degraded = True
@@ -467,7 +496,9 @@ class MqttConnector(Connector):
         """Per topic ``TOPIC|in``, ``TOPIC|out``, ``TOPIC|dropped:CAUSE`` (``link_down``,
         ``queue_full``, ``publish_error``, ``refused``, ``disconnected``, ``malformed``,
         ``not_delivered``, ``no_route``) and ``TOPIC|in_flight`` (published, not yet completed), plus
-        ``connects``, ``disconnects``, ``sub_refused``, ``queued`` and ``unacked``."""
+        ``connects``, ``disconnects``, ``sub_refused``, ``queued`` and ``unacked``; with
+        request/response channels also ``requests_waiting`` (published, no response yet) and
+        ``requests_served`` (delivered to the app, not yet answered)."""
         counts = self.counts.snapshot()
         cells = [(r.topic, "in", self._in_cells.get(r.channel)) for r in self._in]
         cells += [(r.topic, "out", self._out_cells.get(r.channel)) for r in self._out.values()]
@@ -475,11 +506,13 @@ class MqttConnector(Connector):
             if cell is not None and cell.n:
                 key = f"{topic}|{what}"
                 counts[key] = counts.get(key, 0) + cell.n
-        with self._lock:
-            for route in self._pending.values():
-                key = f"{route.topic}|in_flight"
-                counts[key] = counts.get(key, 0) + 1
-            counts["queued"] = len(self._pending)
-            counts["unacked"] = self._unacked
+        topics = self._inflight.topics()
+        for topic in topics:
+            key = f"{topic}|in_flight"
+            counts[key] = counts.get(key, 0) + 1
+        counts["queued"] = len(topics)
+        counts["unacked"] = self._inflight.unacked
+        if self._rr is not None:
+            counts["requests_waiting"], counts["requests_served"] = self._rr.in_flight()
         counts.update(self._events)
         return FrozenMap(counts)

@@ -26,6 +26,12 @@ CONNECT_TIMEOUT_MAX_S = 300.0
 QUEUE_MAX = 1_000_000
 INFLIGHT_MAX = 65_535
 TOPIC_MAX = 65_535  # bytes of UTF-8
+REQUEST_TIMEOUT_MAX_S = 3600.0
+REQUESTS_MAX = 1_000_000
+
+#: ``role`` routing option values of request/response channels (``connectors/mqtt/requests.py``)
+REQUESTER = "requester"
+RESPONDER = "responder"
 
 
 class Overflow(enum.Enum):
@@ -70,6 +76,13 @@ class MqttSettings:
       ``dropped:queue_full``). ``max_inflight``: QoS >= 1 messages unacknowledged at once
       (1 .. 65535, default 100). ``high_water``: fraction (0 < x <= 1, default 0.8) of either
       bound above which the connector reports Degraded; it reports Up again below half of it.
+    - Request/response routes (MQTT 5 only): ``request_timeout_s`` (> 0, at most 3600,
+      default 5): how long a request waits for its response, and how long an inbound request
+      waits for the app's answer (a route's ``timeout_s`` option overrides it);
+      ``response_prefix`` (default ``taktora/responses``, no wildcards): a requester route's
+      response topic is ``PREFIX/CLIENT_ID/REQUEST_TOPIC``; ``max_requests`` (1 .. 1000000,
+      default 1000): requests waiting for a response, and inbound requests waiting for an
+      answer, each at most (the next one is refused and counted).
     """
 
     host: str = attrs.field(default="127.0.0.1", validator=_v.string(nonempty=True))
@@ -92,6 +105,12 @@ class MqttSettings:
     overflow: Overflow = attrs.field(default=Overflow.DROP_NEWEST, validator=_v.instance(Overflow))
     max_inflight: int = attrs.field(default=100, validator=_v.int_range(1, INFLIGHT_MAX))
     high_water: float = attrs.field(default=0.8, validator=_v.number(gt=0, le=1))
+    request_timeout_s: float = attrs.field(default=5.0,
+                                           validator=_v.number(gt=0, le=REQUEST_TIMEOUT_MAX_S))
+    response_prefix: str = attrs.field(default="taktora/responses", validator=_v.predicate(
+        lambda v: isinstance(v, str) and _topic_problem(v, False) is None,
+        "a topic without wildcards"))
+    max_requests: int = attrs.field(default=1000, validator=_v.int_range(1, REQUESTS_MAX))
 
     def __attrs_post_init__(self) -> None:
         if self.password is not None and self.username is None:
@@ -114,7 +133,9 @@ class Route:
     """One channel's MQTT side: its topic (a filter with ``+``/``#`` for INBOUND), QoS 0..2,
     for OUTBOUND retain and the MQTT 5 message expiry in seconds (None: never expires), for
     INBOUND ``with_topic`` (deliver :class:`~taktora.connectors.mqtt.messages.MqttMessage`
-    values carrying the topic each message came on)."""
+    values carrying the topic each message came on); for request/response channels their
+    ``role`` (``requester`` / ``responder``; None: a data route) and ``timeout_s`` (None: the
+    settings' ``request_timeout_s``)."""
 
     channel: str
     direction: Direction
@@ -123,6 +144,8 @@ class Route:
     retain: bool
     expiry_s: int | None = None
     with_topic: bool = False
+    role: str | None = None
+    timeout_s: float | None = None
 
 
 def _topic_problem(topic: str, inbound: bool) -> str | None:
@@ -145,6 +168,10 @@ def _topic_problem(topic: str, inbound: bool) -> str | None:
     return None
 
 
+OPTIONS = ("qos", "retain", "expiry_s", "with_topic", "role", "timeout_s")
+"""The routing options an ``mqtt`` channel may set."""
+
+
 def route_of(descriptor: ChannelDescriptor) -> Route:
     """The :class:`Route` of a channel with an ``mqtt`` routing; MqttSettingsError naming the
     channel and the fix otherwise (pure; what ``check_channel`` runs at load)."""
@@ -154,13 +181,19 @@ def route_of(descriptor: ChannelDescriptor) -> Route:
         raise MqttSettingsError(f"{where}: routing kind {routing.kind!r} is not 'mqtt' (the MQTT "
                                 "connector serves mqtt routings only)")
     inbound = descriptor.direction is Direction.INBOUND
-    why = _topic_problem(routing.address, inbound)
+    unknown = sorted(set(routing.options) - set(OPTIONS))
+    if unknown:
+        raise MqttSettingsError(f"{where}: unknown routing option(s) {unknown} (known: "
+                                f"{', '.join(OPTIONS)})")
+    role = routing.option("role", None)
+    if role is not None and role not in (REQUESTER, RESPONDER):
+        raise MqttSettingsError(f"{where}: routing option role={role!r}: expected "
+                                f"{REQUESTER!r} or {RESPONDER!r}")
+    # a requester's two channels name the topic it publishes requests to; a responder's the
+    # filter it takes requests from (its outbound channel publishes to each response topic)
+    why = _topic_problem(routing.address, inbound if role is None else role == RESPONDER)
     if why is not None:
         raise MqttSettingsError(f"{where}: routing address {routing.address!r}: {why}")
-    unknown = sorted(set(routing.options) - {"qos", "retain", "expiry_s", "with_topic"})
-    if unknown:
-        raise MqttSettingsError(f"{where}: unknown routing option(s) {unknown} (known: qos, "
-                                "retain, expiry_s, with_topic)")
     with_topic = routing.option("with_topic", False)
     if not isinstance(with_topic, bool):
         raise MqttSettingsError(f"{where}: routing option with_topic={with_topic!r}: expected "
@@ -187,5 +220,40 @@ def route_of(descriptor: ChannelDescriptor) -> Route:
                 1 <= expiry <= SESSION_EXPIRY_MAX_S):
             raise MqttSettingsError(f"{where}: routing option expiry_s={expiry!r}: expected "
                                     f"an int in 1..{SESSION_EXPIRY_MAX_S} (seconds)")
+    timeout = routing.option("timeout_s", None)
+    if role is not None:
+        _check_request_route(where, descriptor, role, retain, with_topic, expiry)
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                    or not 0 < timeout <= REQUEST_TIMEOUT_MAX_S):
+            raise MqttSettingsError(f"{where}: routing option timeout_s={timeout!r}: expected a "
+                                    f"number of seconds in (0, {REQUEST_TIMEOUT_MAX_S:g}]")
+    elif timeout is not None:
+        raise MqttSettingsError(f"{where}: timeout_s applies to request/response channels only "
+                                f"(set role = {REQUESTER!r} or {RESPONDER!r})")
     return Route(descriptor.name, descriptor.direction, routing.address, qos, retain, expiry,
-                 with_topic)
+                 with_topic, None if role is None else str(role),
+                 None if timeout is None else float(timeout))
+
+
+def _check_request_route(where: str, descriptor: ChannelDescriptor, role: Any, retain: Any,
+                         with_topic: Any, expiry: Any) -> None:
+    if descriptor.codec != "raw":
+        raise MqttSettingsError(f"{where}: a request/response channel carries raw bytes (its "
+                                "timeout frames are empty): set codec = 'raw', not "
+                                f"{descriptor.codec!r}")
+    if retain or with_topic:
+        raise MqttSettingsError(f"{where}: retain and with_topic do not apply to "
+                                "request/response channels")
+    if expiry is not None and (role != REQUESTER or descriptor.direction is Direction.INBOUND):
+        raise MqttSettingsError(f"{where}: expiry_s applies to a requester's outbound channel "
+                                "only (the requests)")
+
+
+def check_protocol(settings: Any, route: Route) -> None:
+    """Refuse a request/response route unless the settings speak MQTT 5 (MqttSettingsError
+    naming the channel and the fix; pure)."""
+    protocol = getattr(settings, "protocol", "5")
+    if route.role is not None and protocol != "5":
+        raise MqttSettingsError(f"channel {route.channel!r}: request/response ({route.role}) "
+                                "needs MQTT 5 (response topic and correlation data are MQTT 5 "
+                                f"properties): set protocol = '5', not {protocol!r}")

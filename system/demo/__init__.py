@@ -28,9 +28,11 @@ shown, and the loss equation per channel.
 Section 3 (control, :mod:`taktora.system.demo.control`; ``--control`` runs only this): one
 system file (``examples/demo_control.toml``) with a CAN sensor decoded by a DBC, a 1 kHz control
 item in a dedicated process, a UDP actuator link (and, as root, an EtherCAT gateway against the
-software SubDevice on a veth pair), Zenoh telemetry and 10 Hz application items; it cuts a link,
-crashes a gateway, kills one with ``kill -9`` and runs a CPU hog thread, showing the health
-transitions, the restarts, the loop's period error and the loss equation per channel.
+software SubDevice on a veth pair), Zenoh telemetry (and, when mosquitto is installed, MQTT
+telemetry through a broker it starts on a free loopback port) and 10 Hz application items; it
+cuts a link, crashes a gateway, kills one with ``kill -9`` and runs a CPU hog thread, showing
+the health transitions, the restarts, the loop's period error and the loss equation per
+channel.
 
 Exits 1 if a payload was wrong, a message of section 1 is missing, a gateway did not recover,
 or a loss equation does not hold.

@@ -20,7 +20,11 @@ the gateways and the item hosts (factories in ``examples/demo_control_items.py``
   what the drive applied (its inputs, ``ec/di``). Otherwise gateway ``drive`` is left out and
   the reason printed;
 - telemetry: ``tel/ctl`` through gateway ``tel`` (zenoh, listening on loopback) to a plain
-  zenoh subscriber of this process, which counts what arrives;
+  zenoh subscriber of this process, which counts what arrives; when mosquitto is installed
+  also ``tel/mqtt`` (the engine's state every 10 ms, written by this process) through gateway
+  ``mqtt`` to a mosquitto this section starts on a free loopback port
+  (:mod:`taktora.system.demo.mqtt_telemetry`), counted by a plain paho subscriber; otherwise
+  the reason is printed and the gateway left out;
 - application logic: item ``supervisor`` (every 100 ms, window statistics on ``app/summary``)
   and item ``alarm`` (on_data ``app/summary``) in host ``supervision``.
 
@@ -64,6 +68,7 @@ from taktora.system import app_config
 from taktora.system.app_config import APPS_ID
 from taktora.system.bootstrap import start_system
 from taktora.system.config import SystemConfig, check_factories, loads
+from taktora.system.demo import mqtt_telemetry
 from taktora.system.demo.control_models import (
     State,
     app_side,
@@ -234,12 +239,20 @@ def run_control(*, quick: bool = False) -> int:
     pair = f"tkdc{os.getpid() % 100000}"
     sim: SimProcess | None = None
     made_pair = False
+    broker: mqtt_telemetry.DemoBroker | None = None
+    mqtt_sub: mqtt_telemetry.Subscriber | None = None
+    mqtt_missing = mqtt_telemetry.missing()
     try:
+        if mqtt_missing is None:  # first: it holds its port while the others are picked
+            try:
+                broker = mqtt_telemetry.DemoBroker().start()
+            except (OSError, RuntimeError) as exc:
+                mqtt_missing = f"the broker did not start: {exc}"
         config, zenoh_endpoint = _load_on_free_ports()
         check_factories(config)
         use_dbc(DBC)
         console.rule("[bold]a control application: CAN sensor, 1 kHz loop, UDP (+ EtherCAT) "
-                     "actuator, Zenoh telemetry (multiprocess)")
+                     "actuator, Zenoh (+ MQTT) telemetry (multiprocess)")
         console.print(f"config {CONFIG.relative_to(ROOT)}: {len(config.gateways)} gateways, "
                       f"{len(config.hosts)} item hosts; iceoryx2 prefix {prefix}")
         gw_configs = config.gateway_configs(prefix)
@@ -262,6 +275,13 @@ def run_control(*, quick: bool = False) -> int:
             console.print(f"EtherCAT drive skipped ({missing}): gateway drive left out, the "
                           f"actuator is the UDP loopback pair act-tx -> act-rx only")
             gw_configs = [g for g in gw_configs if g.name != "drive"]
+        if broker is not None and mqtt_missing is None:
+            tel = next(g for g in gw_configs if g.name == "tel")
+            gw_configs.append(mqtt_telemetry.gateway_config(tel, broker.port))
+            console.print(f"MQTT telemetry: {mqtt_telemetry.CHANNEL} -> gateway mqtt -> "
+                          f"mosquitto on 127.0.0.1:{broker.port} (topic {mqtt_telemetry.TOPIC})")
+        else:
+            console.print(f"MQTT telemetry skipped ({mqtt_missing}): gateway mqtt left out")
         descs = {
             "can/sensor": _descriptor(config, "can/sensor", Direction.OUTBOUND),
             "act/cmd": _descriptor(config, "act/cmd", Direction.INBOUND),
@@ -285,14 +305,22 @@ def run_control(*, quick: bool = False) -> int:
                     threading.Thread(target=sensor, args=(prefix, descs["can/sensor"], st),
                                      name="demo-ctl-sensor", daemon=True),
                 ]
+                if broker is not None:
+                    threads.append(threading.Thread(
+                        target=mqtt_telemetry.publisher,
+                        args=(prefix, mqtt_telemetry.descriptor(), st),
+                        name="demo-ctl-mqtt", daemon=True))
                 for t in threads[:2]:  # the readers subscribe before the gateways publish
                     t.start()
                 time.sleep(0.2)
                 host.start()
                 zenoh_session = _zenoh_subscriber(st, zenoh_endpoint)
+                if broker is not None:
+                    mqtt_sub = mqtt_telemetry.Subscriber(broker.port, st)
                 start_apps(handle, config)
                 time.sleep(0.2)
-                threads[2].start()
+                for t in threads[2:]:
+                    t.start()
 
                 def phase(name: str, text: str) -> None:
                     st.phase = name
@@ -324,8 +352,9 @@ def run_control(*, quick: bool = False) -> int:
                 final_health = host.health()
                 st.phase = "end"
                 # settle: the sensor stops, then the loop (its final status carries its counters)
-                st.sensor_stop.set()
-                threads[2].join(5)
+                st.sensor_stop.set()  # the sensor and the MQTT publisher
+                for t in threads[2:]:
+                    t.join(5)
                 time.sleep(0.3)
                 st.mode_stop.set()
                 deadline = time.monotonic() + 5.0
@@ -346,9 +375,13 @@ def run_control(*, quick: bool = False) -> int:
                 if zenoh_session is not None:
                     zenoh_session[1].undeclare()
                     zenoh_session[0].close()
+                if mqtt_sub is not None:
+                    mqtt_sub.stop()
                 stop_apps(handle, config)
                 reports = host.stop()
     finally:
+        if broker is not None:
+            broker.stop()
         if sim is not None:
             sim.stop()
         if made_pair:
@@ -442,6 +475,9 @@ def run_control(*, quick: bool = False) -> int:
             writer=writer_stats(final["writers"]["act/cmd"]), reader=st.readers.get("act/cmd"))
         row("tel/ctl", "control item -> tel -> zenoh",
             writer=writer_stats(final["writers"]["tel/ctl"]))
+    if broker is not None:
+        row(mqtt_telemetry.CHANNEL, "demo process -> mqtt -> mosquitto",
+            writer=st.writers.get(mqtt_telemetry.CHANNEL))
         if st.drive:
             row("ec/do", "control item -> drive (EtherCAT outputs)",
                 writer=writer_stats(final["writers"]["ec/do"]))
@@ -464,6 +500,13 @@ def run_control(*, quick: bool = False) -> int:
                   "health events; stop reports: "
                   + ", ".join(f"{getattr(r, 'stopped', ())} in {getattr(r, 'elapsed_s', 0):.3f} s"
                               for r in reports))
+    if broker is not None:
+        mqtt_total = sum(st.mqtt_telemetry.values())
+        console.print(f"mqtt subscriber (demo process): {mqtt_total} telemetry messages ("
+                      + ", ".join(f"{k} {v}" for k, v in st.mqtt_telemetry.items()) + ")")
+        if st.mqtt_telemetry.get("tail", 0) == 0:
+            log.error("no MQTT telemetry after the faults")
+            status = 1
     if st.telemetry.get("tail", 0) == 0 or st.readers.get("act/cmd") is None:
         log.error("no telemetry or no commands after the faults")
         status = 1

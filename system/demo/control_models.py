@@ -38,6 +38,7 @@ class State:
     drive: bool = False  # the EtherCAT drive is there: the engine follows ec/di
     drive_values: int = 0
     telemetry: Counter[str] = attrs.field(factory=Counter)  # per phase (zenoh callback)
+    mqtt_telemetry: Counter[str] = attrs.field(factory=Counter)  # per phase (paho callback)
     status: dict[str, Any] = attrs.field(factory=dict)  # the controller's last status
     final: dict[str, Any] | None = None
     summary: dict[str, Any] = attrs.field(factory=dict)

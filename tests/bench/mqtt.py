@@ -1,6 +1,6 @@
 """MQTT round trip and throughput through one mosquitto: plain paho against taktora's MQTT gateway.
 
-A mosquitto (``set_tcp_nodelay true``) is started on a free loopback port for the run. Process
+A mosquitto (``set_tcp_nodelay true``, no persistence) is started on a free loopback port for the run. Process
 B (spawned, plain paho only) echoes ``bench/ping`` on ``bench/pong`` with the same QoS and, on
 command, publishes a burst on ``bench/tput``. Process A measures:
 
@@ -14,6 +14,11 @@ command, publishes a burst on ``bench/tput``. Process A measures:
   64 B messages at QoS 0; A receives with a paho ``on_message`` counter or with a
   ChannelReader behind the connector. ``msgs_per_s`` = received / (last - first arrival),
   ``lost`` = N - received.
+
+Each pair (raw, taktora) runs ROUNDS times, alternating, so that load drifting on a shared
+machine hits both alike: latencies are the samples of every round together (the first 10 %
+of each round dropped as warm-up), ``msgs_per_s`` the median of the rounds (``rounds_msgs_per_s``
+lists them).
 
 Run: ``.venv/bin/python tests/bench/mqtt.py [--quick] --json OUT`` (needs mosquitto).
 """
@@ -37,6 +42,7 @@ from mqtt_harness import Broker
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 WAIT_S = 20.0
+ROUNDS = 3
 
 
 def _client(port: int, cid: str = "") -> mqtt.Client:
@@ -89,7 +95,7 @@ def raw_rtt(port: int, qos: int, count: int) -> dict[str, Any]:
         lat.append((time.perf_counter() - t0) * 1e6)
     c.disconnect()
     c.loop_stop()
-    return _bench.summarize(f"paho_raw_rtt_qos{qos}", lat[count // 10:], size=64, lost=lost)
+    return {"lat": lat[count // 10:], "lost": lost}
 
 
 def _taktora(port: int, channels: list[Any]) -> tuple[Any, Any, Any]:
@@ -138,9 +144,42 @@ def taktora_rtt(port: int, qos: int, count: int) -> dict[str, Any]:
     stats = disp.stats()
     node.close()
     disp.stop()
-    return _bench.summarize(f"taktora_mqtt_rtt_qos{qos}", lat[count // 10:], size=64, lost=lost,
-                            dropped=sum(stats.outbound_dropped.values())
-                            + sum(stats.inbound_dropped.values()))
+    return {"lat": lat[count // 10:], "lost": lost,
+            "dropped": sum(stats.outbound_dropped.values()) + sum(stats.inbound_dropped.values())}
+
+
+def rtt_pair(port: int, qos: int, count: int) -> list[dict[str, Any]]:
+    """Raw and taktora round trips, ROUNDS times alternating; one summary row each."""
+    runs: dict[str, list[dict[str, Any]]] = {"paho_raw": [], "taktora_mqtt": []}
+    for _ in range(ROUNDS):
+        runs["paho_raw"].append(raw_rtt(port, qos, count))
+        runs["taktora_mqtt"].append(taktora_rtt(port, qos, count))
+    rows = []
+    for name, got in runs.items():
+        extra = {"dropped": sum(g["dropped"] for g in got)} if name == "taktora_mqtt" else {}
+        rows.append(_bench.summarize(f"{name}_rtt_qos{qos}", [x for g in got for x in g["lat"]],
+                                     size=64, lost=sum(g["lost"] for g in got), rounds=ROUNDS,
+                                     **extra))
+    return rows
+
+
+def throughput_pair(port: int, n: int, commands: Any) -> list[dict[str, Any]]:
+    """Raw and taktora bursts, ROUNDS times alternating; per side the median round."""
+    runs: dict[str, list[dict[str, Any]]] = {"paho_raw": [], "taktora_mqtt": []}
+    for _ in range(ROUNDS):
+        runs["paho_raw"].append(raw_throughput(port, n, commands))
+        runs["taktora_mqtt"].append(taktora_throughput(port, n, commands))
+    rows = []
+    for got in runs.values():
+        rates = sorted(g["msgs_per_s"] or 0.0 for g in got)
+        row = dict(got[0])
+        row.update(n=sum(g["n"] for g in got), sent=sum(g["sent"] for g in got),
+                   lost=sum(g["lost"] for g in got), msgs_per_s=rates[len(rates) // 2],
+                   rounds=ROUNDS, rounds_msgs_per_s=[g["msgs_per_s"] for g in got])
+        if "connector_in" in row:
+            row["connector_in"] = sum(g["connector_in"] for g in got)
+        rows.append(row)
+    return rows
 
 
 def raw_throughput(port: int, n: int, commands: Any) -> dict[str, Any]:
@@ -201,28 +240,30 @@ def _tput_row(case: str, times: list[float], n: int) -> dict[str, Any]:
             "msgs_per_s": round((len(times) - 1) / span, 1) if span else None}
 
 
+def _rows(got: Any) -> list[dict[str, Any]]:
+    """A pair's rows, or the one error row run_case made of its failure."""
+    return got if isinstance(got, list) else [got]
+
+
 def main() -> None:
     args = _bench.parse_args(__doc__ or "")
     _bench.private_prefix()
-    count = 300 if args.quick else 3000
-    burst = 5000 if args.quick else 50000
+    count = 300 if args.quick else 3000  # per round
+    burst = 5000 if args.quick else 50000  # per round
     with tempfile.TemporaryDirectory() as root:
-        broker = Broker(Path(root)).start()
+        broker = Broker(Path(root), persistence=False).start()
         ctx = mp.get_context("spawn")
         commands, ready = ctx.Queue(), ctx.Event()
         far = ctx.Process(target=far_side, args=(broker.port, commands, ready), daemon=True)
         far.start()
         try:
             ready.wait(WAIT_S)
-            results = []
+            results: list[dict[str, Any]] = []
             for qos in (0, 1):
-                results.append(_bench.run_case(f"paho_raw_rtt_qos{qos}", raw_rtt, broker.port, qos, count))
-                results.append(_bench.run_case(f"taktora_mqtt_rtt_qos{qos}", taktora_rtt, broker.port,
-                                               qos, count))
-            results.append(_bench.run_case("paho_raw_throughput_qos0", raw_throughput, broker.port,
-                                           burst, commands))
-            results.append(_bench.run_case("taktora_mqtt_throughput_qos0", taktora_throughput,
-                                           broker.port, burst, commands))
+                results += _rows(_bench.run_case(f"rtt_qos{qos}", rtt_pair, broker.port, qos,
+                                                 count))
+            results += _rows(_bench.run_case("throughput_qos0", throughput_pair, broker.port,
+                                             burst, commands))
         finally:
             commands.put("stop")
             far.join(10)

@@ -29,11 +29,14 @@ class Broker:
     """One mosquitto process in the foreground (``mosquitto -c FILE``), owned by the test.
 
     Persistence and log live in ``root``; ``autosave_on_changes`` with an interval of 1 saves
-    every change, so a persistent session survives ``kill()`` (SIGKILL) and ``start()`` again.
+    every change, so a persistent session survives ``kill()`` (SIGKILL) and ``start()`` again
+    (``persistence=False``: nothing is saved, as the benchmark wants: a save per QoS 1 message
+    would measure the disk).
     Started as root, mosquitto drops to the ``mosquitto`` user unless told ``user root`` (the
     pytest tmp dirs are 0700, so that user could not reach them)."""
 
-    def __init__(self, root: Path, *, extra: str = "", port: int | None = None) -> None:
+    def __init__(self, root: Path, *, extra: str = "", port: int | None = None,
+                 persistence: bool = True) -> None:
         assert MOSQUITTO is not None
         self.root = root
         self.port = port or free_port()
@@ -41,10 +44,11 @@ class Broker:
         self.proc: subprocess.Popen[bytes] | None = None
         self.config = root / "mosquitto.conf"
         lines = [f"listener {self.port} 127.0.0.1", "set_tcp_nodelay true", "allow_anonymous true",
-                 "persistence true", f"persistence_location {root}/",
-                 "autosave_on_changes true", "autosave_interval 1",
                  f"log_dest file {root}/mosquitto.log", "log_type error", "log_type warning",
                  "log_type notice", "max_queued_messages 100000"]
+        if persistence:
+            lines += ["persistence true", f"persistence_location {root}/",
+                      "autosave_on_changes true", "autosave_interval 1"]
         if os.geteuid() == 0:
             lines.append("user root")
         self.config.write_text("\n".join(lines) + "\n" + extra)

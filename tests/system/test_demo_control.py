@@ -1,9 +1,10 @@
 """The control section of ``make demo`` (``python -m taktora.system.demo --control --quick``):
 a CAN sensor, a 1 kHz item in a dedicated process, a UDP actuator link and Zenoh telemetry in
 one multi-process system (as root also an EtherCAT drive: the software SubDevice on a veth
-pair), through a link cut, a connector crash, a kill -9 and a CPU hog; it
-must recover, report the loop's period error and close every loss equation. Runs while a CPU
-hog thread burns a core in the test process, and leaves no process or iceoryx2 file behind."""
+pair; with mosquitto installed also MQTT telemetry through a broker the demo starts), through
+a link cut, a connector crash, a kill -9 and a CPU hog; it must recover, report the loop's
+period error and close every loss equation. Runs while a CPU hog thread burns a core in the
+test process, and leaves no process or iceoryx2 file behind."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def _processes_with(text: str) -> list[int]:
     return found
 
 
-@pytest.mark.req("REQ_0480")
+@pytest.mark.req("REQ_0480", "REQ_0919")
 def test_control_demo_recovers_and_closes_every_equation() -> None:
     env = dict(os.environ, PYTHONIOENCODING="utf-8", COLUMNS="120")
     stop = threading.Event()
@@ -73,7 +74,13 @@ def test_control_demo_recovers_and_closes_every_equation() -> None:
     drive = "EtherCAT drive skipped (" not in out
     if drive:
         assert "EtherCAT gateway drive on veth pair" in out, out
-    gateways = {"can", "act-tx", "act-rx", "tel"} | ({"drive"} if drive else set())
+    # MQTT telemetry runs when mosquitto is installed; otherwise the demo says why not
+    mqtt = "MQTT telemetry skipped (" not in out
+    if mqtt:
+        assert re.search(r"MQTT telemetry: tel/mqtt -> gateway mqtt -> mosquitto on "
+                         r"127\.0\.0\.1:\d+", out), out
+    gateways = ({"can", "act-tx", "act-rx", "tel"} | ({"drive"} if drive else set())
+                | ({"mqtt"} if mqtt else set()))
     health = {r[0]: r for r in (
         [c.strip() for c in re.split(r"[│|]", line) if c.strip()] for line in out.splitlines())
         if r and r[0] in gateways and len(r) >= 4}
@@ -97,7 +104,7 @@ def test_control_demo_recovers_and_closes_every_equation() -> None:
         assert r[2].endswith(" us") and int(r[2][:-3]) < 1000, r  # median period error < 1 ms
     # the loss equation of every channel holds
     flat = out.replace("\n", " ")
-    channels = CHANNELS + (("ec/do", "ec/di") if drive else ())
+    channels = CHANNELS + (("ec/do", "ec/di") if drive else ()) + (("tel/mqtt",) if mqtt else ())
     for channel in channels:
         assert re.search(rf"[│|]\s*{re.escape(channel)}\s*[│|][^│|]*[│|]\s*written \d+", out), \
             f"no equation row for {channel}: {out}"
@@ -106,6 +113,8 @@ def test_control_demo_recovers_and_closes_every_equation() -> None:
     assert all(re.search(r"[│|]\s*holds\s*[│|]\s*$", line) for line in rows), rows
     assert "unaccounted" not in flat and "NO" not in "".join(rows)
     assert re.search(r"zenoh subscriber \(demo process\): [1-9]\d* telemetry samples", flat), out
+    if mqtt:
+        assert re.search(r"mqtt subscriber \(demo process\): [1-9]\d* telemetry messages", flat), out
     # nothing left behind: no process of the demo's system, no file of its iceoryx2 prefix
     pm = re.search(r"iceoryx2 prefix (\S+)", out)
     assert pm, out
