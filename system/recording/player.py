@@ -1,9 +1,12 @@
 """The Player: a recording's messages back onto their iceoryx2 services, in log-time order.
 
-Each message becomes a fresh envelope (codec id as recorded, the player's own sequence from 1
-per service, the replay's CLOCK_REALTIME timestamp) on a publisher of the recorded service,
-or of its remapped name, created with the recorded static config (history, buffer size,
-limits; DROP_NEWEST for services recorded without safe overflow: a replay never blocks).
+Each message becomes a fresh envelope (codec id, kind, correlation id and CRC flag as
+recorded, so Zenoh queries and replies replay as such; the player's own sequence from 1 per
+service, the replay's CLOCK_REALTIME timestamp) on a publisher of the recorded service, or of
+its remapped name, created with the recorded static config (history, buffer size, limits;
+DROP_NEWEST for services recorded without safe overflow: a replay never blocks). A struct
+channel's message is the struct again (rebuilt from the JSON and the layout in its schema,
+or copied from the raw bytes), on a service of the recorded type name, size and alignment.
 
 Pacing: ``rate`` 1.0 replays at the original timing, 2.0 twice as fast, ``None`` as fast as
 possible. Message *i* is due at ``t0 + (log_time_i - log_time_0) / rate`` on the monotonic
@@ -17,21 +20,25 @@ used from that thread only.
 
 from __future__ import annotations
 
+import ctypes
 import fnmatch
 import json
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import attrs
-from mcap.records import Channel, Message
+from mcap.records import Channel, Message, Schema
+from taktora.system.recording import ctypes_schema
 from taktora.system.recording import mcap_format as fmt
+from taktora.system.recording.discovery import shadow_struct
 from taktora.system.recording.errors import RecordingError
-from taktora.system.recording.reader import iter_messages, read_info
+from taktora.system.recording.reader import frame, iter_messages, read_info, summary
 from taktora.transport import envelope
-from taktora.transport.channel import BytesPayload, ChannelSpec, OverflowPolicy
-from taktora.transport.envelope import HEADER_SIZE
+from taktora.transport.channel import BytesPayload, ChannelSpec, OverflowPolicy, StructPayload
+from taktora.transport.envelope import FLAG_CRC, HEADER_SIZE
 from taktora.transport.node import Node
 from taktora.transport.pubsub import Publisher
 
@@ -108,6 +115,8 @@ class Player:
         if missing:
             raise RecordingError(f"channels {missing} are not in the recording (it has {topics})")
         self.topics = chosen
+        self._schemas, self._channels = summary(self.path)
+        self._structs: dict[int, type[ctypes.Structure]] = {}  # MCAP channel id -> class
         base = self.info.start_ns
         self._start_ns = base + round(start * 1e9) if start is not None else None
         self._end_ns = base + round(end * 1e9) if end is not None else None
@@ -124,13 +133,31 @@ class Player:
         """The service ``topic`` is replayed onto (after remapping)."""
         return self.remap.get(topic, topic)
 
-    def _publisher(self, topic: str, channel_meta: Mapping[str, str]) -> Publisher:
-        name = self.target(topic)
+    def _struct(self, channel: Channel) -> type[ctypes.Structure] | None:
+        """The class a struct channel's messages are published as (None: envelopes)."""
+        if channel.id in self._structs:
+            return self._structs[channel.id]
+        payload = json.loads(channel.metadata.get(fmt.K_PAYLOAD, "{}"))
+        if payload.get("kind") != "struct":
+            return None
+        schema: Schema | None = self._schemas.get(channel.schema_id)
+        if channel.message_encoding == "json" and schema is not None:
+            cls = ctypes_schema.struct_from_schema(schema.data)
+        else:
+            cls = shadow_struct(str(payload["type_name"]), int(payload["size"]),
+                                int(payload["alignment"]))
+        self._structs[channel.id] = cls
+        return cls
+
+    def _publisher(self, channel: Channel) -> Publisher:
+        name = self.target(channel.topic)
         pub = self._pubs.get(name)
         if pub is None:
-            spec = json.loads(channel_meta.get(fmt.K_SPEC, "{}"))
+            struct = self._struct(channel)
+            spec = json.loads(channel.metadata.get(fmt.K_SPEC, "{}"))
             pub = self._pubs[name] = self._node.publisher(ChannelSpec(
-                name=name, payload=BytesPayload(max_size=1 << 16, growable=True),
+                name=name, payload=BytesPayload(max_size=1 << 16, growable=True)
+                if struct is None else StructPayload(struct),
                 history=int(spec.get("history", 0)), buffer_size=int(spec.get("buffer_size", 8)),
                 max_publishers=int(spec.get("max_publishers", 4)),
                 max_subscribers=int(spec.get("max_subscribers", 8)),
@@ -141,27 +168,34 @@ class Player:
 
     def open(self) -> None:
         """Open every target publisher now (before timing starts, so subscribers can join)."""
-        for summary in self.info.channels:
-            if summary.topic in self.topics:
-                self._publisher(summary.topic, summary.metadata)
+        for channel in self._channels.values():
+            if channel.topic in self.topics:
+                self._publisher(channel)
 
     def _messages(self) -> Iterator[tuple[Channel, Message]]:
         for channel, message in iter_messages(self.path, topics=self.topics,
                                               start_ns=self._start_ns, end_ns=self._end_ns):
-            self._publisher(channel.topic, channel.metadata)
+            self._publisher(channel)
             yield channel, message
 
     def _send(self, channel: Channel, message: Message) -> int:
-        meta = channel.metadata
-        data = message.data
-        pub = self._publisher(channel.topic, meta)
+        pub = self._publisher(channel)
+        struct = self._struct(channel)
+        if struct is not None:
+            value = ctypes_schema.from_json(struct, message.data) \
+                if channel.message_encoding == "json" else struct.from_buffer_copy(message.data)
+            pub.send_copy(value)
+            return len(message.data)
+        f = frame(channel, message)
+        data = f.payload
         name = self.target(channel.topic)
         seq = self._seq[name] = self._seq.get(name, 0) + 1
         sample, view = pub.loan_bytes(HEADER_SIZE + len(data))
         try:
             view[HEADER_SIZE:] = data
-            envelope.pack_header(view, codec_id=int(meta.get(fmt.K_CODEC_ID, "0")),
-                                 payload_len=len(data), sequence=seq)
+            envelope.pack_header(view, codec_id=f.codec_id, payload_len=len(data), sequence=seq,
+                                 kind=f.kind, correlation_id=f.correlation_id,
+                                 crc32=zlib.crc32(data) if f.flags & FLAG_CRC else None)
         except BaseException:
             pub.discard(sample, view)
             raise

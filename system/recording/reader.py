@@ -21,11 +21,43 @@ from mcap.stream_reader import StreamReader, breakup_chunk
 from mcap.writer import Writer
 from taktora.system.recording import mcap_format as fmt
 from taktora.system.recording.errors import RecordingFileError
+from taktora.transport.envelope import FrameKind
+
+
+@attrs.frozen
+class Frame:
+    """One recorded envelope message decoded: what the Player republishes. ``payload`` is a
+    view of the message data; for plain channels kind is DATA and the correlation id 0."""
+
+    codec_id: int
+    kind: int
+    flags: int
+    correlation_id: int
+    crc32: int
+    payload: memoryview
+
+
+def frame(channel: Channel, message: Message) -> Frame:
+    """The envelope fields and payload of ``message`` (its channel says how it was stored:
+    :data:`~.mcap_format.K_FRAMING`); RecordingFileError for a framed message too short for
+    its header."""
+    meta = channel.metadata
+    data = memoryview(message.data)
+    if meta.get(fmt.K_FRAMING) == fmt.FRAMED:
+        if len(data) < fmt.FRAME.size:
+            raise RecordingFileError(f"message of {channel.topic!r} at {message.log_time}: "
+                                     f"{len(data)} B is shorter than its frame header")
+        kind, flags, codec_id, crc, corr = fmt.FRAME.unpack_from(data)
+        return Frame(codec_id, kind, flags, corr, crc, data[fmt.FRAME.size:])
+    return Frame(int(meta.get(fmt.K_CODEC_ID, "0")), FrameKind.DATA,
+                 int(meta.get(fmt.K_FLAGS, "0")), 0, 0, data)
 
 
 @attrs.frozen
 class ChannelSummary:
-    """One recorded topic: messages, first/last log time, rate, gaps and what they lost."""
+    """One recorded topic: messages, first/last log time, rate, gaps and what they lost;
+    ``encoding`` lists each message encoding of the topic (plain and framed frames of one
+    service are two MCAP channels)."""
 
     topic: str
     encoding: str
@@ -104,7 +136,7 @@ def read_info(path: str | Path) -> RecordingInfo:
     metadata: dict[str, dict[str, str]] = {}
     counts: dict[str, list[int]] = {}  # topic -> [n, first, last]
     gaps: dict[str, list[int]] = {}  # channel -> [gaps, overflow, source]
-    encodings: dict[str, str] = {}
+    encodings: dict[str, list[str]] = {}  # topic -> encodings, in order of appearance
     channel_meta: dict[str, dict[str, str]] = {}
     complete = False
     for record in iter_records(path):
@@ -122,7 +154,9 @@ def read_info(path: str | Path) -> RecordingInfo:
                 g[0] += 1
                 g[1 if gap["cause"] == "overflow" else 2] += int(gap["missing"])
                 continue
-            encodings.setdefault(ch.topic, ch.message_encoding)
+            seen = encodings.setdefault(ch.topic, [])
+            if ch.message_encoding not in seen:
+                seen.append(ch.message_encoding)
             channel_meta.setdefault(ch.topic, dict(ch.metadata))
             c = counts.setdefault(ch.topic, [0, record.log_time, record.log_time])
             c[0] += 1
@@ -133,7 +167,7 @@ def read_info(path: str | Path) -> RecordingInfo:
     summaries = []
     for topic, (n, first, last) in sorted(counts.items()):
         n_gaps, overflow, source = gaps.get(topic, [0, 0, 0])
-        summaries.append(ChannelSummary(topic, encodings[topic], n, first, last, n_gaps,
+        summaries.append(ChannelSummary(topic, ", ".join(encodings[topic]), n, first, last, n_gaps,
                                         overflow, source, channel_meta[topic]))
     start = min((c.first_ns for c in summaries), default=0)
     end = max((c.last_ns for c in summaries), default=0)
@@ -160,6 +194,19 @@ def iter_messages(path: str | Path, *, topics: list[str] | None = None,
                 topics=wanted, starting_at=start_ns, ending_before=end_ns):
             if channel.topic != fmt.GAP_TOPIC:
                 yield channel, message
+
+
+def summary(path: str | Path) -> tuple[dict[int, Schema], dict[int, Channel]]:
+    """The schemas and channels of a finished file, by id (from its summary)."""
+    _check_magic(path)
+    with _open(path) as f:
+        try:
+            found = make_reader(f).get_summary()
+        except McapError as exc:
+            raise RecordingFileError(f"{str(path)!r} is not a finished MCAP file ({exc})") from None
+    if found is None:
+        raise RecordingFileError(f"{str(path)!r} has no summary: run `taktora recover` on it")
+    return dict(found.schemas), dict(found.channels)
 
 
 def recover(path: str | Path, output: str | Path) -> int:

@@ -64,12 +64,40 @@ def test_tap_decodes_by_codec_and_meters_rate():
         tap.close()
 
 
+SYSTEM = """
+name = "seen"
+
+[[gateways]]
+name = "link"
+connector = "udp"
+
+[[gateways.channels]]
+name = "blob"
+direction = "outbound"
+codec = "raw"
+max_payload = 2048
+routing = { kind = "udp", address = "127.0.0.1:47999" }
+
+[[channels]]
+name = "pose"
+direction = "outbound"
+codec = "json"
+"""
+
+
 @pytest.mark.req("REQ_1001", "REQ_1002", "REQ_1003")
-def test_cli_channels_echo_hz_against_a_running_publisher(publisher):
+def test_cli_channels_echo_hz_against_a_running_publisher(publisher, tmp_path):
     r = run_cli("channels")
     assert r.returncode == 0, r.stderr
     for name in ("pose.out", "blob.out", "mp.out"):
         assert re.search(rf"{re.escape(name)}\s.*envelope", r.stdout), r.stdout
+    system = tmp_path / "seen.toml"
+    system.write_text(SYSTEM)
+    r = run_cli("channels", "--config", str(system))  # who serves what, with which codec
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"blob\.out\s.*envelope.*\braw\b.*gateway link", r.stdout), r.stdout
+    assert re.search(r"pose\.out\s.*\bjson\b.*application", r.stdout), r.stdout
+    assert re.search(r"mp\.out\s.*\?.*not in the system file", r.stdout), r.stdout
     r = run_cli("echo", "pose.out", "--count", "3", "--timeout", "5")
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("codec json") == 3 and re.search(r'\{"i": \d+\}', r.stdout)

@@ -190,3 +190,50 @@ def test_a_publisher_starting_after_the_recorder_owes_it_every_sample(tmp_path):
         item.finish()
     # 10 sent, 4 kept by the queue: 6 overflowed; the second writer's 3 all arrived
     assert (stats.written, stats.overflow, stats.source_lost, stats.gaps) == (7, 6, 0, 1)
+
+
+@pytest.mark.req("REQ_1013", "REQ_1018")
+def test_an_item_in_a_host_takes_on_new_channels_from_its_own_runs(tmp_path):
+    out = tmp_path / "hosted.mcap"
+    with Node() as node:
+        item = RecorderItem(node, [], out, patterns=["*.out"], rescan_interval=1e-6, rotate=True)
+        assert item.path.name == "hosted_000.mcap"  # rotate: always numbered
+        w = ChannelWriter(node, ChannelDescriptor("new", Direction.OUTBOUND, buffer_size=16))
+        item.execute(None)  # no item can be added to a running host: the run rescans
+        assert item.recorded == ["new.out"]
+        for i in range(3):
+            w.send(b"%d" % i)
+        item.execute(None)
+        item.finish()
+        again = RecorderItem(node, list_channels(node), out, rotate=True)
+        again.finish()
+    assert item.stats().channel("new.out").written == 3
+    assert again.path.name == "hosted_001.mcap"  # the next incarnation: the next file
+    assert [c.messages for c in read_info(item.path).channels] == [3]
+
+
+ATTRS_CODEC = "cattrs-json:taktora.transport.envelope.EnvelopeHeader"  # any attrs class
+
+
+@pytest.mark.req("REQ_1017", "REQ_1010")
+def test_the_system_file_names_the_attrs_class_of_a_cattrs_channel(tmp_path):
+    system = tmp_path / "sys.toml"
+    system.write_text(f'name = "typed"\n\n[[channels]]\nname = "hdr"\ndirection = "outbound"\n'
+                      f'codec = "{ATTRS_CODEC}"\n\n[[hosts]]\nname = "app"\n\n[[hosts.items]]\n'
+                      'name = "w"\nfactory = "app_items:make_writer"\ntrigger = { every_s = 1 }\n')
+    out = tmp_path / "typed.mcap"
+    with Node() as node:
+        w = ChannelWriter(node, ChannelDescriptor("hdr", Direction.OUTBOUND, codec=ATTRS_CODEC,
+                                                  buffer_size=8))
+        item = RecorderItem(node, list_channels(node), out, config=system)
+        w.send(envelope.EnvelopeHeader(codec_id=1, payload_len=2, sequence=3, timestamp_ns=4))
+        item.execute(None)
+        item.finish()
+    summary, messages, metadata, _header = _read(out)
+    (channel,) = [c for c in summary.channels.values() if c.topic == "hdr.out"]
+    schema = summary.schemas[channel.schema_id]
+    assert channel.message_encoding == "json" and channel.metadata[fmt.K_CODEC] == ATTRS_CODEC
+    assert schema.encoding == "jsonschema" and schema.name == f"taktora.codec.{ATTRS_CODEC}"
+    assert json.loads(schema.data)["taktora_class"] == "taktora.transport.envelope.EnvelopeHeader"
+    assert json.loads(messages[0][1].data)["sequence"] == 3
+    assert metadata[fmt.META_SYSTEM]["name"] == "typed"
