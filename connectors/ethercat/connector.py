@@ -6,20 +6,24 @@ channels, ``{name}.out``) or input image (INBOUND, ``{name}.in``). Payloads are 
 of the value, little-endian, bit 0 first (``carries_envelope`` is False: the gateway's sink
 wraps inbound values in envelopes; codecs run on the application side).
 
-Data path (no dispatcher inbound thread, no queue):
+Data path (no dispatcher thread, no queue, no lock between them and the cycle):
 - ``open(ctx)`` (owner's thread) brings the bus up (ARCH_0040, blocks at most
   ``bus.bring_up_timeout_s``; BringUpError on failure) and starts the cycle thread; with
   ``bring_up_in_background`` it reports Connecting and returns at once, and the cycle thread
   brings the bus up (Up or Down reported from there);
-- the cycle thread (affinity and SCHED_FIFO from ``cycle_thread``) runs a taktora
-  :class:`~taktora.actors.Executor` with one item on a drift-free ``every(cycle_s)`` interval
-  (missed ticks skipped, counted). Each tick it writes pending outputs (read-modify-write),
+- the cycle thread (affinity and SCHED_FIFO from ``cycle_thread``, timer slack 1 ns) runs a
+  taktora :class:`~taktora.actors.Executor` with one item triggered by a periodic timerfd
+  (:mod:`.pacing`: drift-free ticks every ``cycle_s``, programmed once; missed ticks skipped
+  and counted), or with ``free_running`` by an fd that stays readable (back to back). Each
+  tick drains every ``{name}.out`` channel with ``ctx.drain`` straight into the output image
+  (:mod:`.image`: read-modify-write, the latest value of the tick wins, an earlier one it
+  replaces is counted ``overwritten``; while Down every frame is refused, ``link_down``),
   exchanges process data, checks the working counter and AL status, publishes every changed
   input slice into its ``{name}.in`` service with ``ctx.deliver`` (the sink counts what it
   cannot publish, e.g. ``paused``) and drives health (ARCH_0041). pysoem releases the GIL
   while it waits for frames;
-- ``send`` (the dispatcher's outbound thread) keeps the latest value per channel for the next
-  tick (one not yet written that a newer replaces: ``overwritten``).
+- the connector takes its outbound frames itself (``takes_outbound``): the dispatcher's
+  outbound thread does not wake per written frame and ``send`` is never called.
 
 Health: Connecting until OP with the expected working counter, then Up; Degraded after
 ``degraded_after`` consecutive bad cycles (working counter low, or the AL status read
@@ -35,40 +39,40 @@ One HealthEvent per transition (:attr:`EthercatConnector.machine`), also pushed 
 the gateway reopen the connector (a fresh bring-up); alone, the cycle re-brings the bus up.
 
 Outputs take the safe value (zeros) while :meth:`EthercatConnector.set_safe_outputs` is on
-(e.g. on Pause; a value reaching ``send`` meanwhile is counted as ``discarded_safe``), and
+(e.g. on Pause; a value taken meanwhile is counted as ``discarded_safe``), and
 before the bus leaves OP on ``close``.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
-from taktora.actors import ErrorPolicy, Executor, every, item
+from taktora.actors import ErrorPolicy, Executor, item
 from taktora.actors.control.messages import Ack, Reply
 from taktora.actors.executor.context import Context
 from taktora.actors.executor.errors import ThreadAttributeError
+from taktora.actors.executor.triggers import on_fd
 from taktora.actors.models.health import HealthEvent, HealthMachine, HealthState
 from taktora.connectors.connector import Connector
 from taktora.connectors.context import ConnectorContext, Frame
-from taktora.connectors.errors import ConnectorError, LinkDownError
-from taktora.connectors.ethercat.bits import copy_bits
+from taktora.connectors.errors import ConnectorError
 from taktora.connectors.ethercat.bus import OP, STATE_NAMES, Bus
 from taktora.connectors.ethercat.errors import EthercatError
+from taktora.connectors.ethercat.image import Inputs, Outputs
+from taktora.connectors.ethercat.live import BusRequests
 from taktora.connectors.ethercat.messages import BusState, GetState, ReadSdo, SdoValue, WriteSdo
+from taktora.connectors.ethercat.pacing import Pacer, set_timer_slack
 from taktora.connectors.ethercat.settings import BitRoute, EthercatOptions
 from taktora.connectors.model import ChannelDescriptor, Direction
 from taktora.connectors.requests import ConnectorRequest
 
 log = logging.getLogger(__name__)
 
-REQUEST_QUEUE = 16
 T = TypeVar("T")
 INIT = 1
 
@@ -77,6 +81,7 @@ class EthercatConnector(Connector):
     """EtherCAT on pysoem (see the module docstring)."""
 
     carries_envelope = False
+    takes_outbound = True
 
     settings_class = EthercatOptions
 
@@ -93,22 +98,14 @@ class EthercatConnector(Connector):
     def __init__(self, name: str, options: EthercatOptions) -> None:
         self.name = name
         self.options = options
+        self._receive_timeout_us = options.bus.receive_timeout_us
         self.machine = HealthMachine(name)
         self.bus: Bus | None = None
-        self._lock = threading.Lock()
-        self._pending: dict[str, bytes] = {}
-        self._safe = False
         self._out: list[tuple[ChannelDescriptor, BitRoute]] = []
-        self._out_names: frozenset[str] = frozenset()
         self._in: list[tuple[ChannelDescriptor, BitRoute]] = []
-        self._in_by_sub: dict[int, list[tuple[ChannelDescriptor, BitRoute]]] = {}
-        self._last_in: dict[str, bytes] = {}
-        self._last_image: dict[int, bytes] = {}
-        self._refresh = False  # set on Resume: deliver every input again on the next cycle
-        self._shadow: list[bytearray] = []
         self._ctx: ConnectorContext | None = None  # set from open until the end of close
         self.machine.subscribe(self._push)
-        self._requests: queue.Queue[tuple[Callable[[Bus], Any], Future[Any]]] = queue.Queue(REQUEST_QUEUE)
+        self._requests = BusRequests(name)
         self._executor: Executor | None = None
         self._thread: threading.Thread | None = None
         self._low = 0
@@ -117,6 +114,9 @@ class EthercatConnector(Connector):
         self.counters: dict[str, int] = dict.fromkeys(
             ("cycles", "wkc_errors", "lost_frames", "sent", "overwritten", "discarded_safe", "received",
              "bringups", "bringup_failures", "left_op", "al_unread"), 0)
+        self._outputs = Outputs((), self.counters)  # the process image, built again in open
+        self._inputs = Inputs((), self.counters)
+        self._safe = False  # kept across opens: a Pause outlives a reconnect
         self.cycle_ns: list[int] = []  # exchange durations (send+receive), up to CYCLE_SAMPLES
         self.al_ns: list[int] = []  # durations of the cyclic AL status read, up to CYCLE_SAMPLES
         self.period_err_ns: list[int] = []  # tick start - scheduled tick time
@@ -125,6 +125,8 @@ class EthercatConnector(Connector):
         self._cancel = threading.Event()  # set by close: a running bring-up gives up
         self._bringing_up = False
         self._bring_up_pending = False  # open() in the background: the cycle thread brings up
+        self._free_fd = -1  # free_running: the always-readable eventfd that triggers the cycle
+        self._pacer: Pacer | None = None  # otherwise the cycle's periodic timer
 
     # ---- Connector ----------------------------------------------------------------------------------
     def open(self, ctx: ConnectorContext) -> None:
@@ -135,7 +137,8 @@ class EthercatConnector(Connector):
         without blocking; the cycle thread brings the bus up and reports Up or Down (a failed
         bring-up is then not raised here).
 
-        Raises ConnectorError naming the channel for a routing that is not ``ethercat`` (before
+        Raises ConnectorError naming the channel for a routing that is not ``ethercat``, or
+        when there are outbound channels and ``ctx`` cannot serve ``ctx.drain`` (before
         anything is touched); EthercatError / BringUpError when the bus cannot be opened or
         brought up, or a routing lies outside the process image (Down is reported; nothing
         stays open). May be called again after :meth:`close` (a gateway's reconnect): health
@@ -145,12 +148,10 @@ class EthercatConnector(Connector):
         routes = [(d, BitRoute.of(d)) for d in ctx.channels]
         self._out = [(d, r) for d, r in routes if d.direction is Direction.OUTBOUND]
         self._in = [(d, r) for d, r in routes if d.direction is Direction.INBOUND]
-        self._out_names = frozenset(d.name for d, _ in self._out)
-        self._in_by_sub = {}
-        for d, r in self._in:
-            self._in_by_sub.setdefault(r.subdevice, []).append((d, r))
-        with self._lock:
-            self._pending.clear()
+        self._check_drain(ctx)
+        self._outputs = Outputs(self._out, self.counters)
+        self._outputs.set_safe(self._safe)
+        self._inputs = Inputs(self._in, self.counters)
         self._ctx = ctx
         self._cancel.clear()
         background = self.options.bring_up_in_background
@@ -178,10 +179,35 @@ class EthercatConnector(Connector):
             raise
         self._executor = Executor(f"{self.name}-cycle", signals=False,
                                   thread_attrs=self.options.cycle_thread)
-        self._executor.add(item(self._tick, [every(self.options.cycle_s)], name="ethercat-cycle",
+        try:
+            trigger = self._trigger()
+        except Exception:  # no timer: nothing stays open
+            self.close()
+            raise
+        self._executor.add(item(self._tick, [trigger], name="ethercat-cycle",
                                 error_policy=ErrorPolicy.LOG_AND_CONTINUE))
         self._thread = threading.Thread(target=self._run_cycle, name=f"{self.name}-cycle", daemon=True)
         self._thread.start()
+
+    def _trigger(self) -> Any:
+        """What triggers the cycle item: the periodic timer of ``cycle_s``, or with
+        ``free_running`` an eventfd that stays readable until close (back to back)."""
+        if self.options.free_running:
+            self._free_fd = os.eventfd(1, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            return on_fd(self._free_fd)
+        self._pacer = pacer = Pacer(self.options.cycle_s)
+        return on_fd(pacer, pacer.consume)
+
+    def _check_drain(self, ctx: ConnectorContext) -> None:
+        """The cycle takes its outputs with ``ctx.drain``: refuse a context that cannot serve it
+        before anything is touched. What is queued already is refused (``link_down``): the bus
+        is not up."""
+        outputs = Outputs(self._out, self.counters)
+        try:
+            outputs.refuse(ctx, f"EtherCAT {self.name}: bus not up yet")
+        except ConnectorError as exc:
+            raise ConnectorError(f"EtherCAT {self.name}: this context cannot take its outputs "
+                                 f"with ctx.drain (the cycle reads them itself): {exc}") from exc
 
     def close(self) -> None:
         """Stop cycling, write safe outputs, take the bus to INIT and close it (idempotent). A
@@ -192,14 +218,17 @@ class EthercatConnector(Connector):
             self._executor.stop()
             if self._thread is not None:
                 self._thread.join(10)
-            self._missed = self._executor.stats().item("ethercat-cycle").missed_ticks
             self._executor.close()
             self._executor = None
             self._thread = None
-        while not self._requests.empty():
-            _fn, fut = self._requests.get_nowait()
-            if fut.set_running_or_notify_cancel():
-                fut.set_exception(EthercatError(f"EtherCAT {self.name}: closed"))
+        if self._free_fd >= 0:
+            os.close(self._free_fd)
+            self._free_fd = -1
+        if self._pacer is not None:
+            self._missed = self._pacer.missed
+            self._pacer.close()
+            self._pacer = None
+        self._requests.fail_all()
         bus = self.bus
         if bus is None:
             self._ctx = None
@@ -207,7 +236,7 @@ class EthercatConnector(Connector):
         self.bus = None
         try:
             if self.machine.state in (HealthState.UP, HealthState.DEGRADED):
-                self._write_safe(bus)
+                self._outputs.write_safe()
                 for _ in range(3):
                     bus.cycle()
                 bus.master.state = INIT
@@ -221,20 +250,10 @@ class EthercatConnector(Connector):
             self._ctx = None
 
     def send(self, descriptor: ChannelDescriptor, frame: Frame) -> None:
-        """Keep the latest value of an OUTBOUND channel for the next cycle (the dispatcher's
-        outbound thread; never blocks beyond a short lock). ``frame`` is copied. Raises
-        LinkDownError while the bus is Down, ConnectorError for a channel not opened as
-        outbound."""
-        if self.machine.state is HealthState.DOWN:
-            raise LinkDownError(f"EtherCAT {self.name}: bus is down")
-        name = descriptor.name
-        if name not in self._out_names:
-            raise ConnectorError(f"EtherCAT {self.name}: channel {name!r} is not an open outbound channel")
-        with self._lock:
-            if name in self._pending:
-                self.counters["overwritten"] += 1
-            self._pending[name] = bytes(frame)
-            self.counters["sent"] += 1
+        """Not used: the cycle takes the outputs itself (``takes_outbound``, ``ctx.drain``), so
+        the framework never calls it. Raises ConnectorError (counted ``send_error``)."""
+        raise ConnectorError(f"EtherCAT {self.name}: outputs are taken by the cycle (ctx.drain), "
+                             f"not sent; {descriptor.name!r} was handed to send")
 
     def health(self) -> HealthState:
         """The state of :attr:`machine` (any thread): the last state reported to the context."""
@@ -249,7 +268,8 @@ class EthercatConnector(Connector):
 
     def stats(self) -> Mapping[str, int]:
         """A snapshot of :attr:`counters` (any thread): ``cycles``, ``wkc_errors``,
-        ``lost_frames``, ``sent``, ``overwritten``, ``discarded_safe``, ``received`` (changed
+        ``lost_frames``, ``sent`` (values taken from the outbound channels), ``overwritten``
+        (taken, then replaced in the same cycle), ``discarded_safe``, ``received`` (changed
         input values delivered), ``bringups``, ``bringup_failures``, ``left_op`` (a SubDevice
         seen below OP by the AL watch) and ``al_unread`` (cycles with the expected working
         counter whose AL status read went unanswered: their inputs were not published)."""
@@ -266,13 +286,14 @@ class EthercatConnector(Connector):
         """
         self.set_safe_outputs(paused)
         if not paused:
-            self._refresh = True  # the cycle thread forgets what it delivered before
+            self._inputs.refresh()  # the cycle thread forgets what it delivered before
 
     def set_safe_outputs(self, safe: bool) -> None:
         """While on, every cycle writes the safe value (zeros) instead of channel values, and
-        values sent meanwhile are discarded (counted ``discarded_safe``; any thread)."""
-        with self._lock:
-            self._safe = safe
+        values taken meanwhile are discarded (counted ``discarded_safe``; any thread: a flag the
+        cycle reads once per cycle)."""
+        self._safe = safe
+        self._outputs.set_safe(safe)
 
     # ---- requests on the live bus (any thread; run on the cycle thread) ---------------------------
     def call(self, fn: Callable[[Bus], T], timeout: float = 5.0) -> T:
@@ -288,16 +309,7 @@ class EthercatConnector(Connector):
             step = bus.step if bus is not None else "start"
             raise EthercatError(f"EtherCAT {self.name}: bring-up in progress (step {step}); try again "
                                 "when the bus is Up")
-        fut: Future[T] = Future()
-        try:
-            self._requests.put_nowait((fn, fut))
-        except queue.Full:
-            raise EthercatError(f"EtherCAT {self.name}: busy ({REQUEST_QUEUE} requests waiting)") from None
-        try:
-            return fut.result(timeout)
-        except FutureTimeout:
-            fut.cancel()
-            raise EthercatError(f"EtherCAT {self.name}: request not served within {timeout} s") from None
+        return self._requests.call(fn, timeout)
 
     def read_sdo(self, subdevice: int, index: int, subindex: int, timeout: float = 5.0) -> bytes:
         """SDO upload on the live bus (SdoAbortError with the abort code)."""
@@ -348,20 +360,6 @@ class EthercatConnector(Connector):
         out["overruns"] = float(self.missed_ticks())
         return out
 
-    def _serve_request(self, bus: Bus) -> None:
-        if self._requests.empty():  # the usual case, checked without raising queue.Empty
-            return
-        try:
-            fn, fut = self._requests.get_nowait()
-        except queue.Empty:
-            return
-        if not fut.set_running_or_notify_cancel():
-            return
-        try:
-            fut.set_result(fn(bus))
-        except BaseException as exc:  # handed to the caller
-            fut.set_exception(exc)
-
     # ---- cycle (executor thread) ------------------------------------------------------------------
     def _bring_up(self) -> None:
         assert self.bus is not None
@@ -375,34 +373,77 @@ class EthercatConnector(Connector):
         finally:
             self._bringing_up = False
         self.counters["bringups"] += 1
-        self._count = len(self.bus.subdevices)  # a re-bring-up must find the same line
-        self._shadow = [bytearray(len(sd.output)) for sd in self.bus.subdevices]
+        subs = self.bus.subdevices
+        self._count = len(subs)  # a re-bring-up must find the same line
         for d, r in (*self._out, *self._in):
-            size = len(self._shadow[r.subdevice]) if r.subdevice < len(self._shadow) else -1
-            if d.direction is Direction.INBOUND and 0 <= r.subdevice < len(self._shadow):
-                size = len(self.bus.subdevices[r.subdevice].input)
+            size = -1
+            if r.subdevice < len(subs):
+                sd = subs[r.subdevice]
+                size = len(sd.input if d.direction is Direction.INBOUND else sd.output)
             if size < 0 or r.bit_offset + r.bit_length > 8 * size:
                 self.machine.transition(HealthState.DOWN, "channel routing outside the process image")
                 raise EthercatError(f"EtherCAT {self.name}: channel {d.name!r} routes bits "
                                     f"{r.bit_offset}..{r.bit_offset + r.bit_length - 1} of SubDevice "
                                     f"{r.subdevice}, whose image has {max(size, 0)} bytes")
-        self._last_in.clear()
-        self._last_image.clear()
+        self._outputs.attach(subs)
+        self._inputs.attach(subs)
         self._low = 0
         self.machine.transition(HealthState.UP, f"OP, working counter {self.bus.expected_wkc}")
 
-    def _write_safe(self, bus: Bus) -> None:
-        for sd, shadow in zip(bus.subdevices, self._shadow, strict=False):
-            shadow[:] = bytes(len(shadow))
-            sd.output = bytes(shadow)
-
     def _tick(self, ctx: Context) -> None:
+        """One cycle (cycle thread). The common case - Up, the expected working counter, every
+        SubDevice in OP - runs straight through: drain the outputs, exchange, AL read, publish
+        the changed inputs; everything else goes to :meth:`_slow_tick`."""
         bus = self.bus
-        if bus is None:
+        cctx = self._ctx
+        if bus is None or cctx is None:
             return
-        if ctx.scheduled_ns:
-            self._record(self.period_err_ns, time.monotonic_ns() - ctx.scheduled_ns)
-        now = time.monotonic()
+        pacer = self._pacer
+        if pacer is not None:
+            if not pacer.due:
+                return
+            ring = self.period_err_ns
+            ring.append(ctx.now_ns - pacer.scheduled_ns)
+            if len(ring) >= CYCLE_SAMPLES:
+                ring.clear()
+        if self._bring_up_pending or self.machine.state is HealthState.DOWN:
+            self._slow_tick(bus, 0, 0, ctx.now_ns)
+            return
+        self._outputs.take(cctx)
+        master = bus.master
+        clock = time.perf_counter_ns
+        t0 = clock()
+        master.send_processdata()
+        wkc = master.receive_processdata(self._receive_timeout_us)
+        t1 = clock()
+        # the AL watch: every cycle, after the exchange, read AL status (one BRD while all agree),
+        # so a SubDevice that left OP is seen even when its working counter does not drop
+        lowest = master.read_state() if wkc > 0 else 0
+        t2 = clock()
+        ring = self.cycle_ns
+        ring.append(t1 - t0)
+        if len(ring) >= CYCLE_SAMPLES:
+            ring.clear()
+        ring = self.al_ns
+        ring.append(t2 - t1)
+        if len(ring) >= CYCLE_SAMPLES:
+            ring.clear()
+        self.counters["cycles"] += 1
+        if wkc == bus.expected_wkc and lowest == OP:
+            if self._low:
+                self._low = 0
+                if self.machine.state is HealthState.DEGRADED:
+                    self.machine.transition(HealthState.UP, "working counter restored")
+            self._inputs.publish(cctx)
+            if self._requests.waiting():
+                self._requests.serve(bus)
+            return
+        self._slow_tick(bus, wkc, lowest, ctx.now_ns)
+
+    def _slow_tick(self, bus: Bus, wkc: int, lowest: int, now_ns: int) -> None:
+        """What a tick does outside the common case (cycle thread): the first bring-up of a
+        background open, a re-bring-up while Down, a bad cycle (health, ARCH_0041)."""
+        now = now_ns / 1e9
         if self._bring_up_pending:  # open() in the background: the first bring-up is ours
             self._bring_up_pending = False
             try:
@@ -412,6 +453,8 @@ class EthercatConnector(Connector):
                 log.info("EtherCAT %s: bring-up failed: %s", self.name, exc)
             return
         if self.machine.state is HealthState.DOWN:
+            if self._ctx is not None:  # outputs written while Down are refused (``link_down``)
+                self._outputs.refuse(self._ctx, f"EtherCAT {self.name}: bus is down")
             if now >= self._next_attempt:
                 self._next_attempt = now + self.options.reconnect_s
                 self.machine.transition(HealthState.CONNECTING, "re-bring-up")
@@ -419,24 +462,7 @@ class EthercatConnector(Connector):
                     self._bring_up()
                 except EthercatError as exc:
                     log.info("EtherCAT %s: re-bring-up failed: %s", self.name, exc)
-            self._serve_request(bus)
-            return
-        self._apply_outputs(bus)
-        t0 = time.perf_counter_ns()
-        wkc = bus.cycle()
-        t1 = time.perf_counter_ns()
-        # the AL watch: every cycle, after the exchange, read AL status (one BRD while all agree),
-        # so a SubDevice that left OP is seen even when its working counter does not drop
-        lowest = bus.al_lowest() if wkc > 0 else 0
-        self._record(self.cycle_ns, t1 - t0)
-        self._record(self.al_ns, time.perf_counter_ns() - t1)
-        self.counters["cycles"] += 1
-        if wkc == bus.expected_wkc and lowest == OP:
-            self._low = 0
-            if self.machine.state is HealthState.DEGRADED:
-                self.machine.transition(HealthState.UP, "working counter restored")
-            self._publish_inputs(bus)
-            self._serve_request(bus)
+            self._requests.serve(bus)
             return
         if lowest != OP and wkc > 0:
             # a SubDevice that answers from below OP (state 0 = it did not answer: a WKC matter)
@@ -459,7 +485,7 @@ class EthercatConnector(Connector):
         self._low += 1
         if self._low == 1:
             self._low_since = now
-        self._serve_request(bus)
+        self._requests.serve(bus)
         if self._low >= self.options.degraded_after and self.machine.state is HealthState.UP:
             self.machine.transition(HealthState.DEGRADED, f"{why} for {self._low} cycles")
         if self.machine.state is HealthState.DEGRADED and now - self._low_since > self.options.down_after_s:
@@ -470,6 +496,7 @@ class EthercatConnector(Connector):
         refused attribute ends it with Down naming it (the gateway reconnects)."""
         assert self._executor is not None
         try:
+            set_timer_slack(1)
             self._executor.run()
         except ThreadAttributeError as exc:
             log.error("ethercat %r: cycle thread: %s", self.name, exc)
@@ -480,65 +507,10 @@ class EthercatConnector(Connector):
         self.machine.transition(HealthState.DOWN, reason)
         self._next_attempt = time.monotonic() + self.options.reconnect_s
 
-    def _apply_outputs(self, bus: Bus) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, {}
-            safe = self._safe
-        subs = bus.subdevices
-        if safe:
-            self.counters["discarded_safe"] += len(pending)
-            self._write_safe(bus)
-            return
-        if not pending:
-            return
-        touched: set[int] = set()
-        for d, r in self._out:
-            value = pending.get(d.name)
-            if value is None:
-                continue
-            value = value[:r.nbytes].ljust(r.nbytes, b"\x00")
-            copy_bits(value, 0, self._shadow[r.subdevice], r.bit_offset, r.bit_length)
-            touched.add(r.subdevice)
-        for s in touched:
-            subs[s].output = bytes(self._shadow[s])
-
-    def _publish_inputs(self, bus: Bus) -> None:
-        """Deliver every input slice that changed since it was last delivered (cycle thread).
-        A SubDevice whose whole input image is unchanged is skipped without slicing."""
-        ctx = self._ctx
-        if not self._in_by_sub or ctx is None:
-            return
-        if self._refresh:
-            self._refresh = False
-            self._last_image.clear()
-            self._last_in.clear()
-        subs = bus.subdevices
-        for s, channels in self._in_by_sub.items():
-            img = bytes(subs[s].input)
-            if self._last_image.get(s) == img:
-                continue
-            self._last_image[s] = img
-            for d, r in channels:
-                value = bytearray(r.nbytes)
-                copy_bits(img, r.bit_offset, value, 0, r.bit_length)
-                raw = bytes(value)
-                if self._last_in.get(d.name) == raw:
-                    continue
-                self._last_in[d.name] = raw
-                self.counters["received"] += 1
-                ctx.deliver(d.name, raw)  # a value the sink cannot publish is counted there
-
-    @staticmethod
-    def _record(ring: list[int], ns: int) -> None:
-        """Keep a sample; a full ring (CYCLE_SAMPLES) starts over (old samples overwritten)."""
-        if len(ring) >= CYCLE_SAMPLES:
-            ring.clear()
-        ring.append(ns)
-
     def missed_ticks(self) -> int:
         """Cycle ticks the executor skipped because a cycle ran late (overruns)."""
-        ex = self._executor
-        return ex.stats().item("ethercat-cycle").missed_ticks if ex is not None else self._missed
+        pacer = self._pacer
+        return pacer.missed if pacer is not None else self._missed
 
     def reset_samples(self) -> None:
         """Forget recorded cycle and period samples (e.g. after warm-up; any thread, racy by design)."""

@@ -123,6 +123,7 @@ class Dispatcher:
         self._closing = False
         self._node: Node | None = None
         self._subs: list[OutboundChannel] = []
+        self._out_by_name: dict[str, OutboundChannel] = {}
         self._ob: Outbound | None = None  # the outbound thread and forwarding (open_ports)
         self._sink: InboundSink | None = None
         self._poll_thread: threading.Thread | None = None
@@ -148,6 +149,7 @@ class Dispatcher:
                           for d in self._outbound]
             self._sink = InboundSink(self.name, self._node, self._inbound,
                                      registry=self.registry, storage=self._storage)
+            self._out_by_name = {out.descriptor.name: out for out in self._subs}
             self._ob = Outbound(self.name, self._subs, self._out, self._outbound_died)
         except BaseException:
             self._release()
@@ -287,9 +289,9 @@ class Dispatcher:
         ctx, ob = self._ctx, self._ob
         if connection != self.connection or ctx is None or ctx.revoked or ob is None:
             return 0
-        for out in self._subs:
-            if out.descriptor.name == channel:
-                return ob.drain(out, handler)
+        out = self._out_by_name.get(channel)
+        if out is not None:
+            return ob.drain(out, handler)
         raise ConnectorError(f"dispatcher {self.name!r}: drain({channel!r}): not an outbound "
                              f"channel (outbound: {[d.name for d in self._outbound]})")
 

@@ -237,8 +237,11 @@ class Outbound:
         else:
             receive, forward = self._receive_sample(out), self._forward_sample
         n = 0
+        own = handler is None  # the outbound thread: it lets go once the connector takes over
         with out.lock:
             while not self.stopping:
+                if own and self.taken:
+                    return n
                 try:
                     got = receive()
                 except Exception:

@@ -18,8 +18,8 @@ from taktora.connectors.ethercat.sim.commands import APWR, ETHERTYPE, LRW
 from taktora.connectors.ethercat.sim.line import Line
 from taktora.connectors.ethercat.sim.registers import REG_ALCTL, SAFEOP
 from taktora.connectors.model import ChannelDescriptor, Direction, Routing
-from taktora.connectors.testing import RecordingContext
 
+from .contexts import TakingContext
 from .frames import frame, logical, run
 from .test_connector import DIO, chan, options
 
@@ -28,7 +28,7 @@ U, D, C = HealthState.UP, HealthState.DOWN, HealthState.CONNECTING
 STRANGER = bytes.fromhex("020000000a5a")  # another MainDevice's (locally administered) MAC
 
 
-class OrderedContext(RecordingContext):
+class OrderedContext(TakingContext):
     """Records deliveries and health reports in one list, in the order they happened."""
 
     def __init__(self, channels: Sequence[ChannelDescriptor]) -> None:
@@ -85,7 +85,7 @@ def test_a_subdevice_put_in_safeop_from_the_wire_is_seen_and_its_inputs_not_publ
         conn.open(ctx := OrderedContext([do, di]))
         try:
             assert ctx.next(WAIT_S) == ("di", b"\x00")
-            conn.send(do, b"\x3c")  # looped back by the DIO
+            ctx.write("do", b"\x3c")  # looped back by the DIO
             assert ctx.next(WAIT_S) == ("di", b"\x3c")
             wkc_errors = conn.stats()["wkc_errors"]
             # from the wire: SubDevice 1 goes OP -> SAFE-OP (no error flag); its outputs drop

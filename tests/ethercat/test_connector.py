@@ -26,6 +26,8 @@ from taktora.connectors.model import Direction, Routing
 from taktora.connectors.testing import RecordingContext
 from taktora.transport import Node
 
+from .contexts import TakingContext
+
 TIMEOUT_US = 20_000
 
 DIO = str(Path(__file__).resolve().parents[2] / "examples" / "ethercat" / "dio.toml")
@@ -49,8 +51,8 @@ def chan(name: str, direction: Direction, sub: int, offset: int, length: int) ->
                                  "subdevice": sub, "bit_offset": offset, "bit_length": length}))
 
 
-class ThreadRecordingContext(RecordingContext):
-    """A RecordingContext that also notes which threads delivered."""
+class ThreadRecordingContext(TakingContext):
+    """A TakingContext that also notes which threads delivered."""
 
     def __init__(self, channels: Sequence[ChannelDescriptor]) -> None:
         super().__init__(channels)
@@ -155,10 +157,14 @@ def test_routing_errors_name_the_channel(pair):
         EthercatConnector("ec", options(master)).open(ctx := RecordingContext([ChannelDescriptor(
             name="x", direction=Direction.OUTBOUND, codec="raw", routing=udp)]))
     assert ctx.reports == []  # refused before the bus was touched
+    with pytest.raises(ConnectorError, match="cannot take its outputs"):  # no ctx.drain
+        EthercatConnector("ec", options(master)).open(
+            ctx := RecordingContext([chan("do", Direction.OUTBOUND, 0, 0, 8)]))
+    assert ctx.reports == []
     with SimProcess(sim_end, [DIO]):
         conn = EthercatConnector("ec", options(master))
         with pytest.raises(ConnectorError, match=r"'far' routes bits 6\.\.9 of SubDevice 0"):
-            conn.open(ctx := RecordingContext([chan("far", Direction.OUTBOUND, 0, 6, 4)]))
+            conn.open(ctx := TakingContext([chan("far", Direction.OUTBOUND, 0, 6, 4)]))
         assert states(ctx) == [D] and "outside the process image" in ctx.reports[0][1]
         conn.close()
 
@@ -248,21 +254,22 @@ def test_the_cycle_delivers_changed_inputs_itself(pair):
             assert states(ctx) == [U]  # reported before open returned
             first = {ctx.next(WAIT_S), ctx.next(WAIT_S)}  # the initial inputs, once per channel
             assert first == {("di", b"\x00"), ("di_hi", b"\x00")}, first
-            conn.send(do, memoryview(b"\x05"))  # looped back by the DIO; only the low nibble moves
+            ctx.write("do", b"\x05")  # looped back by the DIO; only the low nibble moves
             assert ctx.next(WAIT_S) == ("di", b"\x05")
-            conn.send(do, b"\x35")  # now the high nibble moves as well
+            ctx.write("do", b"\x35")  # now the high nibble moves as well
             assert {ctx.next(WAIT_S), ctx.next(WAIT_S)} == {("di", b"\x35"), ("di_hi", b"\x03")}
             time.sleep(0.05)  # ~25 cycles with unchanged inputs: nothing more is delivered
             assert ctx.next(0.0) is None
             assert ctx.threads == {"ec-cycle"}  # published on the cycle thread itself
             assert conn.stats()["received"] == 5
-            with pytest.raises(ConnectorError, match="'di' is not an open outbound channel"):
-                conn.send(di, b"\x01")
+            with pytest.raises(ConnectorError, match="taken by the cycle"):
+                conn.send(do, b"\x01")  # the framework never calls it: outputs are drained
             conn.set_safe_outputs(True)  # zeros on the outputs, looped back to the inputs
             assert {ctx.next(WAIT_S), ctx.next(WAIT_S)} == {("di", b"\x00"), ("di_hi", b"\x00")}
-            conn.send(do, b"\xff")  # not written while the outputs are safe: counted
+            ctx.write("do", b"\xff")  # not written while the outputs are safe: counted
             assert wait_until(lambda: conn.stats()["discarded_safe"] == 1)
             assert ctx.next(0.05) is None
+            assert conn.stats()["sent"] == ctx.taken == 3 and ctx.refused == 0
         finally:
             conn.close()
 
@@ -283,10 +290,10 @@ def test_the_cycle_thread_takes_its_affinity_and_fifo_priority(pair):
         conn.open(ctx)
         try:
             assert wait_until(lambda: states(ctx)[-1] is HealthState.UP)
-            tid = conn._thread.native_id  # the cycle thread
-            assert os.sched_getaffinity(tid) == {cpu}
+            tid = conn._thread.native_id  # the cycle thread (its executor applies them first)
+            assert wait_until(lambda: os.sched_getaffinity(tid) == {cpu})
             if os.geteuid() == 0:  # root: SCHED_FIFO granted
-                assert os.sched_getscheduler(tid) == os.SCHED_FIFO
+                assert wait_until(lambda: os.sched_getscheduler(tid) == os.SCHED_FIFO)
         finally:
             conn.close()
     refused = attrs.evolve(options(master), cycle_thread=ThreadAttrs(cpus=[4095]))
