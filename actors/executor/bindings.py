@@ -113,7 +113,10 @@ class FdBinding(Binding):
 
 
 class IntervalBinding(Binding):
-    """An interval's timerfd: fire once per due tick (per the policy), re-arm the timer."""
+    """An interval's timerfd: fire once per due tick (per the policy). The timer is periodic,
+    programmed once on the interval's grid (``start + k * period``, minus the spin lead); it
+    is programmed again only when the schedule's next tick has already passed when a wake
+    ends (CATCH_UP behind its ticks: the next run is due at once)."""
 
     __slots__ = ("schedule", "spin_ns", "timer")
 
@@ -126,7 +129,7 @@ class IntervalBinding(Binding):
         self.schedule = IntervalSchedule(period, start, trigger.policy)
         self.spin_ns = round(trigger.spin * 1e9)
         self.timer = timer
-        timer.arm(start - self.spin_ns)
+        timer.arm(start - self.spin_ns, period)
 
     def fire(self, now_ns: int) -> None:
         timer = self.timer
@@ -150,7 +153,9 @@ class IntervalBinding(Binding):
             for i in range(runs):
                 dispatch(job, trigger, TriggerKind.INTERVAL, None, now_ns, sched.burst_time(i),
                          False)
-        timer.arm(sched.next_ns - self.spin_ns)
+        due = sched.next_ns - self.spin_ns
+        if due <= _clock():  # that tick's expiry was consumed above: wake again at once
+            timer.arm(due, sched.period_ns)
 
 
 class DeadlineDataBinding(Binding):

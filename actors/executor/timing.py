@@ -123,6 +123,7 @@ class TimerFd:
         self._ref = ctypes.byref(self._spec)
         self._settime = libc.timerfd_settime
         self._value = self._spec.it_value
+        self._interval = self._spec.it_interval
 
     @classmethod
     def _load(cls) -> ctypes.CDLL:
@@ -131,13 +132,20 @@ class TimerFd:
             cls._libc = ctypes.CDLL(name, use_errno=True)
         return cls._libc
 
-    def arm(self, when_ns: int) -> None:
-        """Fire once at the absolute monotonic time ``when_ns`` (past times fire at once)."""
+    def arm(self, when_ns: int, period_ns: int = 0) -> None:
+        """Fire at the absolute monotonic time ``when_ns`` (past times fire at once), then,
+        with ``period_ns``, every ``period_ns`` after it: the kernel keeps the grid
+        ``when_ns + k * period_ns`` itself (drift-free), so a periodic timer is programmed once
+        instead of on every tick (``timerfd_settime`` measured 14-46 us per call on the
+        benchmarks' virtual machines, where programming a timer exits the VM)."""
         if when_ns <= 0:
             when_ns = 1
         value = self._value
         value[0] = when_ns // NS
         value[1] = when_ns % NS
+        interval = self._interval
+        interval[0] = period_ns // NS
+        interval[1] = period_ns % NS
         if self._settime(self.fd, self._TFD_TIMER_ABSTIME, self._ref, None) != 0:
             err = ctypes.get_errno()
             raise ExecutorError(f"timerfd_settime failed: {os.strerror(err)}")
