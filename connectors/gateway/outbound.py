@@ -199,8 +199,6 @@ class Outbound:
                             guards.append(guard)
                             table[iox.WaitSetAttachmentId.from_guard(guard)] = out
                     woke = everything if attached else []  # what came meanwhile
-                    if not attached:
-                        self._handed.set()
                 else:
                     ids, _ = ws.wait_and_process_with_timeout(wake)
                     if stop_id in ids:  # a stop or a hand-over: noticed above
@@ -211,6 +209,8 @@ class Outbound:
                     # per message; a wake without ids (the safety-net timeout) looks at all
                     woke = ([table[i] for i in ids if i in table] if ids else everything
                             ) if attached else []
+                if not attached:  # not draining: a hand(True) waiting for that may go on
+                    self._handed.set()
                 for out in woke:
                     out.sub.consume_wakeups()
                     self.drain(out)

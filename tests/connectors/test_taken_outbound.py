@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -157,5 +158,26 @@ def test_envelopes_or_payloads_per_channel(iox_prefix: str) -> None:
         assert data.value == {"v": 1}
         assert reply.value == {"q": 2} and reply.header.correlation_id == 77
         assert reply.header.kind == FrameKind.REPLY_DATA
+    finally:
+        assert disp.close().clean
+
+
+@pytest.mark.req("REQ_0550")
+def test_quick_reconnects_hand_the_channels_over_without_waiting(iox_prefix: str) -> None:
+    conn = Cycle()
+    disp = Dispatcher(None, conn, [OUT, BACK], name="quick").open_ports()
+    try:
+        with Node("app") as node:
+            reader: ChannelReader[Any] = ChannelReader(node, BACK)
+            writer: ChannelWriter[Any] = ChannelWriter(node, OUT)
+            for i in range(20):  # disconnect + connect back to back: no hand-over may stall
+                began = time.monotonic()
+                disp.connect()  # a stalled hand-over would wait its 2 s timeout here
+                assert time.monotonic() - began < 1.5
+                writer.send(i)
+                assert [g.value for g in collect(reader, 1)] == [i]
+                disp.disconnect()
+            stats = disp.stats()
+            assert stats.outbound_forwarded == 20 and not dict(stats.outbound_dropped)
     finally:
         assert disp.close().clean
