@@ -3,7 +3,7 @@ and multiprocessing, measured in the same run.
 
 Cases (the receiver sleeps in a blocking wait and is woken, unless the case is named spin):
 
-- ``iox_raw_64B``, ``iox_raw_1MiB``: iceoryx2 directly (no taktora code): ``Slice[c_uint8]``
+- ``iox_raw_64B``, ``iox_raw_1MiB``, ``iox_raw_4MiB``: iceoryx2 directly (no taktora code): ``Slice[c_uint8]``
   pub/sub plus an event service; the sender ``ctypes.memmove``-s the payload into
   ``loan_slice_uninit``, then ``send()`` + ``notify()``; the receiver ``Listener.timed_wait``
   then ``Subscriber.receive``.
@@ -54,6 +54,7 @@ CASES: dict[str, tuple[str, int]] = {
     "taktora_64B": ("tk", 64),
     "iox_raw_1MiB": ("iox", MIB),
     "taktora_1MiB": ("tk", MIB),
+    "iox_raw_4MiB": ("iox", 4 * MIB),
     "taktora_4MiB": ("tk", 4 * MIB),
     "mp_pipe_64B": ("pipe", 64),
     "mp_pipe_1MiB": ("pipe", MIB),
@@ -375,6 +376,9 @@ def ratios(rows: list[dict[str, Any]]) -> dict[str, Any]:
         value = _bench.ratio(rows, num, den)
         met = value is not None and (value <= target if op == "<=" else value >= target)
         out[f"{num}/{den}"] = {"value": value, "target": f"{op} {target}", "target_met": met}
+    # context: what the raw library itself does between the sizes, and taktora at 4 MiB
+    out["iox_raw_4MiB/iox_raw_64B"] = _bench.ratio(rows, "iox_raw_4MiB", "iox_raw_64B")
+    out["taktora_4MiB/iox_raw_4MiB"] = _bench.ratio(rows, "taktora_4MiB", "iox_raw_4MiB")
     return out
 
 
