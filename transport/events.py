@@ -28,6 +28,8 @@ class Wakeable:
     """
 
     _listener: Any
+    _wait_s: float = -1.0
+    _wait: Any = None
 
     @property
     def listener(self) -> Any:
@@ -49,7 +51,9 @@ class Wakeable:
         try:
             if timeout is None:
                 return len(self._listener.blocking_wait())
-            return len(self._listener.timed_wait(iox.Duration.from_secs_f64(timeout)))
+            if timeout != self._wait_s:  # the iceoryx2 Duration of the last timeout, kept
+                self._wait_s, self._wait = timeout, iox.Duration.from_secs_f64(timeout)
+            return len(self._listener.timed_wait(self._wait))
         except iox.ListenerWaitError as exc:
             if "Interrupt" in str(exc):
                 return 0

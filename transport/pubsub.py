@@ -418,8 +418,8 @@ class Subscriber(Wakeable):
             self._cur_seq = seq
         else:
             self._follow(pub, seq, hdr.first_send_ns)
-        size = self._fixed_size if self._struct is not None else raw.header.number_of_elements
-        return Sample(raw, size, self._struct, seq, hdr.timestamp_ns, pub)
+        # a bytes sample's length is read when its payload is first used (-1: not yet)
+        return Sample(raw, self._fixed_size, self._struct, seq, hdr.timestamp_ns, pub)
 
     def receive_bytes(self) -> tuple[bytes, int, int] | None:
         """The next payload as a private ``bytes`` copy with its publisher id and sequence:

@@ -131,7 +131,13 @@ class Sample:
     @property
     def size(self) -> int:
         """Payload length in bytes."""
-        self._live()
+        return self._length(self._live())
+
+    def _length(self, iox_sample: Any) -> int:
+        """The payload length; a bytes sample reads it from iceoryx2 on first use (``size``
+        -1 at construction: a receive that never looks at the payload does not pay for it)."""
+        if self._size < 0:
+            self._size = int(iox_sample.header.number_of_elements)
         return self._size
 
     @property
@@ -139,7 +145,8 @@ class Sample:
         """Zero-copy, read-only bytes of the payload; valid until the sample is released."""
         iox_sample = self._live()
         if self._view is None:
-            self._view = readonly_view(iox_sample.payload_ptr, self._size, iox_sample)
+            self._view = readonly_view(iox_sample.payload_ptr, self._length(iox_sample),
+                                       iox_sample)
         return self._view
 
     @property
@@ -159,9 +166,9 @@ class Sample:
         iox_sample = self._live()
         if self._struct is not None:
             return self._struct.from_buffer_copy(
-                (ctypes.c_uint8 * self._size).from_address(iox_sample.payload_ptr)
+                (ctypes.c_uint8 * self._length(iox_sample)).from_address(iox_sample.payload_ptr)
             )
-        return ctypes.string_at(iox_sample.payload_ptr, self._size)
+        return ctypes.string_at(iox_sample.payload_ptr, self._length(iox_sample))
 
     def release(self) -> None:
         """Give the sample back to iceoryx2; views made from it stop working."""
@@ -186,5 +193,5 @@ class Sample:
         self.release()
 
     def __repr__(self) -> str:
-        state = "released" if self._iox is None else f"{self._size} B"
+        state = "released" if self._iox is None else f"{self._length(self._iox)} B"
         return f"<Sample seq={self.sequence} {state}>"
