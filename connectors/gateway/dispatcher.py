@@ -8,24 +8,26 @@ on the dispatcher's and the protocol's own threads:
   (``{name}.out``) and one publisher per INBOUND channel (``{name}.in``, in the
   :class:`~taktora.connectors.gateway.sink.InboundSink`). They live as long as the
   dispatcher: a reconnect reopens only the protocol side.
-- **outbound thread** (``<name>-out``, runs from ``open_ports`` to ``close``): blocks in an
-  iceoryx2 WaitSet on the listeners of every outbound subscriber (and a stop eventfd); per
-  wake it drains the subscribers whose listener woke (everything available on each), checks
-  each envelope's header (sanity only, no CRC: the bytes never left shared memory) and hands
-  the frame to ``connector.send``: for a connector that carries envelopes, one private copy of
-  the envelope renumbered with the channel's *link sequence* (the n-th frame this channel
-  forwarded carries n, so the far gateway sees a gap only for frames lost on the link - never
-  for frames this gateway dropped and counted); otherwise the payload only, as a read-only
-  view of shared memory (no copy, nothing re-encoded). While no connector is connected (the
-  gateway is Down or reconnecting) each frame is counted as dropped with cause ``down``.
+- **outbound thread** (``<name>-out``, runs from ``open_ports`` to ``close``;
+  :class:`~taktora.connectors.gateway.outbound.Outbound`): blocks in an iceoryx2 WaitSet on
+  the listeners of every outbound subscriber (and a wake-up eventfd); per wake it drains the
+  subscribers whose listener woke (everything available on each), checks each envelope's
+  header (sanity only, no CRC: the bytes never left shared memory) and hands the frame to
+  ``connector.send``: on an envelope channel the envelope renumbered with the channel's *link
+  sequence* (the n-th frame this channel forwarded carries n, so the far gateway sees a gap
+  only for frames lost on the link - never for frames this gateway dropped and counted);
+  otherwise the payload only, as a read-only view (nothing re-encoded). While no connector is
+  connected (the gateway is Down or reconnecting) each frame is counted as dropped with cause
+  ``down``.
 - **taken outbound** (a connector with ``takes_outbound``, e.g. the EtherCAT cycle): while
   it is connected the outbound thread detaches from the outbound listeners (no wake per
   frame) and the connector drains each channel from its own loop with
   :meth:`ConnectorContext.drain`, which runs the same checks and counts on the calling thread;
   once it is disconnected the outbound thread attaches again and drains (counting ``down``).
 - **inbound**: the connector delivers through the :class:`ConnectorContext` it got in
-  ``open`` (its own threads publish into iceoryx2); only for a pull connector (one that
-  implements ``poll``) does the dispatcher run a reader thread (``<name>-in``) per connection.
+  ``open`` (its own threads publish into iceoryx2; ``deliver_many`` wakes the readers once
+  per burst); only for a pull connector (one that implements ``poll``) does the dispatcher run
+  a reader thread (``<name>-in``) per connection.
 - **health**: the connector reports through the context; :meth:`Dispatcher.link` is the last
   report and ``on_report`` (the gateway's) hears every one. A dispatcher thread that dies
   reports ``Down`` itself.
