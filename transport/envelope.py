@@ -185,15 +185,12 @@ def frame_size(buf: Any, counters: EnvelopeCounters | None = None,
     CRC too with ``verify_crc`` (for frames that crossed a link; see spec/envelope.rst).
     Returns ``(header_len + payload_len, sequence)``: where the envelope ends (a trailer
     beyond it is not part of it) and its sequence number."""
+    if not verify_crc:
+        _, end, sequence = bounds(buf, counters)
+        return end, sequence
     size = len(buf)
     if size < HEADER_SIZE:
         raise _short(counters, size)
-    if not verify_crc:
-        magic, version, _flags, header_len, payload_len, sequence = _unpack_prefix(buf, 0)
-        if magic != MAGIC or version != VERSION or not HEADER_SIZE <= header_len <= size \
-                or payload_len > size - header_len:
-            _check(counters, size, magic, version, header_len, payload_len)
-        return header_len + payload_len, sequence
     (magic, version, flags, header_len, _codec_id, _kind, _r0, payload_len, sequence,
      _timestamp_ns, _correlation_id, crc, _r1) = _unpack_header(buf, 0)
     if magic != MAGIC or version != VERSION or not HEADER_SIZE <= header_len <= size \
@@ -204,6 +201,20 @@ def frame_size(buf: Any, counters: EnvelopeCounters | None = None,
         raise _bad(counters, "crc",
                    f"envelope seq {sequence}: payload CRC-32 mismatch (corrupted in transit)")
     return end, sequence
+
+
+def bounds(buf: Any, counters: EnvelopeCounters | None = None) -> tuple[int, int, int]:
+    """Header sanity only (as :func:`frame_size` without ``verify_crc``), returning where the
+    payload lies: ``(header_len, header_len + payload_len, sequence)``; builds no view (a
+    caller slices ``buf`` itself: a bytes slice of a small frame costs less than a view)."""
+    size = len(buf)
+    if size < HEADER_SIZE:
+        raise _short(counters, size)
+    magic, version, _flags, header_len, payload_len, sequence = _unpack_prefix(buf, 0)
+    if magic != MAGIC or version != VERSION or not HEADER_SIZE <= header_len <= size \
+            or payload_len > size - header_len:
+        _check(counters, size, magic, version, header_len, payload_len)
+    return header_len, header_len + payload_len, sequence
 
 
 def split(buf: Any, counters: EnvelopeCounters | None = None,

@@ -181,6 +181,7 @@ class Dispatcher:
         sink.use(conn)  # whole envelopes or payloads, per channel
         for out in self._subs:
             out.envelope = conn.envelope_on(out.descriptor)
+            ob.path(out)  # how its frames are received and forwarded, for this connector
         self.connection += 1
         number = self.connection
         ctx = ConnectorContext(self.name, self.descriptors, deliver=sink.deliver,

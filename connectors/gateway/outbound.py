@@ -42,21 +42,25 @@ from taktora.transport.pubsub import Subscriber
 log = logging.getLogger("taktora.connectors.gateway.dispatcher")
 
 Handler = Callable[[ChannelDescriptor, Frame], None]
+Receive = Callable[[], "tuple[Any, int, int] | None"]
+"""Takes the next frame of a channel: ``(frame, publisher, sequence)``, or None."""
+Forward = Callable[["OutboundChannel", Any, int, int, "Handler | None"], None]
+"""Forwards (or counts) one frame: ``(channel, frame, writer slot, sequence, handler)``."""
 
 OUTBOUND_WAKE_S = 0.5
 """Longest the outbound thread sleeps without a wake-up (a safety net for a lost wake-up)."""
 
 _pack_sequence = struct.Struct("<Q").pack
 _SEQ_AT, _SEQ_END = envelope.SEQUENCE_OFFSET, envelope.SEQUENCE_OFFSET + 8
-_frame_size, _split = envelope.frame_size, envelope.split
+_frame_size, _split, _bounds = envelope.frame_size, envelope.split, envelope.bounds
 
 
 class OutboundChannel:
     """One outbound channel of the outbound thread: its subscriber, counters and the writers
     it follows (publisher id -> slot of the writer's last sequence in the counter block)."""
 
-    __slots__ = ("counts", "descriptor", "envelope", "ids", "lock", "overflow_base", "seqs",
-                 "small", "sub", "writers")
+    __slots__ = ("counts", "descriptor", "envelope", "ids", "lock", "lost_seen",
+                 "overflow_base", "path", "seqs", "small", "sub", "writers")
 
     def __init__(self, descriptor: ChannelDescriptor, sub: Subscriber, counts: ChannelCounts,
                  storage: Storage) -> None:
@@ -69,6 +73,8 @@ class OutboundChannel:
         self.envelope = True  # the connector's Connector.envelope_on(descriptor), at connect
         self.lock = threading.Lock()  # one drainer at a time (thread, or a taking connector)
         self.small = descriptor.max_frame <= SMALL_FRAME and not descriptor.growable
+        self.path: tuple[Receive, Forward] | None = None  # Outbound.path: chosen at connect
+        self.lost_seen = -1  # the transport queue's overflow last copied into the block
 
     def adopt_writer(self, publisher: int, sequence: int, counts: Counts) -> int:
         """The block slot of ``publisher``'s last sequence (outbound thread). A writer an
@@ -107,8 +113,12 @@ class OutboundChannel:
             self.counts.values[slot] = sample.sequence
 
     def copy_overflow(self) -> None:
-        """Copy the transport queue's overflow of this incarnation into the block."""
-        self.counts.values[self.counts.i_overflow] = self.overflow_base + self.sub.lost
+        """Copy the transport queue's overflow of this incarnation into the block (a store
+        only when it changed)."""
+        lost = self.sub.lost
+        if lost != self.lost_seen:
+            self.lost_seen = lost
+            self.counts.values[self.counts.i_overflow] = self.overflow_base + lost
 
 
 class Outbound:
@@ -230,12 +240,7 @@ class Outbound:
         queued on ``out``; returns how many frames were taken. The outbound thread, or the
         loop of a connector that drains its channels itself (one drainer at a time: the
         channel's lock)."""
-        if out.envelope or out.small:  # one private copy (see the module docstring)
-            receive: Callable[[], tuple[Any, int, int] | None] = out.sub.receive_bytes
-            forward: Callable[[OutboundChannel, Any, int, int, Handler | None], None] = (
-                self._forward_envelope if out.envelope else self._forward_payload)
-        else:
-            receive, forward = self._receive_sample(out), self._forward_sample
+        receive, forward = out.path or self.path(out)
         n = 0
         own = handler is None  # the outbound thread: it lets go once the connector takes over
         with out.lock:
@@ -259,6 +264,18 @@ class Outbound:
                 except Exception:
                     self._internal(out, (slot, taken), "forwarding")
         return n
+
+    def path(self, out: OutboundChannel) -> tuple[Receive, Forward]:
+        """Choose (and keep on ``out``) how its frames are received and forwarded, from
+        whether they are envelopes and small (the owner calls it again at each connect, after
+        setting :attr:`OutboundChannel.envelope`)."""
+        if out.envelope:  # one private copy: the renumbered envelope is a new frame anyway
+            out.path = (out.sub.receive_bytes, self._forward_envelope)
+        elif out.small:  # one private copy, its payload a bytes slice
+            out.path = (out.sub.receive_bytes, self._forward_small)
+        else:  # read in place
+            out.path = (self._receive_sample(out), self._forward_sample)
+        return out.path
 
     @staticmethod
     def _receive_sample(out: OutboundChannel) -> Callable[[], tuple[Any, int, int] | None]:
@@ -311,10 +328,22 @@ class Outbound:
             frame = data[:_SEQ_AT] + _pack_sequence(link_seq) + data[_SEQ_END:size]
             self._send(out, conn, handler, frame, slot, taken, link_seq)
 
-    def _forward_payload(self, out: OutboundChannel, data: bytes | memoryview, slot: int,
+    def _forward_small(self, out: OutboundChannel, data: bytes, slot: int, taken: int,
+                       handler: Handler | None) -> None:
+        """A small payload channel's frame: the payload as a bytes slice of the private copy."""
+        if self.paused:
+            self._skip(out, slot, taken, "paused")
+            return
+        try:
+            start, end, _ = _bounds(data, self.malformed)
+        except EnvelopeError as exc:
+            self._malformed(out, slot, taken, exc)
+            return
+        self._hand(out, data[start:end], slot, taken, handler)
+
+    def _forward_payload(self, out: OutboundChannel, data: memoryview, slot: int,
                          taken: int, handler: Handler | None) -> None:
-        """A payload channel's frame: the payload, a read-only view (of shared memory, or of
-        the private copy of a small frame)."""
+        """A large payload channel's frame: the payload, a read-only view of shared memory."""
         if self.paused:
             self._skip(out, slot, taken, "paused")
             return
@@ -323,6 +352,11 @@ class Outbound:
         except EnvelopeError as exc:
             self._malformed(out, slot, taken, exc)
             return
+        self._hand(out, payload, slot, taken, handler)
+
+    def _hand(self, out: OutboundChannel, payload: Frame, slot: int, taken: int,
+              handler: Handler | None) -> None:
+        """Send a payload (under the send lock; see :meth:`_send`)."""
         with self.send_lock:
             conn = self.live
             if conn is None:
