@@ -54,7 +54,6 @@ import can
 from taktora.actors.models.backoff import Backoff, ReconnectPolicy
 from taktora.actors.models.health import HealthEvent, HealthMachine, HealthState, worst_of
 from taktora.connectors.can.config import (
-    FD_LENGTHS,
     CanBusConfig,
     CanRouting,
     CanSettings,
@@ -65,6 +64,7 @@ from taktora.connectors.can.dbc import use_dbc
 from taktora.connectors.can.errors import CanBusError, CanConfigError, CanError
 from taktora.connectors.can.filters import CanFilter, Demux, compile_filters
 from taktora.connectors.can.interface import Interface
+from taktora.connectors.can.txroute import TxRoute
 from taktora.connectors.connector import Connector
 from taktora.connectors.context import ConnectorContext, Frame
 from taktora.connectors.errors import ConnectorError, LinkDownError
@@ -132,7 +132,7 @@ class CanConnector(Connector):
                               owner=name, stop=self._stop, poll_s=poll_s, clock=clock,
                               on_change=self._on_change)
             for b in buses}
-        self._tx_routes: dict[str, tuple[Interface, CanRouting]] = {}
+        self._tx_routes: dict[str, TxRoute] = {}
         self._ctx: ConnectorContext | None = None  # the open connection's; None while closed
         self._report_lock = threading.Lock()
         self._reported: HealthState | None = None  # the aggregate last pushed to _ctx
@@ -215,14 +215,14 @@ class CanConnector(Connector):
         """
         if self._state == "open":
             raise CanError(f"connector {self.name!r} is already open")
-        tx: dict[str, tuple[Interface, CanRouting]] = {}
+        tx: dict[str, TxRoute] = {}
         readers: dict[str, list[tuple[str, CanRouting]]] = {n: [] for n in self._ifaces}
         buses = [i.cfg for i in self._ifaces.values()]
         for d in ctx.channels:
             routing = check_route(buses, d)
             iface = self._ifaces[routing.interface]
             if d.direction is Direction.OUTBOUND:
-                tx[d.name] = (iface, routing)
+                tx[d.name] = TxRoute(iface, routing)
             else:
                 readers[routing.interface].append((d.name, routing))
         for name, iface in self._ifaces.items():
@@ -297,20 +297,18 @@ class CanConnector(Connector):
         and CanBusError for a failed ``bus.send``. Blocks at most ``send_timeout_s`` on a full
         TX queue.
         """
-        entry = self._tx_routes.get(descriptor.name)
-        if entry is None:
+        route = self._tx_routes.get(descriptor.name)
+        if route is None:
             raise CanError(f"connector {self.name!r}: channel {descriptor.name!r} is not an "
                            "open outbound channel")
-        iface, routing = entry
-        size = len(frame) if not isinstance(frame, memoryview) else frame.nbytes
-        if size > routing.max_data or (routing.fd and size not in FD_LENGTHS):
-            iface.tx["send_errors.length"] += 1
-            kind = ("CAN FD frame (0-8, 12, 16, 20, 24, 32, 48 or 64)" if routing.fd
+        size = len(frame) if type(frame) is not memoryview else frame.nbytes
+        if size not in route.lengths:
+            route.iface.tx["send_errors.length"] += 1
+            kind = ("CAN FD frame (0-8, 12, 16, 20, 24, 32, 48 or 64)" if route.fd
                     else "classic CAN frame (0-8)")
             raise CanError(f"channel {descriptor.name!r}: {size} bytes do not fit a {kind}")
-        msg = can.Message(arbitration_id=routing.can_id, is_extended_id=routing.extended,
-                          data=frame, is_fd=routing.fd, bitrate_switch=routing.brs,
-                          error_state_indicator=routing.esi, check=False)
+        msg = route.message(frame)
+        iface = route.iface
         with iface.lock:
             bus = iface.bus
             if bus is None or iface.bus_off:
@@ -320,12 +318,12 @@ class CanConnector(Connector):
                 raise LinkDownError(f"connector {self.name!r}: interface {iface.cfg.name!r} is "
                                     f"{why} ({iface.machine.state.value})")
             try:
-                bus.send(msg, iface.cfg.send_timeout_s)
+                bus.send(msg, route.timeout)
             except Exception as exc:  # CanError / CanOperationError / OSError
                 iface.tx["send_errors"] += 1
                 raise CanBusError(f"connector {self.name!r}: sending {descriptor.name!r} on "
                                   f"{iface.cfg.name!r} failed: {exc}") from exc
-        iface.tx["frames_out"] += 1
+        iface.frames_out += 1
         if not iface.up and iface.machine.state is C:
             iface.transition(U, "first frame sent", only_from=frozenset({C}))
 
@@ -341,13 +339,12 @@ class CanConnector(Connector):
         out: dict[str, int] = {}
         totals: defaultdict[str, int] = defaultdict(int)
         for name, iface in self._ifaces.items():
-            for src in (dict(iface.rx), dict(iface.tx)):
-                for key, value in src.items():
-                    out[f"{name}.{key}"] = value
-                    if key in ("frames_in", "frames_out", "filtered", "unmatched", "error_frames"):
-                        totals[key] += value
-                    elif key.startswith("drops."):
-                        totals["drops"] += value
+            for key, value in iface.counts().items():
+                out[f"{name}.{key}"] = value
+                if key in ("frames_in", "frames_out", "filtered", "unmatched", "error_frames"):
+                    totals[key] += value
+                elif key.startswith("drops."):
+                    totals["drops"] += value
         for key in ("frames_in", "frames_out", "filtered", "unmatched", "error_frames", "drops"):
             out[key] = totals[key]
         return FrozenMap(out)

@@ -8,7 +8,8 @@ lets through a frame no reader matches (on SocketCAN the kernel applies it; CAN_
 is 512 entries).
 
 :class:`Demux` finds every reader a received frame belongs to: a dict lookup for readers of
-one exact identifier plus a scan of the masked readers, in registration order.
+one exact identifier plus a scan of the masked readers, in registration order, remembered per
+identifier in :attr:`Demux.known` (a receive thread looks there first).
 
 Pure data structures built once per open; lookups are read-only and thread-safe.
 """
@@ -88,17 +89,19 @@ class Demux:
                 self._exact[key] = (*self._exact.get(key, ()), name)
             else:
                 self._masked.append((name, entry))
-        self._cache: dict[tuple[int, bool], tuple[str, ...]] = {}
+        self.known: dict[tuple[int, bool], tuple[str, ...]] = {}
+        """(can_id, extended) -> the channels :meth:`lookup` found (bounded memo; read it
+        first on a per-frame path, call :meth:`lookup` on a miss)."""
 
     def lookup(self, can_id: int, extended: bool) -> tuple[str, ...]:
         """Every channel whose (can_id, mask, extended) accepts the frame (may be empty)."""
         key = (can_id, extended)
-        hit = self._cache.get(key)
+        hit = self.known.get(key)
         if hit is not None:
             return hit
         names = list(self._exact.get(key, ()))
         names += [n for n, e in self._masked if e.accepts(can_id, extended) and n not in names]
         found = tuple(names)
-        if len(self._cache) < 4096:  # bounded memo; misses beyond it are just recomputed
-            self._cache[key] = found
+        if len(self.known) < 4096:  # bounded memo; misses beyond it are just recomputed
+            self.known[key] = found
         return found

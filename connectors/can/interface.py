@@ -23,8 +23,10 @@ every interface type, so each bus is read by a thread blocked in ``bus.recv``.
 
 Threads: :meth:`Interface.step` runs on the interface's receive thread only; it blocks in
 ``bus.recv`` (or in the backoff wait while the bus is closed) for at most its ``timeout`` and
-never raises. ``rx`` counters are written by that thread only, ``tx`` counters by the sending
-thread only (single writer each: a snapshot copy under the GIL is coherent). ``lock``
+never raises. Receive counters (the per-frame ones as int attributes, ``frames_in``,
+``delivered``, ``filtered``, ``unmatched``, ``remote_frames``; the rare ones in the ``rx``
+dict) are written by that thread only, send counters (``frames_out``; ``tx``) by the sending
+thread only: a single writer each, so no lock, and a snapshot under the GIL is coherent. ``lock``
 serializes ``bus.send`` against the bus being closed and replaced; ``state_lock`` makes
 check-and-transition of the health machine atomic. Health subscribers and ``on_change`` are
 called on the thread that made the transition, with ``state_lock`` held (so they see one
@@ -55,6 +57,9 @@ OnChange = Callable[["Interface", HealthState, str], None]
 log = logging.getLogger(__name__)
 
 C, U, G, D = HealthState.CONNECTING, HealthState.UP, HealthState.DEGRADED, HealthState.DOWN
+
+HOT_COUNTERS = ("frames_in", "delivered", "filtered", "unmatched", "remote_frames", "frames_out")
+"""The counters kept as int attributes of :class:`Interface` (written per frame)."""
 
 
 def filters_in_bus(bus: can.BusABC) -> bool:
@@ -103,8 +108,27 @@ class Interface:
         self.reopen_at: float | None = None
         self.reopen_delay = 0.0
         self.thread: threading.Thread | None = None
+        # per-frame counters as plain ints (one writer each: see the module doc); the rare ones,
+        # keyed by name, in rx / tx. counts() merges them.
+        self.frames_in = 0
+        self.delivered = 0
+        self.filtered = 0
+        self.unmatched = 0
+        self.remote_frames = 0
+        self.frames_out = 0
         self.rx: defaultdict[str, int] = defaultdict(int)
         self.tx: defaultdict[str, int] = defaultdict(int)
+
+    def counts(self) -> dict[str, int]:
+        """This interface's counters by name (any thread): every counter that is not zero,
+        plus the last error-counter readings."""
+        out = dict(self.rx)
+        out.update(self.tx)
+        for key in HOT_COUNTERS:
+            value = getattr(self, key)
+            if value:
+                out[key] = value
+        return out
 
     # -- health --------------------------------------------------------------------------------
     def transition(self, new: HealthState, reason: str,
@@ -176,16 +200,15 @@ class Interface:
         """The receive thread's body: :meth:`step` until the stop event is set (returns within
         about ``poll_s`` of it). Never raises: failures are logged, counted and turned into
         health transitions."""
-        stop = self._stop
+        stop, step, poll_s = self._stop, self.step, self.poll_s
         while not stop.is_set():
-            self.step(self.poll_s, deliver)
+            step(poll_s, deliver)
 
     def step(self, timeout: float, deliver: Deliver) -> None:
         """Read and handle at most one frame, waiting up to ``timeout``; or, while the bus is
         closed, advance its recovery without waiting longer than ``timeout``. Every channel
         the frame matches gets it through ``deliver`` (counted ``delivered`` when published).
         Receive thread. Never raises."""
-        rx = self.rx
         try:
             if self.reconnect_now:
                 self.reconnect_now = False
@@ -204,7 +227,7 @@ class Interface:
             except Exception as exc:
                 if self._stop.is_set():
                     return
-                rx["receive_errors"] += 1
+                self.rx["receive_errors"] += 1
                 self.go_down(f"receive failed: {type(exc).__name__}: {exc}")
                 return
             if msg is None:
@@ -213,22 +236,28 @@ class Interface:
             if msg.is_error_frame:
                 self._on_error(classify(msg.arbitration_id, msg.data))
                 return
-            rx["frames_in"] += 1
+            self.frames_in += 1
             if not self.up:
                 self._seen_traffic()
             if msg.is_remote_frame:
-                rx["remote_frames"] += 1
+                self.remote_frames += 1
                 return
-            names = self.demux.lookup(msg.arbitration_id, msg.is_extended_id)
+            can_id, extended = msg.arbitration_id, msg.is_extended_id
+            names = self.demux.known.get((can_id, extended))
+            if names is None:
+                names = self.demux.lookup(can_id, extended)
             if not names:
-                rx["filtered" if self.soft_filter else "unmatched"] += 1
+                if self.soft_filter:
+                    self.filtered += 1
+                else:
+                    self.unmatched += 1
                 return
             data = msg.data
             for channel in names:
                 if deliver(channel, data):
-                    rx["delivered"] += 1
+                    self.delivered += 1
         except Exception:
-            rx["internal_errors"] += 1
+            self.rx["internal_errors"] += 1
             log.exception("connector %r: receiving on %r failed; continuing", self.owner,
                           self.cfg.name)
             self._stop.wait(min(timeout, self.poll_s))
