@@ -33,6 +33,22 @@ _memmove = ctypes.memmove
 _string_at = ctypes.string_at
 _monotonic_ns = time.monotonic_ns
 
+# iceoryx2's Python layer wraps ``Publisher.loan_slice_uninit`` and
+# ``SampleMutUninit.assume_init`` in functions that check the port's payload type on every call
+# (``typing.get_origin`` + an assert: about 0.35 us each, twice per send). A taktora port's
+# payload type is fixed when it is built (bytes channels are ``Slice[c_uint8]``, struct
+# channels their Structure), so sends call the binding's methods underneath those checks when
+# this iceoryx2 has them (0.10), and the public wrappers otherwise. tests/transport/test_pubsub.py
+# checks which one this build uses.
+_RAW_LOAN_SLICE: Any = getattr(iox.Publisher, "__loan_slice_uninit", None)
+_RAW_ASSUME_INIT: Any = getattr(iox.SampleMutUninit, "__assume_init", None)
+FAST_SEND = _RAW_LOAN_SLICE is not None and _RAW_ASSUME_INIT is not None
+"""True when sends bypass the binding's per-call type checks (see above)."""
+
+
+def _public_assume_init(sample: Any) -> Any:
+    return sample.assume_init()
+
 
 class TransportHeader(ctypes.Structure):
     """The iceoryx2 user header of every taktora pub/sub sample (32 bytes, native order)."""
@@ -177,6 +193,12 @@ class Publisher:
             self._notifier = node.open_event(spec.event_name).notifier_builder().create()
         except Exception as exc:
             raise ServiceOpenError(f"publisher on {spec.name!r}: {exc}") from exc
+        pub = self._pub
+        self._loan_slice: Callable[[int], Any] = (
+            _RAW_LOAN_SLICE.__get__(pub) if FAST_SEND and self._struct is None
+            else pub.loan_slice_uninit)
+        self._assume_init: Callable[[Any], Any] = (
+            _RAW_ASSUME_INIT if FAST_SEND else _public_assume_init)
         self.id = random.getrandbits(63) | 1 if resume is None else resume.publisher
         self._seq = 0 if resume is None else resume.sequence  # the last one a subscriber got
         self._sent = 0
@@ -208,7 +230,7 @@ class Publisher:
                 sample = self._loan_raw(size)  # raises the error that says why
             else:
                 try:
-                    sample = self._pub.loan_slice_uninit(size)
+                    sample = self._loan_slice(size)
                 except Exception:
                     sample = self._loan_raw(size)  # the same error, with the explanation
             if size:
@@ -319,7 +341,7 @@ class Publisher:
         if not self._first_send_ns:
             self._first_send_ns = now
         hdr.first_send_ns = self._first_send_ns
-        delivered = sample.assume_init().send()
+        delivered = self._assume_init(sample).send()
         woken = self._notifier.notify() if notify else 0
         self._sent += 1
         if self._count_refused:

@@ -20,6 +20,7 @@ from taktora.transport import (
     SampleReleasedError,
     StructPayload,
     isolation,
+    pubsub,
 )
 
 SPAWN = mp.get_context("spawn")
@@ -53,6 +54,27 @@ def test_send_copy_loan_and_loan_send_deliver_and_wake(node: Node) -> None:
     assert sub.consume_wakeups() == 0
     assert [bytes(s.payload) for s in sub.drain()] == [b"copy", b"loan!", b"fill"]
     assert pub.stats.sent == 3 and sub.stats.received == 3 and sub.stats.lost == 0
+
+
+@pytest.mark.req("REQ_0103")
+@pytest.mark.parametrize("fast", [True, False], ids=["binding-methods", "public-wrappers"])
+def test_sends_with_and_without_the_bindings_type_checks(node: Node, fast: bool,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    assert pubsub.FAST_SEND  # this build's iceoryx2 (0.10) has the methods under its wrappers
+    monkeypatch.setattr(pubsub, "FAST_SEND", fast)
+    raw = node.publisher(ChannelSpec("t/fast", BytesPayload(64)))
+    struct_pub = node.publisher(ChannelSpec("t/fast-struct", StructPayload(Pose)))
+    sub = node.subscriber(ChannelSpec("t/fast", BytesPayload(64)))
+    struct_sub = node.subscriber(ChannelSpec("t/fast-struct", StructPayload(Pose)))
+    raw.send_copy(b"one")
+    with raw.loan(3) as view:
+        view[:] = b"two"
+    struct_pub.send_copy(Pose(1.5, (1, 2, 3, 4)))
+    assert [bytes(s.payload) for s in sub.drain()] == [b"one", b"two"]
+    [pose] = [s.copy() for s in struct_sub.drain()]
+    assert pose.x == 1.5 and list(pose.joints) == [1, 2, 3, 4]
+    with pytest.raises(PayloadError, match="exceeds"):
+        raw.send_copy(bytes(65))
 
 
 @pytest.mark.req("REQ_0103")
