@@ -17,7 +17,10 @@ child       what it is                                       a crash of it resta
 
 So a gateway crash (or ``kill -9`` of its process) restarts the gateway alone: its health
 monitor, its subscribers, its ledger and its reconnect attempt count stay. The group tells the
-monitor at once when the gateway exits without being asked (the monitor goes Down), and hands
+monitor at once when the gateway exits without being asked (the monitor goes Down), and,
+once the gateway reported started, which process it is: the monitor watches that process
+itself and goes Down the moment it dies, before Thespian's exit notice reaches the group
+(the group's notice then names the same process and makes no second Down). It hands
 the gateway its siblings' addresses (``args["monitor"]``, ``args["policy"]``) at every start,
 and the settings last changed at run time (``Configure``), so a restart keeps them.
 
@@ -35,6 +38,7 @@ Everything runs on the group's actor thread, event-driven as any supervisor.
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar
 
 import attrs
@@ -54,8 +58,14 @@ from taktora.actors.control.supervision import ChildSpec, Restart, Strategy, Sup
 from taktora.actors.control.supervisor import Supervisor
 from taktora.connectors.gateway.actor import Gateway
 from taktora.connectors.gateway.config import GatewayConfig
-from taktora.connectors.gateway.messages import ConfigApplied, LinkExited
-from taktora.connectors.gateway.monitor import GatewayMonitor
+from taktora.connectors.gateway.messages import ConfigApplied
+from taktora.connectors.gateway.monitor import (
+    GatewayMonitor,
+    LinkProcess,
+    LinkProcessExited,
+    pid_namespace,
+    process_identity,
+)
 
 MONITOR, POLICY, LINK = "monitor", "policy", "link"
 
@@ -70,9 +80,12 @@ class GatewayGroup(Supervisor):
     """The supervisor of one gateway's actors (see the module docstring)."""
 
     kind: ClassVar[str] = "gateway"
+    #: the gateway's process (pid, start ticks) while it runs, as told to the monitor
+    link_process: tuple[int, int] | None = None
 
     def child_args(self, child_id: str, args: dict[str, Any]) -> dict[str, Any]:
         if child_id == LINK:
+            self.link_process = None  # a new incarnation: known once it reported started
             args["monitor"] = self._address(MONITOR)
             args["policy"] = self._address(POLICY)
             applied = getattr(self, "applied_config", None)
@@ -84,10 +97,28 @@ class GatewayGroup(Supervisor):
     def _config_applied(self, msg: ConfigApplied, sender: Any) -> None:
         self.applied_config = msg.config
 
+    def on_child_up(self, child_id: str) -> None:
+        """The gateway reported started: tell the monitor its process, which the monitor
+        watches (its death watch). Only a process of this host and pid namespace, forked by
+        this one (Thespian's multi-process bases), with the pid it reported: a pid already
+        reaped and taken by another process is not this process's child."""
+        child = self._find(child_id)
+        monitor = self._address(MONITOR)
+        if child_id != LINK or child is None or child.pid is None or monitor is None \
+                or child.pid == os.getpid():
+            return
+        ticks = process_identity(child.pid, parent=os.getpid())
+        if ticks is not None and pid_namespace():
+            self.link_process = (child.pid, ticks)
+            self.send(monitor, LinkProcess(pid=child.pid, start_ticks=ticks,
+                                           namespace=pid_namespace()))
+
     def on_child_down(self, child_id: str, reason: str, *, abnormal: bool) -> None:
         monitor = self._address(MONITOR)
         if child_id == LINK and monitor is not None:
-            self.send(monitor, LinkExited(reason=reason))
+            pid, ticks = self.link_process or (None, None)
+            self.link_process = None
+            self.send(monitor, LinkProcessExited(reason=reason, pid=pid, start_ticks=ticks))
 
     def _backoff_delay(self, child: Any, now: float) -> float:
         # At least a tick: the restart (which forks the new gateway's process, milliseconds)

@@ -14,6 +14,7 @@ Usage: python tests/bench/control.py [--quick] --json OUT
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import sys
@@ -60,6 +61,28 @@ def in_thread(fn: Any) -> Any:
     t.start()
     t.join()
     return out[0]
+
+
+#: extra kills per death-notice case that measure the kill -> process-gone floor (0: no pidfds)
+FLOOR_KILLS = 5 if hasattr(os, "pidfd_open") else 0
+
+
+def pidfd_or_none(pid: int, floor: bool) -> int | None:
+    """A pidfd on ``pid`` for a floor sample (opened before the kill), else None."""
+    return os.pidfd_open(pid) if floor else None
+
+
+def exit_floor_us(fd: int | None, t0: float, into: list[float]) -> None:
+    """Floor samples: block until the pidfd ``fd`` is readable (the killed process is gone: the
+    kernel finished its exit, before which nobody can notice the death) and append the
+    microseconds since ``t0`` to ``into``; closes ``fd``. A no-op for ``fd`` None."""
+    if fd is None:
+        return
+    try:
+        if select.select([fd], [], [], 5.0)[0]:
+            into.append((time.perf_counter() - t0) * 1e6)
+    finally:
+        os.close(fd)
 
 
 def raw_ask_inprocess(n: int) -> list[float]:
@@ -185,6 +208,9 @@ def raw_child_exit(n: int) -> dict[str, Any]:
     ``caller_p99_us`` are the caller's ``perf_counter`` from before the kill until the
     parent's note arrived in its ``listen`` (one more hop, parent -> caller: the analogue of
     ``down_after_kill``, which also measures until the application has the event).
+    ``exit_p50_us``: :data:`FLOOR_KILLS` more kills (not in the other figures), each timed from
+    the kill until a pidfd on the child, opened by the caller, is readable: how long the
+    kernel takes to end this process, the floor of any notice of its death.
     """
     security.apply_bind_policy(security.LOOPBACK)
     asys = ActorSystem("multiprocTCPBase", {"Admin Port": free_port()}, logDefs=QUIET_LOGGING,
@@ -193,23 +219,28 @@ def raw_child_exit(n: int) -> dict[str, Any]:
         parent = asys.createActor(RawParent)
         notice_us: list[float] = []
         caller_us: list[float] = []
-        for _ in range(n):
+        exit_us: list[float] = []
+        for i in range(n + FLOOR_KILLS):
             reply = asys.ask(parent, "spawn", 10)
             assert isinstance(reply, tuple) and reply[0] == "pid", reply
             pid = reply[1]
+            fd = pidfd_or_none(pid, i >= n)
             kill_ns = time.time_ns()
             t0 = time.perf_counter()
             os.kill(pid, signal.SIGKILL)
+            exit_floor_us(fd, t0, exit_us)
             note = asys.listen(5)
             t1 = time.perf_counter()
             if not (isinstance(note, tuple) and note[0] == "exited"):
                 raise RuntimeError(f"no ChildActorExited within 5 s (got {note!r})")
-            notice_us.append((note[1] - kill_ns) / 1e3)
-            caller_us.append((t1 - t0) * 1e6)
+            if fd is None:
+                notice_us.append((note[1] - kill_ns) / 1e3)
+                caller_us.append((t1 - t0) * 1e6)
         caller = summarize("caller", caller_us)
         row: dict[str, Any] = summarize("thespian_raw_child_exit", notice_us,
                                         caller_p50_us=caller.get("p50_us"),
-                                        caller_p99_us=caller.get("p99_us"))
+                                        caller_p99_us=caller.get("p99_us"),
+                                        exit_p50_us=summarize("exit", exit_us).get("p50_us"))
         return row
     finally:
         asys.shutdown()  # the parent and any child left
@@ -292,8 +323,14 @@ def down_after_kill(n: int) -> list[dict[str, Any]]:
     event in the application's hands (same clock, same thread: no cross-process clock);
     ``emit_p50_us`` / ``emit_p99_us`` = the DOWN event's own ``timestamp_ns`` (taken where it
     was created) - the kill's ``time.time_ns()`` (same host clock; compare with
-    thespian_raw_child_exit's p50). ``up_after_kill`` = kill -> the UP event that ends the
-    sample (the restarted incarnation). No DOWN within 5 s is a timeout (``timeouts``; a
+    thespian_raw_child_exit's p50; the monitor creates it the moment its pidfd on the gateway's
+    process is readable, so it is bounded below by the kernel's exit of that process: a
+    multi-threaded ~40 MB process whose memory teardown takes longer than the small raw
+    child's). ``up_after_kill`` = kill -> the UP event that ends the
+    sample (the restarted incarnation). ``exit_p50_us``: :data:`FLOOR_KILLS` more kills (not
+    in the other figures) timed until a pidfd on the gateway's process, opened here before the
+    kill, is readable: the kernel's exit of that process, the floor of any Down (compare with
+    thespian_raw_child_exit's ``exit_p50_us``). No DOWN within 5 s is a timeout (``timeouts``; a
     case without any DOWN reports n=0); ``down_after_up`` counts DOWNs that came after the
     new incarnation's UP (the sample then ends with that DOWN and that UP).
     """
@@ -302,6 +339,7 @@ def down_after_kill(n: int) -> list[dict[str, Any]]:
     down_us: list[float] = []
     emit_us: list[float] = []
     up_us: list[float] = []
+    exit_us: list[float] = []
     timeouts = down_after_up = no_up = 0
     no_up_detail = ""
     sources: set[str] = set()
@@ -319,15 +357,17 @@ def down_after_kill(n: int) -> list[dict[str, Any]]:
             if not up:
                 raise RuntimeError("the gateway did not come Up")
             pid: int | None = None
-            for _ in range(n):
+            for i in range(n + FLOOR_KILLS):
                 pid = wait_gateway_pid(h, host_id, pid)
                 if pid is None:
                     no_up_detail = "no running gateway process in the tree within 10 s"
                     break
                 host.drain_events()
+                fd = pidfd_or_none(pid, i >= n)
                 kill_ns = time.time_ns()
                 t0 = time.perf_counter()
                 os.kill(pid, signal.SIGKILL)
+                exit_floor_us(fd, t0, exit_us)
                 down_at = up_at = None
                 while True:
                     elapsed = time.perf_counter() - t0
@@ -342,14 +382,15 @@ def down_after_kill(n: int) -> list[dict[str, Any]]:
                     if e.state is HealthState.DOWN and down_at is None and now <= DOWN_WAIT_S:
                         down_at = now
                         sources.add(e.source)
-                        emit_us.append((e.timestamp_ns - kill_ns) / 1e3)
+                        if fd is None:
+                            emit_us.append((e.timestamp_ns - kill_ns) / 1e3)
                         if up_at is not None:  # the restarted incarnation was Up first
                             down_after_up += 1
                     elif e.state is HealthState.UP and up_at is None:
                         up_at = now
                 if down_at is None:
                     timeouts += 1
-                else:
+                elif fd is None:
                     down_us.append(down_at * 1e6)
                 if up_at is None:  # stop sampling; say what the supervisor last saw
                     no_up += 1
@@ -359,12 +400,14 @@ def down_after_kill(n: int) -> list[dict[str, Any]]:
                     except Exception as exc:
                         no_up_detail = f"tree: {type(exc).__name__}: {exc}"
                     break
-                up_us.append(up_at * 1e6)
+                if fd is None:
+                    up_us.append(up_at * 1e6)
         finally:
             host.stop()
     emit = summarize("emit", emit_us)
     down = summarize("down_after_kill", down_us, timeouts=timeouts, down_after_up=down_after_up,
                      emit_p50_us=emit.get("p50_us"), emit_p99_us=emit.get("p99_us"),
+                     exit_p50_us=summarize("exit", exit_us).get("p50_us"),
                      sources=",".join(sorted(sources)))
     up = summarize("up_after_kill", up_us, no_up=no_up)
     if no_up_detail:
@@ -391,7 +434,7 @@ def main() -> None:
         summarize("restart_after_kill", restart_after_kill(10 if q else 50)),
         run_case("thespian_raw_child_exit", raw_child_exit, 10 if q else 50),
     ]
-    kills = 5 if q else 20
+    kills = 10 if q else 20  # a p50 of 5 kills moved by 2x between runs
     try:
         results += down_after_kill(kills)
     except Exception as exc:  # one broken case must not hide the others' numbers
@@ -415,6 +458,12 @@ def main() -> None:
         "down_after_kill/thespian_raw_child_exit.caller":
             cross_ratio(results, "down_after_kill", "p50_us", "thespian_raw_child_exit",
                         "caller_p50_us"),
+        # the floor under both (informative): kill -> the killed process is gone, for the
+        # gateway's process / the raw child's; down_after_kill/thespian_raw_child_exit cannot
+        # go much below it
+        "down_after_kill.exit/thespian_raw_child_exit.exit":
+            cross_ratio(results, "down_after_kill", "exit_p50_us", "thespian_raw_child_exit",
+                        "exit_p50_us"),
     }
     write("control", results, args.json_out, ratios)
     left = forks_of_me()
