@@ -31,6 +31,7 @@ is an ordinary state of pub/sub, not a link fault, and the gateway acts on healt
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -46,6 +47,8 @@ from taktora.connectors.zenoh.config import ZenohConfig, publisher_options
 from taktora.connectors.zenoh.session import ZenohSession
 
 log = logging.getLogger(__name__)
+
+_DOWN = HealthState.DOWN
 
 
 def key_expr(descriptor: ChannelDescriptor) -> str:
@@ -68,6 +71,22 @@ class Cell:
 
     def __init__(self) -> None:
         self.n = 0
+
+
+class SharedCell(Cell):
+    """One counter that several threads may write (:meth:`add`, under its own lock), read by
+    any: for zenoh callbacks, which may run on several of zenoh's threads at once (one per
+    link). Bound once per key, so a frame costs no name formatting and no dict lookup."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def add(self, n: int = 1) -> None:
+        with self._lock:
+            self.n += n
 
 
 class Matching:
@@ -101,7 +120,8 @@ class KeyCounts:
     """Per key expression counters: ``in``, ``out`` and ``dropped:<cause>``.
 
     :meth:`add` is thread-safe; a :meth:`cell` is for a counter that one thread only writes
-    (the outbound thread's ``out``)."""
+    (the outbound thread's ``out``), a :meth:`shared_cell` for a per-frame counter that
+    several threads write (a subscriber's ``in``)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -111,6 +131,15 @@ class KeyCounts:
     def cell(self, key: str, what: str) -> Cell:
         with self._lock:
             return self._cells.setdefault(f"{key}|{what}", Cell())
+
+    def shared_cell(self, key: str, what: str) -> SharedCell:
+        """The :class:`SharedCell` of ``KEY|WHAT`` (made on first use); ConnectorError if that
+        counter is already a single-writer :meth:`cell`."""
+        with self._lock:
+            cell = self._cells.setdefault(f"{key}|{what}", SharedCell())
+        if not isinstance(cell, SharedCell):
+            raise ConnectorError(f"counter {key}|{what} is written by one thread only")
+        return cell
 
     def add(self, key: str, what: str, n: int = 1) -> None:
         name = f"{key}|{what}"
@@ -147,6 +176,7 @@ class _Base(Connector):
         self.zsession = (session if isinstance(session, ZenohSession)
                          else ZenohSession(session, name=f"{name}-session"))
         self.counts = KeyCounts()
+        self._machine = self.zsession.machine  # the session's for its life: read per frame
         self._ctx: ConnectorContext | None = None
         self._descriptors: tuple[ChannelDescriptor, ...] = ()
         self._state = "new"
@@ -266,9 +296,17 @@ class ZenohConnector(_Base):
                 log.debug("zenoh %r: undeclare failed: %s", self.name, str(exc))
 
     def _on_sample(self, channel: str, key: str) -> Any:
+        """The subscriber callback of ``channel`` (runs on zenoh's threads). The payload is
+        taken as bytes once (``ZBytes`` exports no buffer in zenoh-python 1.x) and handed to
+        the sink, which copies it into the loan once; the counter and the context's deliver
+        are bound here, not looked up per sample."""
+        count = self.counts.shared_cell(key, "in").add
+        ctx = self._ctx  # set by open before the session declares (None: counted as closed)
+        deliver = ctx.deliver if ctx is not None else functools.partial(self._push, key)
+
         def on_sample(sample: zenoh.Sample) -> None:
-            self.counts.add(key, "in")
-            self._push(key, channel, sample.payload.to_bytes())
+            count()
+            deliver(channel, sample.payload.to_bytes())
 
         return on_sample
 
@@ -287,7 +325,7 @@ class ZenohConnector(_Base):
             raise ConnectorError(f"zenoh {self.name!r}: {descriptor.name!r} is not an open "
                                  "outbound channel")
         key, pub, out, matching = entry
-        if self.zsession.machine.state is HealthState.DOWN:
+        if self._machine.state is _DOWN:
             self.counts.add(key, "dropped:link_down")
             raise LinkDownError(f"zenoh {self.name!r}: no peer (session Down)")
         if not matching.matched:

@@ -30,10 +30,21 @@ then sends the next; ``p50_us`` / ``p99_us`` are the **last** consumer's latency
 ``cpu_us_per_msg`` the CPU of every process of the case together):
 
 - ``zenoh_fanout_1MiB_x4`` (peer design): 4 consumer processes, each with its own zenoh
-  session connected to the producer and a callback subscriber taking the payload as bytes;
+  session connected to the producer and a callback subscriber taking the payload as bytes
+  (``ZBytes.to_bytes()``: zenoh-python 1.x exports no buffer, so that copy is the only way
+  to read it);
 - ``taktora_fanout_1MiB_x4``: one gateway process (ConnectorHost, connector "zenoh", one
-  INBOUND channel) connected to the producer, and 4 consumer processes each with a
-  ChannelReader on that channel (iceoryx2 shared memory, one zenoh transfer).
+  INBOUND channel) connected to the producer, and 4 consumer processes each with a zero-copy
+  ChannelReader (``RawCodec(copy=False)``: a read-only view of the shared memory, no copy per
+  consumer) on that channel (iceoryx2 shared memory, one zenoh transfer).
+
+Each consumer stamps its latency when it has the payload and writes it (12 bytes) into one
+pipe from its own thread; no ``multiprocessing.Queue`` feeder thread per consumer competes
+with the wake-ups being measured.
+
+Every process of the benchmark runs with fixed glibc malloc thresholds (:func:`steady_malloc`;
+``ratios.steady_malloc`` says whether they were applied): without them 1 MiB cases are
+bimodal, depending on which case ran before in the same process.
 
 Run: ``.venv/bin/python tests/bench/zenoh.py [--quick] --json OUT``.
 """
@@ -43,6 +54,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import socket
+import struct
 import sys
 import time
 from pathlib import Path
@@ -96,6 +108,7 @@ def far_side(listen: str, commands: Any, results: Any) -> None:
             break
         if cmd == "reset":
             state.update(n=0, first=0.0, last=0.0)
+            results.put("reset")
         elif cmd == "report":
             results.put((state["n"], state["last"] - state["first"]))
     for s in subs:
@@ -275,6 +288,14 @@ def taktora_latency(ep: str, size: int, count: int, case: str) -> dict[str, Any]
                             + sum(stats.inbound_dropped.values()))
 
 
+def _reset(commands: Any, results: Any) -> None:
+    """Zero B's counter and wait until B did: a frame that arrived before the reset would
+    otherwise be wiped from the count (seen as one frame lost)."""
+    commands.put("reset")
+    if results.get(timeout=10) != "reset":
+        raise RuntimeError("far side did not confirm the reset")
+
+
 def _report(commands: Any, results: Any, expect: int) -> tuple[int, float]:
     last = (-1, 0.0)
     same = 0
@@ -298,7 +319,7 @@ def raw_throughput(ep: str, count: int, commands: Any, results: Any) -> dict[str
     _wait(lambda: len(list(session.info.peers_zid())) > 0)
     time.sleep(0.3)
     payload = bytes(64)
-    commands.put("reset")
+    _reset(commands, results)
     t0 = time.perf_counter()
     for _ in range(count):
         pub.put(payload)
@@ -315,7 +336,7 @@ def taktora_throughput(ep: str, count: int, commands: Any, results: Any) -> dict
     disp, node, writer, _, _ = _taktora(ep, 64, tput=True)
     time.sleep(0.3)
     payload = bytes(64)
-    commands.put("reset")
+    _reset(commands, results)
     t0 = time.perf_counter()
     forwarded = 0
     for i in range(count):
@@ -381,7 +402,7 @@ def taktora_throughput_xapp(ep: str, count: int, commands: Any, results: Any) ->
     app = ctx.Process(target=app_writer, args=(count, go, done))
     app.start()
     time.sleep(1.0)
-    commands.put("reset")
+    _reset(commands, results)
     go.set()
     n, span = _report(commands, results, count)
     app.join(30)
@@ -395,6 +416,7 @@ def taktora_throughput_xapp(ep: str, count: int, commands: Any, results: Any) ->
 # ---- fan-out ---------------------------------------------------------------------------------
 FANOUT = 4
 FAN_KEY = "bench/fan"
+_ACK = struct.Struct("<iq")  # consumer index, latency in ns
 
 
 def _fan_descriptor() -> Any:
@@ -411,7 +433,7 @@ def zenoh_consumer(ep: str, idx: int, acks: Any, ready: Any, stop: Any) -> None:
 
     def on_sample(sample: zenoh.Sample) -> None:
         data = sample.payload.to_bytes()
-        acks.put((idx, clock() - int.from_bytes(data[:8], "little")))
+        acks.send_bytes(_ACK.pack(idx, clock() - int.from_bytes(data[:8], "little")))
 
     sub = session.declare_subscriber(FAN_KEY, zenoh.handlers.Callback(on_sample, indirect=False))
     ready.set()
@@ -421,19 +443,24 @@ def zenoh_consumer(ep: str, idx: int, acks: Any, ready: Any, stop: Any) -> None:
 
 
 def taktora_consumer(idx: int, acks: Any, ready: Any, stop: Any) -> None:
-    """Spawned: a ChannelReader on the gateway's inbound channel."""
+    """Spawned: a zero-copy ChannelReader (``RawCodec(copy=False)``: the value is a read-only
+    view of the shared memory, valid while held) on the gateway's inbound channel - what a
+    consumer of 1 MiB frames would use; it drops the view before it waits again."""
     from taktora.connectors import ChannelReader
+    from taktora.connectors.codecs import RawCodec
     from taktora.transport import Node
 
     clock = time.monotonic_ns
     with Node(f"bench-fan-{idx}") as node:
-        reader: Any = ChannelReader(node, _fan_descriptor())
+        reader: Any = ChannelReader(node, _fan_descriptor(), RawCodec(copy=False))
         ready.set()
         while not stop.is_set():
             got = reader.recv(0.2)
             if got is not None:
                 now = clock()
-                acks.put((idx, now - int.from_bytes(got.value[:8], "little")))
+                stamp = int.from_bytes(got.value[:8], "little")
+                del got  # the sample goes back to the gateway's publisher
+                acks.send_bytes(_ACK.pack(idx, now - stamp))
 
 
 def fan_gateway(ep: str, ready: Any, stop: Any, errors: Any) -> None:
@@ -471,7 +498,10 @@ def fanout(case: str, count: int) -> dict[str, Any]:
     session = zenoh.open(_config(listen=ep))
     pub = session.declare_publisher(FAN_KEY, congestion_control=zenoh.CongestionControl.BLOCK,
                                     express=True)
-    acks, stop, errors = ctx.Queue(), ctx.Event(), ctx.Queue()
+    # acks: one pipe that every consumer writes 12 bytes into from its own thread (atomic
+    # below PIPE_BUF): no feeder thread per consumer competing with the consumers' wake-ups
+    ack_in, acks = ctx.Pipe(duplex=False)
+    stop, errors = ctx.Event(), ctx.Queue()
     procs: list[Any] = []
     readies: list[Any] = []
     if case.startswith("taktora"):
@@ -491,10 +521,9 @@ def fanout(case: str, count: int) -> dict[str, Any]:
         got: dict[int, int] = {}
         end = time.monotonic() + timeout
         while len(got) < FANOUT and (left := end - time.monotonic()) > 0:
-            try:
-                idx, lat = acks.get(timeout=left)
-            except Exception:
+            if not ack_in.poll(left):
                 break
+            idx, lat = _ACK.unpack(ack_in.recv_bytes())
             got[idx] = lat
         return list(got.values())
 
@@ -510,11 +539,8 @@ def fanout(case: str, count: int) -> dict[str, Any]:
         while len(one(0.5)) < FANOUT:  # until every consumer is reached
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{case}: not every consumer receives")
-        while True:  # forget late acks of the warm-up
-            try:
-                acks.get(timeout=0.2)
-            except Exception:
-                break
+        while ack_in.poll(0.2):  # forget late acks of the warm-up
+            ack_in.recv_bytes()
         pids = [p.pid for p in procs]
         cpu0 = time.process_time() + _bench.cpu_s(pids)
         last: list[float] = []
@@ -540,9 +566,34 @@ def fanout(case: str, count: int) -> dict[str, Any]:
                             cpu_us_per_msg=round(cpu / max(1, count) * 1e6, 1))
 
 
+# glibc's malloc: 1 MiB blocks stay on the heap, never trimmed back to the kernel
+_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+
+
+def steady_malloc() -> bool:
+    """Fix glibc's malloc thresholds in this process and (through the environment, read by
+    glibc at start-up) in every process it spawns. With the defaults the threshold adapts at
+    run time: 1 MiB payloads (``bytes(payload)``, ``to_bytes()``, zenoh's buffers) are
+    sometimes mapped fresh for every message (measured: 480 page faults and ~750 us more CPU
+    per message in the producer, p50 x2-3, for whichever case comes after another in the
+    same process) and sometimes not (0-30). Applied to every case alike; False where there is
+    no glibc (nothing changed)."""
+    import ctypes
+    import os
+
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    os.environ.update(_MALLOC_ENV)
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(mallopt(m_mmap_threshold, 64 << 20) and mallopt(m_trim_threshold, 256 << 20))
+
+
 def main() -> None:
     args = _bench.parse_args(__doc__ or "zenoh")
     _bench.private_prefix()
+    steady = steady_malloc()
     small, big, tput = (500, 60, 20000) if args.quick else (5000, 400, 200000)
     ep = f"tcp/127.0.0.1:{_free_port()}"
     ctx = mp.get_context("spawn")
@@ -595,6 +646,7 @@ def main() -> None:
             rows, "taktora_zenoh_throughput_64B", "zenoh_raw_throughput_64B", ">=", 0.8,
             "msgs_per_s"),
     }
+    ratios["steady_malloc"] = steady
     _bench.write("zenoh", rows, args.json_out, ratios)
 
 
