@@ -125,6 +125,11 @@ class ZenohConfig:
     how long after sealing late replies are still received (to be counted) before zenoh ends
     the query (both > 0, at most an hour). ``extra``: further zenoh config paths -> JSON5 (checked like the
     fields above once applied).
+    ``shared_memory``: zenoh's own shared-memory transport between local sessions, off by
+    default: on this host iceoryx2 carries payloads zero-copy, the gateway puts plain bytes
+    (which zenoh never sends through its shared memory), and zenoh's segments (``/dev/shm/
+    <n>.zenoh``) are only removed by an exit handler, so every ``kill -9`` of a gateway process
+    (and a test worker ending without exit handlers) would leave them behind.
     """
 
     mode: str = attrs.field(default="peer", validator=_v.one_of(MODES))
@@ -139,6 +144,7 @@ class ZenohConfig:
         default=5.0, validator=_v.optional(_v.number(gt=0, le=REOPEN_MAX_S)))
     query_timeout_s: float = attrs.field(default=2.0, validator=_v.number(gt=0, le=QUERY_MAX_S))
     late_grace_s: float = attrs.field(default=1.0, validator=_v.number(gt=0, le=QUERY_MAX_S))
+    shared_memory: bool = attrs.field(default=False, validator=_v.instance(bool))
     extra: FrozenMap[str, str] = attrs.field(
         factory=FrozenMap, converter=_frozen,
         validator=_v.mapping_of(lambda v: isinstance(v, str), "a JSON5 string"))
@@ -173,6 +179,7 @@ class ZenohConfig:
             "mode": json.dumps(self.mode),
             "scouting/multicast/enabled": json.dumps(self.multicast_scouting),
             "listen/endpoints": json.dumps(list(self.listen_endpoints())),
+            "transport/shared_memory/enabled": json.dumps(self.shared_memory),
         }
         if self.connect:
             settings["connect/endpoints"] = json.dumps(list(self.connect))

@@ -154,6 +154,7 @@ def _zenoh_subscriber(st: State, endpoint: str) -> Any:
     cfg = zenoh.Config()
     cfg.insert_json5("mode", json.dumps("peer"))
     cfg.insert_json5("scouting/multicast/enabled", "false")
+    cfg.insert_json5("transport/shared_memory/enabled", "false")  # as the gateway's
     cfg.insert_json5("listen/endpoints", json.dumps(["tcp/127.0.0.1:0"]))
     cfg.insert_json5("connect/endpoints", json.dumps([endpoint]))
     session = zenoh.open(cfg)

@@ -77,6 +77,7 @@ def _config(listen: str | None = None, connect: str | None = None) -> zenoh.Conf
     cfg = zenoh.Config()
     cfg.insert_json5("mode", '"peer"')
     cfg.insert_json5("scouting/multicast/enabled", "false")
+    cfg.insert_json5("transport/shared_memory/enabled", "false")  # as the gateway's
     if listen:
         cfg.insert_json5("listen/endpoints", json.dumps([listen]))
     if connect:

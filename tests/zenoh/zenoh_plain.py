@@ -18,6 +18,8 @@ def config(mode: str = "peer", listen: str | None = None, connect: str | None = 
     cfg = zenoh.Config()
     cfg.insert_json5("mode", json.dumps(mode))
     cfg.insert_json5("scouting/multicast/enabled", "false")
+    # no zenoh shared-memory segments: they outlive a process that ends without exit handlers
+    cfg.insert_json5("transport/shared_memory/enabled", "false")
     # zenoh's default (no listen/endpoints) listens on every interface: a test program stays on
     # loopback like the product does (a peer on a free port: peers that only connect reach each
     # other through it by gossip; a client does not listen)
