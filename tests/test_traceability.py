@@ -40,3 +40,18 @@ def test_every_requirement_has_a_test() -> None:
 def test_every_test_names_an_existing_requirement() -> None:
     unknown = sorted(requirements_named_by_tests() - spec_requirements())
     assert not unknown, f"tests name requirements that spec/ does not define: {unknown}"
+
+
+@pytest.mark.req("REQ_0001")
+def test_every_need_id_is_defined_once() -> None:
+    """Two needs with one id: sphinx-needs keeps the first, so the second requirement would
+    silently lose its tests (and ``make docs`` fails); caught here, in ``make test``."""
+    seen: dict[str, list[str]] = {}
+    for rst in (ROOT / "spec").rglob("*.rst"):
+        if "_build" in rst.parts:
+            continue
+        for need in re.findall(r"^\s*:id:\s*([A-Z]+_[A-Z0-9_]+)\s*$", rst.read_text(),
+                               re.MULTILINE):
+            seen.setdefault(need, []).append(str(rst.relative_to(ROOT)))
+    twice = {need: where for need, where in seen.items() if len(where) > 1}
+    assert not twice, f"need ids defined more than once: {twice}"
