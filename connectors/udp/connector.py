@@ -178,6 +178,8 @@ class UdpConnector(Connector):
             self._close_sockets()
             raise
         self._state = "open"
+        for name in self._in:  # every key now: a receive thread never resizes the dict
+            self._received.setdefault(name, 0)
         self._threads = [threading.Thread(target=self._receive, args=(ctx, name, sock),
                                           name=f"{self.name}-rx-{name}", daemon=True)
                          for name, sock in self._in.items()]
@@ -219,7 +221,7 @@ class UdpConnector(Connector):
         (``ctx.deliver_many``); a lone datagram costs no extra system call."""
         recv, deliver, deliver_many, faults = sock.recv, ctx.deliver, ctx.deliver_many, self.faults
         clock = time.perf_counter_ns
-        received = 0
+        received = self._received[name]  # this connector's count goes on across reconnects
         try:
             while True:
                 began = clock()
