@@ -63,8 +63,8 @@ from taktora.transport.pubsub import Publisher, Resume
 
 log = logging.getLogger("taktora.connectors.gateway.dispatcher")
 
-# indices of envelope.split()'s header fields; the sequence as it is written into a header
-_HEADER_LEN, _PAYLOAD_LEN, _SEQUENCE = 3, 7, 8
+# the index of the sequence in envelope.split()'s header fields; how it is written into one
+_SEQUENCE = 8
 _pack_sequence = struct.Struct("<Q").pack
 _frame_size = envelope.frame_size
 _pack_header = envelope.HEADER.pack
