@@ -433,6 +433,13 @@ class Subscriber(Wakeable):
         raw = self._sub.receive()
         if raw is None:
             return None
+        hdr, pub, seq = self._track(raw)
+        # a bytes sample's length is read when its payload is first used (-1: not yet)
+        return Sample(raw, self._fixed_size, self._struct, seq, hdr.timestamp_ns, pub)
+
+    def _track(self, raw: Any) -> tuple[Any, int, int]:
+        """Count one received sample and follow its publisher's sequence: ``(transport header,
+        publisher, sequence)``."""
         hdr = TransportHeader.from_address(raw.user_header_ptr)
         pub, seq = hdr.publisher, hdr.sequence
         self._received += 1
@@ -440,8 +447,7 @@ class Subscriber(Wakeable):
             self._cur_seq = seq
         else:
             self._follow(pub, seq, hdr.first_send_ns)
-        # a bytes sample's length is read when its payload is first used (-1: not yet)
-        return Sample(raw, self._fixed_size, self._struct, seq, hdr.timestamp_ns, pub)
+        return hdr, pub, seq
 
     def receive_bytes(self) -> tuple[bytes, int, int] | None:
         """The next payload as a private ``bytes`` copy with its publisher id and sequence:
@@ -454,13 +460,7 @@ class Subscriber(Wakeable):
         raw = self._sub.receive()
         if raw is None:
             return None
-        hdr = TransportHeader.from_address(raw.user_header_ptr)
-        pub, seq = hdr.publisher, hdr.sequence
-        self._received += 1
-        if pub == self._cur_pub and seq == self._cur_seq + 1:
-            self._cur_seq = seq
-        else:
-            self._follow(pub, seq, hdr.first_send_ns)
+        _, pub, seq = self._track(raw)
         size = self._fixed_size if self._struct is not None else raw.header.number_of_elements
         return _string_at(raw.payload_ptr, size), pub, seq
 

@@ -317,16 +317,7 @@ class Outbound:
         except EnvelopeError as exc:
             self._malformed(out, slot, taken, exc)
             return
-        with self.send_lock:
-            conn = self.live
-            if conn is None:
-                self._skip(out, slot, taken, "down")
-                return
-            counts = out.counts
-            values, at = counts.values, counts.i_forwarded
-            link_seq = values[at] + 1  # only the drainer bumps it: it is the link sequence
-            frame = data[:_SEQ_AT] + _pack_sequence(link_seq) + data[_SEQ_END:size]
-            self._send(out, conn, handler, frame, slot, taken, link_seq)
+        self._hand(out, data, slot, taken, handler, size)
 
     def _forward_small(self, out: OutboundChannel, data: bytes, slot: int, taken: int,
                        handler: Handler | None) -> None:
@@ -354,17 +345,23 @@ class Outbound:
             return
         self._hand(out, payload, slot, taken, handler)
 
-    def _hand(self, out: OutboundChannel, payload: Frame, slot: int, taken: int,
-              handler: Handler | None) -> None:
-        """Send a payload (under the send lock; see :meth:`_send`)."""
+    def _hand(self, out: OutboundChannel, frame: Frame, slot: int, taken: int,
+              handler: Handler | None, envelope_size: int = -1) -> None:
+        """Send ``frame`` under the send lock (see :meth:`_send`), or count it ``down``. With
+        ``envelope_size`` (an envelope channel's frame, as bytes) the envelope up to that size,
+        renumbered with the channel's link sequence."""
         with self.send_lock:
             conn = self.live
             if conn is None:
                 self._skip(out, slot, taken, "down")
                 return
             counts = out.counts
-            link_seq = counts.values[counts.i_forwarded] + 1
-            self._send(out, conn, handler, payload, slot, taken, link_seq)
+            link_seq = counts.values[counts.i_forwarded] + 1  # the drainer alone bumps it
+            if envelope_size >= 0:
+                data = frame
+                assert isinstance(data, bytes)
+                frame = data[:_SEQ_AT] + _pack_sequence(link_seq) + data[_SEQ_END:envelope_size]
+            self._send(out, conn, handler, frame, slot, taken, link_seq)
 
     def _send(self, out: OutboundChannel, conn: Connector, handler: Handler | None,
               frame: Frame, slot: int, taken: int, link_seq: int) -> None:
