@@ -444,6 +444,10 @@ class Gateway(ParamsMixin, TaktoraActor):
             return self.stop_report or StopReport((), (), 0.0)
         self.stopped = True
         self.cancel_timer("health")
+        if self.crashed and self.health.state is not D:
+            # a crash is Down at once, before the (bounded, but possibly slow) closing below:
+            # the monitor has this event before the group learns that the process ended
+            self._go(D, "crashed: being restarted")
         began = time.monotonic()
         report = None
         if self.dispatcher is not None:
