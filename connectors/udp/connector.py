@@ -55,6 +55,9 @@ JOIN_S = 2.0
 RX_BATCH = 64
 """Most datagrams a receive thread takes per wake-up of its readers (a burst)."""
 
+ERROR_PAUSE_S = 0.01
+"""How long a receive thread pauses after a failed ``recv`` before it tries again."""
+
 BURST_NS = 20_000
 """A ``recv`` that returned within this many nanoseconds found a datagram already waiting:
 the receive thread then takes what else is queued in the same batch."""
@@ -233,6 +236,7 @@ class UdpConnector(Connector):
                     with self._lock:
                         self._counts["receive_errors"] = self._counts.get("receive_errors", 0) + 1
                     log.warning("connector %r: receive on %r failed: %s", self.name, name, exc)
+                    time.sleep(ERROR_PAUSE_S)  # a persistent error must not spin this thread
                     continue
                 if not data and self._state != "open":
                     return  # woken by close()
@@ -245,11 +249,12 @@ class UdpConnector(Connector):
                     continue
                 batch = [data]
                 with contextlib.suppress(BlockingIOError, InterruptedError):
-                    while len(batch) < RX_BATCH:
+                    for _ in range(RX_BATCH - 1):  # at most RX_BATCH datagrams per wake-up
                         more = recv(MAX_DATAGRAM, socket.MSG_DONTWAIT)
                         if not more and self._state != "open":
                             break
-                        batch.append(more)
+                        if not faults.discard_inbound():  # a link cut applies to each one
+                            batch.append(more)
                 received += len(batch)
                 self._received[name] = received
                 deliver_many(name, batch)

@@ -83,3 +83,25 @@ def test_a_udp_burst_arrives_whole_and_counted(iox_prefix: str) -> None:
             assert (disp.stats().inbound_gaps, disp.stats().inbound_lost) == (0, 0)
     finally:
         assert disp.close().clean
+
+
+@pytest.mark.req("REQ_0551")
+def test_a_burst_during_a_link_cut_is_discarded_frame_by_frame(iox_prefix: str) -> None:
+    d = ChannelDescriptor("cut", Direction.INBOUND, codec="raw", max_payload=64, buffer_size=256,
+                          routing=Routing("udp", "127.0.0.1:0"))
+    conn = UdpConnector("cut")
+    disp = Dispatcher(None, conn, [d], name="udp-cut").start()
+    try:
+        with Node("app") as node, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            reader: ChannelReader[Any] = ChannelReader(node, d)
+            target = conn.local_address("cut")
+            conn.faults.link_down()
+            for i in range(100):
+                tx.sendto(envelope.encode(b"%d" % i, codec_id=0, sequence=i + 1), target)
+            assert wait_until(lambda: conn.stats().get("link_down_rx") == 100)
+            conn.faults.link_up()
+            tx.sendto(envelope.encode(b"after", codec_id=0, sequence=101), target)
+            assert [g.value for g in collect(reader, 1)] == [b"after"]
+            assert disp.stats().inbound_forwarded == 1
+    finally:
+        assert disp.close().clean
