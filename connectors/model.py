@@ -218,6 +218,21 @@ converter.register_structure_hook(
 converter.register_unstructure_hook(FrozenMap, dict)
 
 
+@attrs.frozen
+class ChannelPair:
+    """The two descriptors of one request/response endpoint (Zenoh query/reply, MQTT 5
+    request/response): ``out`` (app -> gateway: queries or replies) and ``inbound`` (gateway
+    -> app); ``side`` says which end of the exchange this is (the protocol's name for it)."""
+
+    side: str
+    out: ChannelDescriptor
+    inbound: ChannelDescriptor
+
+    @property
+    def descriptors(self) -> tuple[ChannelDescriptor, ChannelDescriptor]:
+        return (self.out, self.inbound)
+
+
 def _describe(exc: BaseException, type_: Any) -> str:
     if isinstance(exc, DescriptorError):
         return str(exc)

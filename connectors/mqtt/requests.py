@@ -70,7 +70,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from taktora.connectors.codecs import codec_id_for
 from taktora.connectors.context import ConnectorContext, Frame
-from taktora.connectors.model import ChannelDescriptor, Direction, Routing
+from taktora.connectors.model import ChannelDescriptor, ChannelPair, Direction, Routing
 from taktora.connectors.mqtt.errors import MqttError, MqttSettingsError
 from taktora.connectors.mqtt.settings import REQUESTER, RESPONDER, MqttSettings, Route
 from taktora.transport import envelope
@@ -90,17 +90,8 @@ Subscription = tuple[str, int, Callable[[Any, Any, Any], None]]
 """A topic filter, its QoS and the paho callback its messages go to."""
 
 
-@attrs.frozen
-class RequestChannels:
-    """The two descriptors of one request/response endpoint (``out``: app -> gateway)."""
-
-    side: str
-    out: ChannelDescriptor
-    inbound: ChannelDescriptor
-
-    @property
-    def descriptors(self) -> tuple[ChannelDescriptor, ChannelDescriptor]:
-        return (self.out, self.inbound)
+RequestChannels = ChannelPair
+"""The descriptor pair of one endpoint (:class:`~taktora.connectors.model.ChannelPair`)."""
 
 
 def request_channels(name: str, topic: str, *, side: str = REQUESTER, qos: int = 0,

@@ -56,7 +56,7 @@ from taktora.connectors.codecs import codec_id_for
 from taktora.connectors.connector import Inbound
 from taktora.connectors.context import Frame
 from taktora.connectors.errors import ConnectorError, LinkDownError
-from taktora.connectors.model import ChannelDescriptor, Direction, QoS, Routing
+from taktora.connectors.model import ChannelDescriptor, ChannelPair, Direction, QoS, Routing
 from taktora.connectors.zenoh.config import ZenohConfig
 from taktora.connectors.zenoh.connector import _Base, key_expr
 from taktora.connectors.zenoh.session import ZenohSession
@@ -71,17 +71,8 @@ QUERIER = "querier"
 QUERYABLE = "queryable"
 
 
-@attrs.frozen
-class QueryChannels:
-    """The two descriptors of one query endpoint: ``out`` (app -> gateway) and ``inbound``."""
-
-    side: str
-    out: ChannelDescriptor
-    inbound: ChannelDescriptor
-
-    @property
-    def descriptors(self) -> tuple[ChannelDescriptor, ChannelDescriptor]:
-        return (self.out, self.inbound)
+QueryChannels = ChannelPair
+"""The descriptor pair of one endpoint (:class:`~taktora.connectors.model.ChannelPair`)."""
 
 
 def query_channels(name: str, key: str, *, side: str = QUERIER, timeout_s: float | None = None,
