@@ -65,9 +65,6 @@ object (one copy into shared memory, no loaned view), the reader takes one priva
 the sample (no view, no Sample). Both cost less than the view bookkeeping at these sizes;
 larger frames are written and read in place."""
 
-_pack_header = envelope.HEADER.pack
-_MAGIC, _VERSION, _FLAG_CRC = envelope.MAGIC, envelope.VERSION, envelope.FLAG_CRC
-_time_ns = time.time_ns
 _CODEC_ID, _SEQUENCE = 4, 8  # indices of envelope.split()'s header fields
 
 
@@ -196,11 +193,9 @@ class ChannelWriter(Generic[T]):
             except Exception as exc:
                 self._encode_errors += 1
                 raise channel_error(codec, self._name, "encode", exc) from None
-            length = len(encoded) if type(encoded) is bytes else memoryview(encoded).nbytes
-            crc = zlib.crc32(encoded) if self._crc else 0
-            self._publisher.send_copy(_pack_header(
-                _MAGIC, _VERSION, _FLAG_CRC if self._crc else 0, HEADER_SIZE, self._codec_id,
-                kind, 0, length, seq, _time_ns(), correlation_id, crc, 0) + encoded)
+            self._publisher.send_copy(envelope.encode(
+                encoded, codec_id=self._codec_id, sequence=seq, correlation_id=correlation_id,
+                kind=kind, with_crc=self._crc))
             self._seq = seq
             return seq
         try:

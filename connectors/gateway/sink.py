@@ -39,7 +39,6 @@ from __future__ import annotations
 import logging
 import struct
 import threading
-import time
 import zlib
 from collections.abc import Sequence
 
@@ -67,9 +66,6 @@ log = logging.getLogger("taktora.connectors.gateway.dispatcher")
 _SEQUENCE = 8
 _pack_sequence = struct.Struct("<Q").pack
 _frame_size = envelope.frame_size
-_pack_header = envelope.HEADER.pack
-_MAGIC, _VERSION, _FLAG_CRC = envelope.MAGIC, envelope.VERSION, envelope.FLAG_CRC
-_time_ns = time.time_ns
 _SEQ_AT, _SEQ_END = envelope.SEQUENCE_OFFSET, envelope.SEQUENCE_OFFSET + 8
 
 
@@ -295,11 +291,8 @@ class InboundSink:
         crc_on = channel.descriptor.crc
         kind = type(frame)
         if (kind is bytes or kind is bytearray) and len(frame) <= SMALL_FRAME:  # one copy
-            size = len(frame)
-            pub.send_copy(_pack_header(_MAGIC, _VERSION, _FLAG_CRC if crc_on else 0, HEADER_SIZE,
-                                       channel.codec_id, 0, 0, size, seq, _time_ns(), 0,
-                                       zlib.crc32(frame) if crc_on else 0, 0) + frame,
-                          notify=notify)
+            pub.send_copy(envelope.encode(frame, codec_id=channel.codec_id, sequence=seq,
+                                          with_crc=crc_on), notify=notify)
             channel.sequence = seq
             self._published(channel, pub)
             return
